@@ -1,0 +1,57 @@
+// Generation throughput of rlhf on a model: tokens/s at a given batch size and dtype, greedy,
+// a fixed number of new tokens (no early stop), median of several runs. Prints one JSON line.
+#include <CLI/CLI.hpp>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <thread>
+
+#include "rlhf/model/generate.h"
+#include "rlhf/model/model.h"
+#include "rlhf/model/registry.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"bench_generate: rlhf generation throughput"};
+  std::string model_ref = rlhf::kDefaultModel, dtype = "fp32", device = "cpu";
+  std::string prompt = "Write a short story about a robot who learns to paint.";
+  int64_t batch = 1, new_tokens = 64;
+  int repeats = 5, threads = 0;
+  app.add_option("--model", model_ref);
+  app.add_option("--dtype", dtype);
+  app.add_option("--device", device);
+  app.add_option("--batch", batch);
+  app.add_option("--new-tokens", new_tokens);
+  app.add_option("--repeats", repeats);
+  app.add_option("--threads", threads);
+  app.add_option("--prompt", prompt);
+  CLI11_PARSE(app, argc, argv);
+  torch::set_num_threads(threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency()));
+
+  auto model = rlhf::load_model(model_ref, {rlhf::parse_dtype(dtype), rlhf::parse_device(device)});
+  std::vector<std::vector<int32_t>> prompts(batch, model->encode_prompt(prompt, /*chat=*/true));
+  rlhf::SamplingConfig s;
+  s.temperature = 0;
+  s.max_new_tokens = new_tokens;
+  rlhf::GenerateOptions o;
+  o.pad_id = model->pad_id;  // no stop ids: every sequence runs the full length
+  rlhf::generate(*model->net, prompts, s, o);  // warm-up
+  std::vector<double> rates;
+  for (int r = 0; r < repeats; ++r) {
+    if (device != "cpu") torch::cuda::synchronize();
+    auto t0 = std::chrono::steady_clock::now();
+    auto out = rlhf::generate(*model->net, prompts, s, o);
+    if (device != "cpu") torch::cuda::synchronize();
+    double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    int64_t n = 0;
+    for (auto& t : out.tokens) n += static_cast<int64_t>(t.size());
+    rates.push_back(static_cast<double>(n) / sec);
+  }
+  std::sort(rates.begin(), rates.end());
+  std::printf("{\"impl\": \"rlhf\", \"batch\": %lld, \"dtype\": \"%s\", \"device\": \"%s\", \"prompt_tokens\": %zu, "
+              "\"new_tokens\": %lld, \"tokens_per_s\": %.2f}\n",
+              static_cast<long long>(batch), dtype.c_str(), device.c_str(), prompts[0].size(),
+              static_cast<long long>(new_tokens), rates[rates.size() / 2]);
+  return 0;
+}

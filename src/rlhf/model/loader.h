@@ -1,0 +1,36 @@
+// Reading a model from disk, before any torch tensor exists: a GGUF file or a Hugging Face
+// folder becomes a ModelConfig, weights under Hugging Face names and layout, a tokenizer,
+// a chat template and the ids that end a completion.
+#pragma once
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "rlhf/model/config.h"
+#include "rlhf/model/host_tensor.h"
+#include "rlhf/text/chat_template.h"
+#include "rlhf/text/tokenizer.h"
+
+namespace rlhf {
+
+struct ModelFiles {
+  std::string reference;  // as the user named it (a registered name or a path)
+  std::string path;       // the file or folder it resolved to
+  std::string format;     // "gguf" or "hf"
+  ModelConfig config;
+  std::map<std::string, HostTensor> weights;  // "model.layers.0.self_attn.q_proj.weight", ...
+  std::unique_ptr<text::Tokenizer> tokenizer;
+  text::ChatTemplate chat_template;
+  std::vector<int32_t> stop_ids;  // generation stops at any of these (EOS, end-of-turn)
+  int32_t pad_id = 0;             // left padding for batched generation; never a stop id
+};
+
+// Resolves `reference` (registry name or path) and reads everything. Throws rlhf::Error
+// naming the file on any problem. weights=false reads only config, tokenizer and template.
+ModelFiles read_model(const std::string& reference, bool weights = true);
+
+// The Hugging Face names of the weights a config needs (for checks and for export).
+std::vector<std::string> expected_weight_names(const ModelConfig& c);
+
+}  // namespace rlhf

@@ -1,0 +1,267 @@
+#include "rlhf/model/transformer.h"
+
+#include <cmath>
+
+#include "rlhf/util/error.h"
+
+namespace rlhf {
+
+namespace {
+
+torch::ScalarType scalar_type(DType t) {
+  switch (t) {
+    case DType::F32: return torch::kFloat32;
+    case DType::F16: return torch::kFloat16;
+    case DType::BF16: return torch::kBFloat16;
+  }
+  return torch::kFloat32;
+}
+
+// Rotary inverse frequencies, with the model's scaling applied (float32, as HF computes them).
+torch::Tensor rope_inv_freq(const ModelConfig& c) {
+  const int64_t half = c.head_dim / 2;
+  std::vector<float> f(half);
+  for (int64_t i = 0; i < half; ++i) {
+    // In float32, as the reference computes 1 / base ** (arange(0, dim, 2).float() / dim).
+    const float exponent = static_cast<float>(2 * i) / static_cast<float>(c.head_dim);
+    double inv = 1.0f / std::pow(static_cast<float>(c.rope_theta), exponent);
+    const auto& s = c.rope_scaling;
+    if (s.type == "linear") {
+      inv /= s.factor;
+    } else if (s.type == "llama3") {
+      const double low_wavelen = s.original_max_position / s.low_freq_factor;
+      const double high_wavelen = s.original_max_position / s.high_freq_factor;
+      const double wavelen = 2 * M_PI / inv;
+      if (wavelen > low_wavelen) {
+        inv /= s.factor;
+      } else if (wavelen >= high_wavelen) {
+        double smooth = (s.original_max_position / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+        inv = (1 - smooth) * inv / s.factor + smooth * inv;
+      }
+    }
+    f[i] = static_cast<float>(inv);
+  }
+  return torch::tensor(f, torch::kFloat32);
+}
+
+// x: [B, H, T, hd]; cos/sin: [B, 1, T, hd]. Rotates the two halves of each head (HF layout).
+torch::Tensor apply_rotary(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+  const int64_t half = x.size(-1) / 2;
+  auto x1 = x.narrow(-1, 0, half), x2 = x.narrow(-1, half, half);
+  auto rotated = torch::cat({-x2, x1}, -1);
+  return x * cos + rotated * sin;
+}
+
+}  // namespace
+
+const char* proj_name(int p) {
+  static const char* names[kNumProj] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+  return names[p];
+}
+
+std::vector<torch::Tensor> LoraAdapter::parameters() const {
+  std::vector<torch::Tensor> out;
+  for (size_t l = 0; l < a.size(); ++l)
+    for (int p = 0; p < kNumProj; ++p)
+      if (on[p]) {
+        out.push_back(a[l][p]);
+        out.push_back(b[l][p]);
+      }
+  return out;
+}
+
+std::map<std::string, torch::Tensor> LoraAdapter::named_parameters() const {
+  std::map<std::string, torch::Tensor> out;
+  for (size_t l = 0; l < a.size(); ++l)
+    for (int p = 0; p < kNumProj; ++p)
+      if (on[p]) {
+        std::string base = "model.layers." + std::to_string(l) + (p <= kO ? ".self_attn." : ".mlp.") + proj_name(p);
+        out[base + ".lora_A.weight"] = a[l][p];
+        out[base + ".lora_B.weight"] = b[l][p];
+      }
+  return out;
+}
+
+torch::Tensor make_attention_mask(const torch::Tensor& key_mask, int64_t past, int64_t T) {
+  const int64_t S = key_mask.size(1);
+  auto opts = torch::TensorOptions().dtype(torch::kInt64).device(key_mask.device());
+  auto q_pos = torch::arange(past, past + T, opts).view({T, 1});   // [T, 1]
+  auto k_pos = torch::arange(0, S, opts).view({1, S});             // [1, S]
+  auto causal = k_pos <= q_pos;                                    // [T, S]
+  auto self = k_pos == q_pos;                                      // [T, S]
+  auto m = causal.unsqueeze(0) & key_mask.to(torch::kBool).unsqueeze(1);  // [B, T, S]
+  return (m | self.unsqueeze(0)).unsqueeze(1);                     // [B, 1, T, S]
+}
+
+torch::Tensor positions_from_mask(const torch::Tensor& key_mask) {
+  auto m = key_mask.to(torch::kInt64);
+  return (m.cumsum(1) - 1).clamp_min(0);
+}
+
+Transformer::Transformer(const ModelConfig& config, const std::map<std::string, HostTensor>& weights,
+                         torch::Dtype dtype, torch::Device device)
+    : config_(config), dtype_(dtype), device_(device) {
+  torch::NoGradGuard no_grad;
+  auto load = [&](const std::string& name, std::vector<int64_t> shape) -> torch::Tensor {
+    auto it = weights.find(name);
+    if (it == weights.end()) fail("weight '{}' is missing", name);
+    const HostTensor& h = it->second;
+    if (h.shape != shape)
+      fail("weight '{}' has shape [{}], expected [{}]", name, fmt::join(h.shape, ", "), fmt::join(shape, ", "));
+    if (h.nbytes != static_cast<size_t>(h.numel()) * dtype_size(h.dtype))
+      fail("weight '{}' holds {} bytes, expected {}", name, h.nbytes, h.numel() * dtype_size(h.dtype));
+    auto view = torch::from_blob(const_cast<uint8_t*>(h.data), h.shape,
+                                 torch::TensorOptions().dtype(scalar_type(h.dtype)));
+    // Own the data: the mapping may go away; convert on the CPU, then move.
+    auto t = view.to(dtype_, /*non_blocking=*/false, /*copy=*/true).to(device_);
+    return t.contiguous();
+  };
+  const auto& c = config_;
+  const int64_t H = c.hidden_size, qdim = c.num_heads * c.head_dim, kvdim = c.num_kv_heads * c.head_dim;
+  embed_ = load("model.embed_tokens.weight", {c.vocab_size, H});
+  norm_ = load("model.norm.weight", {H});
+  head_ = c.tie_word_embeddings ? embed_ : load("lm_head.weight", {c.vocab_size, H});
+  inv_freq_ = rope_inv_freq(c).to(device_);
+  for (int64_t i = 0; i < c.num_layers; ++i) {
+    const std::string p = "model.layers." + std::to_string(i) + ".";
+    Layer L;
+    L.attn_norm = load(p + "input_layernorm.weight", {H});
+    L.mlp_norm = load(p + "post_attention_layernorm.weight", {H});
+    L.w[kQ] = load(p + "self_attn.q_proj.weight", {qdim, H});
+    L.w[kK] = load(p + "self_attn.k_proj.weight", {kvdim, H});
+    L.w[kV] = load(p + "self_attn.v_proj.weight", {kvdim, H});
+    L.w[kO] = load(p + "self_attn.o_proj.weight", {H, qdim});
+    L.w[kGate] = load(p + "mlp.gate_proj.weight", {c.intermediate_size, H});
+    L.w[kUp] = load(p + "mlp.up_proj.weight", {c.intermediate_size, H});
+    L.w[kDown] = load(p + "mlp.down_proj.weight", {H, c.intermediate_size});
+    if (c.attention_bias) {
+      L.q_bias = load(p + "self_attn.q_proj.bias", {qdim});
+      L.k_bias = load(p + "self_attn.k_proj.bias", {kvdim});
+      L.v_bias = load(p + "self_attn.v_proj.bias", {kvdim});
+    }
+    layers_.push_back(std::move(L));
+  }
+}
+
+torch::Tensor Transformer::rms_norm(const torch::Tensor& x, const torch::Tensor& w) const {
+  // In float32, then back to the model's dtype before the scale (as HF's LlamaRMSNorm).
+  auto xf = x.to(torch::kFloat32);
+  auto var = xf.pow(2).mean(-1, /*keepdim=*/true);
+  return w * (xf * torch::rsqrt(var + config_.rms_norm_eps)).to(x.scalar_type());
+}
+
+torch::Tensor Transformer::project(const Layer& L, int layer, int p, const torch::Tensor& x,
+                                   const ForwardArgs& args) const {
+  torch::Tensor bias;
+  if (p == kQ) bias = L.q_bias;
+  else if (p == kK) bias = L.k_bias;
+  else if (p == kV) bias = L.v_bias;
+  auto y = torch::linear(x, L.w[p], bias);
+  for (const LoraAdapter* ad : args.adapters) {
+    if (!ad->on[p]) continue;
+    auto xin = (args.train && ad->config.dropout > 0) ? torch::dropout(x, ad->config.dropout, true) : x;
+    y = y + torch::linear(torch::linear(xin, ad->a[layer][p]), ad->b[layer][p]) * ad->scale;
+  }
+  return y;
+}
+
+torch::Tensor Transformer::hidden(const ForwardArgs& args) const {
+  const auto& c = config_;
+  const int64_t B = args.tokens.size(0), T = args.tokens.size(1);
+  const int64_t hd = c.head_dim;
+  KVCache* cache = args.cache;
+  const int64_t past = cache ? cache->length : 0;
+  if (cache && past + T > cache->capacity())
+    fail("KV cache overflow: {} + {} tokens > capacity {}", past, T, cache->capacity());
+
+  auto x = torch::embedding(embed_, args.tokens);  // [B, T, hidden]
+
+  // Rotary tables for these positions: [B, 1, T, hd], in the model's dtype.
+  auto freqs = args.positions.to(torch::kFloat32).unsqueeze(-1) * inv_freq_;  // [B, T, hd/2]
+  auto emb = torch::cat({freqs, freqs}, -1).unsqueeze(1);
+  auto cos = emb.cos().to(dtype_), sin = emb.sin().to(dtype_);
+
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    const Layer& L = layers_[l];
+    // --- attention ---
+    auto h = rms_norm(x, L.attn_norm);
+    auto q = project(L, l, kQ, h, args).view({B, T, c.num_heads, hd}).transpose(1, 2);     // [B, nh, T, hd]
+    auto k = project(L, l, kK, h, args).view({B, T, c.num_kv_heads, hd}).transpose(1, 2);  // [B, nkv, T, hd]
+    auto v = project(L, l, kV, h, args).view({B, T, c.num_kv_heads, hd}).transpose(1, 2);
+    q = apply_rotary(q, cos, sin);
+    k = apply_rotary(k, cos, sin);
+    if (cache) {
+      cache->k[l].narrow(2, past, T).copy_(k);
+      cache->v[l].narrow(2, past, T).copy_(v);
+      k = cache->k[l].narrow(2, 0, past + T);
+      v = cache->v[l].narrow(2, 0, past + T);
+    }
+    auto att = at::scaled_dot_product_attention(q, k, v, args.attn_mask, 0.0, false, std::nullopt,
+                                                /*enable_gqa=*/c.num_heads != c.num_kv_heads);
+    att = att.transpose(1, 2).reshape({B, T, c.num_heads * hd});
+    x = x + project(L, l, kO, att, args);
+    // --- SwiGLU MLP ---
+    h = rms_norm(x, L.mlp_norm);
+    auto gate = project(L, l, kGate, h, args);
+    auto up = project(L, l, kUp, h, args);
+    x = x + project(L, l, kDown, torch::silu(gate) * up, args);
+  }
+  if (cache) cache->length = past + T;
+  return rms_norm(x, norm_);
+}
+
+torch::Tensor Transformer::logits(const torch::Tensor& hidden) const {
+  return torch::linear(hidden, head_).to(torch::kFloat32);
+}
+
+LoraAdapter& Transformer::add_adapter(const std::string& name, const LoraConfig& config, uint64_t seed) {
+  if (adapters_.count(name)) fail("adapter '{}' exists already", name);
+  if (config.rank <= 0) fail("LoRA rank must be positive (got {})", config.rank);
+  if (config.dropout < 0 || config.dropout >= 1) fail("LoRA dropout must be in [0, 1) (got {})", config.dropout);
+  auto ad = std::make_unique<LoraAdapter>();
+  ad->name = name;
+  ad->config = config;
+  ad->scale = (config.alpha > 0 ? config.alpha : static_cast<double>(config.rank)) / static_cast<double>(config.rank);
+  for (const std::string& t : config.targets) {
+    bool found = false;
+    for (int p = 0; p < kNumProj; ++p)
+      if (t == "all-linear" || t == proj_name(p)) ad->on[p] = found = true;
+    if (!found) fail("unknown LoRA target module '{}' (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, all-linear)", t);
+  }
+  auto gen = at::detail::createCPUGenerator(seed);
+  torch::NoGradGuard no_grad;
+  ad->a.resize(layers_.size());
+  ad->b.resize(layers_.size());
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    for (int p = 0; p < kNumProj; ++p) {
+      if (!ad->on[p]) continue;
+      const int64_t out = layers_[l].w[p].size(0), in = layers_[l].w[p].size(1);
+      // Kaiming-uniform with a = sqrt(5), as torch.nn.Linear and peft initialise lora_A.
+      const double bound = 1.0 / std::sqrt(static_cast<double>(in));
+      auto a = torch::empty({config.rank, in}, torch::kFloat32).uniform_(-bound, bound, gen);
+      ad->a[l][p] = a.to(device_, dtype_).set_requires_grad(true);
+      ad->b[l][p] = torch::zeros({out, config.rank}, torch::TensorOptions().dtype(dtype_).device(device_)).set_requires_grad(true);
+    }
+  }
+  auto& ref = *ad;
+  adapters_[name] = std::move(ad);
+  return ref;
+}
+
+const LoraAdapter& Transformer::adapter(const std::string& name) const {
+  auto it = adapters_.find(name);
+  if (it == adapters_.end()) fail("no adapter named '{}'", name);
+  return *it->second;
+}
+
+KVCache Transformer::new_cache(int64_t batch, int64_t capacity) const {
+  KVCache c;
+  auto opts = torch::TensorOptions().dtype(dtype_).device(device_);
+  for (int64_t l = 0; l < config_.num_layers; ++l) {
+    c.k.push_back(torch::zeros({batch, config_.num_kv_heads, capacity, config_.head_dim}, opts));
+    c.v.push_back(torch::zeros({batch, config_.num_kv_heads, capacity, config_.head_dim}, opts));
+  }
+  return c;
+}
+
+}  // namespace rlhf

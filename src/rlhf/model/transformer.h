@@ -1,0 +1,108 @@
+// Transformer: a Llama-family decoder (Llama 2/3, Mistral, Qwen2, SmolLM) in libtorch:
+// embedding, RMSNorm, rotary embedding, grouped-query attention (SDPA), SwiGLU MLP, final
+// norm, tied or untied head. The base weights are frozen; named LoRA adapters sit beside them
+// and each forward call chooses which are active, so the policy, the reference (no adapter),
+// the reward and the value model share one copy of the base.
+#pragma once
+#include <torch/torch.h>
+
+#include <array>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "rlhf/model/config.h"
+#include "rlhf/model/host_tensor.h"
+
+namespace rlhf {
+
+// The linear layers of a block, in a fixed order; LoRA targets use the HF module names.
+enum Proj : int { kQ, kK, kV, kO, kGate, kUp, kDown, kNumProj };
+const char* proj_name(int p);  // "q_proj", ..., "down_proj"
+
+struct LoraConfig {
+  int64_t rank = 4;
+  double alpha = 0.0;    // scale = alpha / rank; 0 means alpha = rank (scale 1)
+  double dropout = 0.0;  // on the adapter's input, training only
+  std::vector<std::string> targets = {"q_proj", "v_proj"};  // or {"all-linear"}
+};
+
+struct LoraAdapter {
+  std::string name;
+  LoraConfig config;
+  double scale = 1.0;
+  std::array<bool, kNumProj> on{};  // which projections carry this adapter
+  // Per layer and projection: a [rank, in] (random init), b [out, rank] (zeros), so a new
+  // adapter changes nothing until trained.
+  std::vector<std::array<torch::Tensor, kNumProj>> a, b;
+
+  std::vector<torch::Tensor> parameters() const;
+  std::map<std::string, torch::Tensor> named_parameters() const;  // peft-style names
+};
+
+// Keys and values of the tokens seen so far, per layer: [B, n_kv_heads, capacity, head_dim].
+struct KVCache {
+  std::vector<torch::Tensor> k, v;
+  int64_t length = 0;
+  int64_t capacity() const { return k.empty() ? 0 : k[0].size(2); }
+};
+
+struct ForwardArgs {
+  torch::Tensor tokens;     // [B, T] int64
+  torch::Tensor positions;  // [B, T] int64: rotary position of each token
+  torch::Tensor attn_mask;  // [B, 1, T, S] bool, true = may attend; S = (cache ? cache->length : 0) + T
+  KVCache* cache = nullptr; // when given, K/V of these tokens are appended at cache->length
+  std::vector<const LoraAdapter*> adapters;  // active for this call
+  bool train = false;       // LoRA dropout on
+};
+
+// [B, 1, T, S] mask for T new tokens after `past` cached ones: token t may see key j when
+// key_mask[b, j] and j <= past + t. A token always sees itself, so padding rows stay finite.
+torch::Tensor make_attention_mask(const torch::Tensor& key_mask /*[B,S] bool*/, int64_t past, int64_t T);
+// Rotary positions for a padded batch: running count of real tokens minus one (0 on padding).
+torch::Tensor positions_from_mask(const torch::Tensor& key_mask /*[B,S] bool*/);
+
+class Transformer {
+ public:
+  // Copies the weights (HF names) to `device` in `dtype`; throws rlhf::Error on a missing or
+  // misshapen weight.
+  Transformer(const ModelConfig& config, const std::map<std::string, HostTensor>& weights,
+              torch::Dtype dtype, torch::Device device);
+
+  // Final-norm hidden states [B, T, hidden] in the model's dtype.
+  torch::Tensor hidden(const ForwardArgs& args) const;
+  // Next-token logits [..., vocab] in float32 (the head runs in the model's dtype).
+  torch::Tensor logits(const torch::Tensor& hidden) const;
+
+  LoraAdapter& add_adapter(const std::string& name, const LoraConfig& config, uint64_t seed);
+  const LoraAdapter& adapter(const std::string& name) const;
+  bool has_adapter(const std::string& name) const { return adapters_.count(name) != 0; }
+
+  KVCache new_cache(int64_t batch, int64_t capacity) const;
+
+  const ModelConfig& config() const { return config_; }
+  torch::Dtype dtype() const { return dtype_; }
+  torch::Device device() const { return device_; }
+
+ private:
+  struct Layer {
+    torch::Tensor attn_norm, mlp_norm;               // [hidden]
+    std::array<torch::Tensor, kNumProj> w;           // [out, in]
+    torch::Tensor q_bias, k_bias, v_bias;            // [out] or undefined
+  };
+  torch::Tensor project(const Layer& L, int layer, int p, const torch::Tensor& x, const ForwardArgs& args) const;
+  torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& w) const;
+
+  ModelConfig config_;
+  torch::Dtype dtype_;
+  torch::Device device_;
+  torch::Tensor embed_;    // [vocab, hidden]
+  torch::Tensor head_;     // [vocab, hidden] (the embedding when tied)
+  torch::Tensor norm_;     // [hidden]
+  torch::Tensor inv_freq_; // [head_dim / 2] float32
+  std::vector<Layer> layers_;
+  std::map<std::string, std::unique_ptr<LoraAdapter>> adapters_;
+};
+
+}  // namespace rlhf

@@ -1,0 +1,53 @@
+// Added tokens (specials like <|im_end|>, user-defined pieces) are found in the raw text
+// before any pre-tokenization, leftmost first and longest at a position, as HF tokenizers
+// does. Shared by the BPE and SentencePiece tokenizers.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+#include "rlhf/text/tokenizer.h"
+
+namespace rlhf::text {
+
+class AddedTokenSplitter {
+ public:
+  explicit AddedTokenSplitter(std::vector<AddedToken> tokens = {});
+
+  // Calls on_text(piece) for the text between added tokens and on_token(id) for each added
+  // token found. With parse_special false, special tokens are left in the text (only
+  // non-special added tokens are split out), as HF's encode_special_tokens.
+  template <class OnText, class OnToken>
+  void split(std::string_view text, bool parse_special, OnText&& on_text, OnToken&& on_token) const {
+    size_t start = 0;
+    for (size_t i = 0; i < text.size();) {
+      const AddedToken* hit = nullptr;
+      if (!tokens_.empty())
+        for (uint32_t k : by_first_byte_[static_cast<uint8_t>(text[i])]) {
+          const AddedToken& t = tokens_[k];
+          if ((parse_special || !t.special) && text.substr(i, t.content.size()) == t.content) {
+            hit = &t;  // candidates are longest first
+            break;
+          }
+        }
+      if (!hit) {
+        ++i;
+        continue;
+      }
+      if (i > start) on_text(text.substr(start, i - start));
+      on_token(hit->id);
+      i += hit->content.size();
+      start = i;
+    }
+    if (start < text.size()) on_text(text.substr(start));
+  }
+
+  const std::vector<AddedToken>& tokens() const { return tokens_; }
+
+ private:
+  std::vector<AddedToken> tokens_;
+  std::array<std::vector<uint32_t>, 256> by_first_byte_;  // indices into tokens_, longest first
+};
+
+}  // namespace rlhf::text

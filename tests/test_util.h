@@ -1,0 +1,81 @@
+// Helpers shared by the tests: where the sources and the dev venv are, scratch folders,
+// running the reference implementations (Python, dev only) and the rlhf binary.
+#pragma once
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <string>
+
+namespace rlhf::testing {
+
+inline std::filesystem::path source_dir() { return RLHF_SOURCE_DIR; }
+
+// A fresh, empty scratch folder under the build tree, named after the running test.
+inline std::filesystem::path scratch_dir() {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  std::filesystem::path p = std::filesystem::path(RLHF_BINARY_DIR) / "test-scratch" /
+                            (std::string(info->test_suite_name()) + "." + info->name());
+  std::filesystem::remove_all(p);
+  std::filesystem::create_directories(p);
+  return p;
+}
+
+// The dev venv's python (scripts/setup --dev), or nothing when it is absent.
+inline std::optional<std::string> venv_python() {
+  auto p = source_dir() / ".venv" / "bin" / "python";
+  if (std::filesystem::exists(source_dir() / ".venv" / ".ready") && std::filesystem::exists(p))
+    return p.string();
+  return std::nullopt;
+}
+
+// The embedded default model file, or nothing when scripts/setup has not fetched it.
+inline std::optional<std::string> default_model_gguf() {
+  const char* cache = std::getenv("RLHF_CACHE");
+  std::filesystem::path dir;
+  if (cache) dir = cache;
+  else if (const char* x = std::getenv("XDG_CACHE_HOME")) dir = std::filesystem::path(x) / "rlhf";
+  else dir = std::filesystem::path(std::getenv("HOME") ? std::getenv("HOME") : "/") / ".cache" / "rlhf";
+  auto p = dir / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf";
+  if (std::filesystem::exists(p)) return p.string();
+  return std::nullopt;
+}
+
+inline std::string read_text(const std::filesystem::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// Runs a shell command; returns its exit status (stdout/stderr go to the test log).
+inline int run(const std::string& cmd) {
+  int rc = std::system(cmd.c_str());
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
+}
+
+// Runs a command and captures stdout (stderr is appended when merge_stderr).
+inline std::string capture(const std::string& cmd, int* status = nullptr, bool merge_stderr = false) {
+  std::string full = cmd + (merge_stderr ? " 2>&1" : "");
+  FILE* pipe = popen(full.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while (pipe && (n = fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, n);
+  int rc = pipe ? pclose(pipe) : -1;
+  if (status) *status = WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
+  return out;
+}
+
+inline std::string cli() { return RLHF_CLI; }
+
+}  // namespace rlhf::testing
+
+// Skips the current test when the dev venv is absent, saying how to get it.
+#define RLHF_REQUIRE_VENV(var)                                                                \
+  auto var##_opt = ::rlhf::testing::venv_python();                                            \
+  if (!var##_opt) GTEST_SKIP() << "reference implementations absent: run scripts/setup --dev"; \
+  const std::string var = *var##_opt
