@@ -18,6 +18,9 @@ endif()
 
 add_library(rlhf_torch_iface INTERFACE)
 add_library(rlhf::torch ALIAS rlhf_torch_iface)
+# libtorch's include folder carries its own {fmt} (a newer one than Debian's); files that include
+# torch headers see that one first, so they use it header-only rather than link Debian's libfmt.
+target_compile_definitions(rlhf_torch_iface INTERFACE FMT_HEADER_ONLY=1)
 if(RLHF_CUDA)
   list(APPEND CMAKE_PREFIX_PATH "${RLHF_TORCH_DIR}/share/cmake")
   find_package(Torch REQUIRED)

@@ -586,6 +586,8 @@ TEST(GgufTest, RejectsBadTensorInfos) {
   expect_open_error(write_bytes(dir / "overflow.gguf",
                                 one({uint64_t(1) << 62, uint64_t(1) << 62}, 0, "").build()),
                     {"'bad.weight'", "overflows"});
+  expect_open_error(write_bytes(dir / "bytes.gguf", one({uint64_t(1) << 62}, 0, "").build()),
+                    {"'bad.weight'", "overflow"});
   expect_open_error(write_bytes(dir / "huge.gguf", one({uint64_t(1) << 40}, 0, "").build()),
                     {"'bad.weight'", "past the end"});
   {

@@ -55,7 +55,16 @@ def gguf_cases(path, out):
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=fname, dtype=torch.float32).eval()
     tok = AutoTokenizer.from_pretrained(folder, gguf_file=fname)
     hf_dir = os.path.join(out, "hf")
-    model.save_pretrained(hf_dir, safe_serialization=True)
+    # The same (dequantized) weights as a plain safetensors folder.
+    os.makedirs(hf_dir, exist_ok=True)
+    from safetensors.torch import save_file
+    state = {k: v.contiguous() for k, v in model.state_dict().items()
+             if not (k == "lm_head.weight" and model.config.tie_word_embeddings)}
+    save_file(state, os.path.join(hf_dir, "model.safetensors"))
+    cfg = model.config.to_dict()
+    cfg.pop("quantization_config", None)
+    with open(os.path.join(hf_dir, "config.json"), "w") as f:
+        json.dump(cfg, f)
     tok.save_pretrained(hf_dir)
     texts = ["What is the capital of France?",
              "<|im_start|>user\nWrite a haiku about the sea.<|im_end|>\n<|im_start|>assistant\n",

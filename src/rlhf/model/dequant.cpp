@@ -2,6 +2,7 @@
 // (little-endian), so no struct packing or host alignment is assumed.
 #include <algorithm>
 #include <cstring>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -239,7 +240,11 @@ void dequantize(TensorType t, const uint8_t* src, float* dst, int64_t n) {
   const int64_t per = (nblocks + n_threads - 1) / n_threads;
   for (int64_t i = 1; i < n_threads; ++i) {
     const int64_t b0 = std::min(nblocks, i * per), b1 = std::min(nblocks, (i + 1) * per);
-    workers.emplace_back(run, b0, b1);
+    try {
+      workers.emplace_back(run, b0, b1);
+    } catch (const std::system_error&) {  // no thread to spare: do the range here
+      run(b0, b1);
+    }
   }
   run(0, std::min(nblocks, per));
   for (auto& w : workers) w.join();

@@ -262,7 +262,11 @@ File File::open(const std::string& path) {
     if (inner % block != 0)
       r.error(fmt::format("innermost dimension {} is not a multiple of the {} block size {}",
                           inner, tensor_type_name(t.type), block));
-    t.nbytes = type_nbytes(t.type, numel);
+    try {
+      t.nbytes = type_nbytes(t.type, numel);
+    } catch (const Error& e) {
+      r.error(e.what());
+    }
     t.shape.assign(dims.rbegin(), dims.rend());
     f.tensor_index_.emplace(t.name, f.tensors_.size());
     f.tensors_.push_back(std::move(t));
@@ -305,10 +309,16 @@ HostTensor File::load(const TensorInfo& t) const {
     case TensorType::F16: h.dtype = DType::F16; break;
     case TensorType::BF16: h.dtype = DType::BF16; break;
     default: {
-      h = make_f32_tensor(t.shape);
-      if (type_nbytes(t.type, h.numel()) != t.nbytes)
+      h.shape = t.shape;
+      const int64_t n = h.numel();
+      if (type_nbytes(t.type, n) != t.nbytes)
         fail("{}: tensor '{}': shape and byte size disagree", path(), t.name);
-      dequantize(t.type, src, mutable_f32(h), h.numel());
+      // Not zero-filled: dequantize writes every element, and its threads fault the pages in.
+      auto buf = std::make_shared_for_overwrite<float[]>(size_t(n));
+      dequantize(t.type, src, buf.get(), n);
+      h.data = reinterpret_cast<const uint8_t*>(buf.get());
+      h.nbytes = size_t(n) * sizeof(float);
+      h.owner = std::move(buf);
       return h;
     }
   }

@@ -122,6 +122,7 @@ text::TokenizerSpec gguf_tokenizer_spec(const gguf::File& f) {
     fail("{}: tokenizer model '{}' is not supported in GGUF files (byte-level BPE, 'gpt2'); for a "
          "SentencePiece model use its Hugging Face folder with tokenizer.model", f.path(), model);
   text::TokenizerSpec s;
+  s.source = f.path();
   s.pre = f.find_string("tokenizer.ggml.pre").value_or("gpt2");
   if (s.pre == "default") s.pre = "gpt2";
   s.tokens = f.get_string_array("tokenizer.ggml.tokens");

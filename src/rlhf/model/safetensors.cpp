@@ -223,10 +223,17 @@ const HostTensor& Archive::get(const std::string& name) const {
 
 void write(const std::string& path, const std::map<std::string, HostTensor>& tensors,
            const std::map<std::string, std::string>& metadata) {
-  nlohmann::ordered_json header = nlohmann::ordered_json::object();
-  if (!metadata.empty()) header["__metadata__"] = metadata;
+  // The header lists names in order; the data holds 4-byte types first, so that every tensor
+  // starts element-aligned (the data section itself starts 8-byte aligned).
+  std::vector<const std::pair<const std::string, HostTensor>*> order;
+  for (const auto& kv : tensors) order.push_back(&kv);
+  std::stable_sort(order.begin(), order.end(), [](const auto* a, const auto* b) {
+    return dtype_size(a->second.dtype) > dtype_size(b->second.dtype);
+  });
+  std::map<std::string, std::pair<uint64_t, uint64_t>> offsets;
   uint64_t offset = 0;
-  for (const auto& [name, t] : tensors) {
+  for (const auto* kv : order) {
+    const auto& [name, t] = *kv;
     if (name.empty() || name == "__metadata__")
       fail("{}: cannot write a tensor named '{}'", path, name);
     for (auto d : t.shape)
@@ -234,10 +241,15 @@ void write(const std::string& path, const std::map<std::string, HostTensor>& ten
     if (t.nbytes != uint64_t(t.numel()) * dtype_size(t.dtype) || (t.nbytes && !t.data))
       fail("{}: tensor '{}': {} bytes of data do not match its shape and dtype {}", path, name,
            t.nbytes, dtype_name(t.dtype));
-    header[name] = {{"dtype", dtype_name(t.dtype)},
-                    {"shape", t.shape},
-                    {"data_offsets", {offset, offset + t.nbytes}}};
+    offsets[name] = {offset, offset + t.nbytes};
     offset += t.nbytes;
+  }
+
+  nlohmann::ordered_json header = nlohmann::ordered_json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  for (const auto& [name, t] : tensors) {
+    const auto [begin, end] = offsets.at(name);
+    header[name] = {{"dtype", dtype_name(t.dtype)}, {"shape", t.shape}, {"data_offsets", {begin, end}}};
   }
   std::string h;
   try {
@@ -252,8 +264,8 @@ void write(const std::string& path, const std::map<std::string, HostTensor>& ten
   const uint64_t n = h.size();
   out.append(reinterpret_cast<const char*>(&n), 8);
   out += h;
-  for (const auto& [name, t] : tensors)
-    if (t.nbytes) out.append(reinterpret_cast<const char*>(t.data), t.nbytes);
+  for (const auto* kv : order)
+    if (kv->second.nbytes) out.append(reinterpret_cast<const char*>(kv->second.data), kv->second.nbytes);
   write_file_atomic(path, out);
 }
 

@@ -16,8 +16,8 @@ class AddedTokenSplitter {
   explicit AddedTokenSplitter(std::vector<AddedToken> tokens = {});
 
   // Calls on_text(piece) for the text between added tokens and on_token(id) for each added
-  // token found. With parse_special false, special tokens are left in the text (only
-  // non-special added tokens are split out), as HF's encode_special_tokens.
+  // token found. With parse_special false, a special token found stays text (and hides any
+  // shorter added token inside it), as HF's encode_special_tokens.
   template <class OnText, class OnToken>
   void split(std::string_view text, bool parse_special, OnText&& on_text, OnToken&& on_token) const {
     size_t start = 0;
@@ -26,13 +26,17 @@ class AddedTokenSplitter {
       if (!tokens_.empty())
         for (uint32_t k : by_first_byte_[static_cast<uint8_t>(text[i])]) {
           const AddedToken& t = tokens_[k];
-          if ((parse_special || !t.special) && text.substr(i, t.content.size()) == t.content) {
+          if (text.substr(i, t.content.size()) == t.content) {
             hit = &t;  // candidates are longest first
             break;
           }
         }
       if (!hit) {
         ++i;
+        continue;
+      }
+      if (hit->special && !parse_special) {
+        i += hit->content.size();
         continue;
       }
       if (i > start) on_text(text.substr(start, i - start));

@@ -22,9 +22,11 @@ struct Family {
   std::string_view regex;
   bool split_digits;
 };
+// Names as tokenizer.json detection gives them and as GGUF's tokenizer.ggml.pre spells them.
 constexpr Family kFamilies[] = {
-    {"gpt2", kGpt2, false},     {"smollm", kGpt2, true},      {"starcoder", kGpt2, true},
-    {"llama3", kLlama3, false}, {"llama-bpe", kLlama3, false}, {"qwen2", kQwen2, false},
+    {"gpt2", kGpt2, false},       {"gpt-2", kGpt2, false},    {"smollm", kGpt2, true},
+    {"starcoder", kGpt2, true},   {"llama3", kLlama3, false}, {"llama-bpe", kLlama3, false},
+    {"qwen2", kQwen2, false},
 };
 
 const Family* find_family(std::string_view name) {
@@ -89,7 +91,11 @@ struct PreTokenizer::Regex {
 
 PreTokenizer::PreTokenizer(std::string_view family) {
   const Family* f = find_family(family);
-  if (!f) fail("unknown pre-tokenizer family '{}' (known: gpt2, smollm, starcoder, llama3, llama-bpe, qwen2)", family);
+  if (!f) {
+    std::string known;
+    for (const auto& k : kFamilies) known += (known.empty() ? "" : ", ") + std::string(k.name);
+    fail("unknown pre-tokenizer family '{}' (known: {})", family, known);
+  }
   pattern_ = std::make_unique<Regex>(f->regex);
   if (f->split_digits) digit_ = std::make_unique<Regex>(R"(\p{N})");
 }

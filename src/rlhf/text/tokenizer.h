@@ -36,7 +36,7 @@ struct TokenizerSpec {
   std::vector<AddedToken> added;              // split out of the text before BPE
   SpecialTokens special;
   // Use a pre-token that is itself in the vocabulary as is, before merging (HF BPE
-  // ignore_merges). Unset: the family's default (true for llama3, as Llama 3 ships it).
+  // ignore_merges). Unset: the family's default (true for llama3/llama-bpe, as Llama 3 ships it).
   std::optional<bool> ignore_merges;
   std::string source;  // where the spec came from (a file path), for error messages
 };
