@@ -29,7 +29,8 @@ enum class TensorType : uint32_t {
 const char* tensor_type_name(TensorType t);
 
 // One metadata value. Scalars are widened (all integers to int64/uint64 by signedness,
-// floats to double); arrays keep their element type and hold one of the vectors.
+// floats to double); arrays keep their element type and hold one of the vectors (integer
+// arrays as int64: a u64 element above INT64_MAX is an error). Nested arrays are rejected.
 struct Value {
   ValueType type = ValueType::U8;
   ValueType elem_type = ValueType::U8;  // for ARRAY
@@ -71,8 +72,9 @@ class File {
   std::optional<double> find_float(const std::string& key) const;
   std::optional<std::string> find_string(const std::string& key) const;
 
-  // The tensor's data: F32/F16/BF16 as a zero-copy view into the mapping, quantized types
-  // dequantized into an owned F32 buffer.
+  // The tensor's data: F32/F16/BF16 as a zero-copy view into the mapping (copied only when
+  // general.alignment leaves it misaligned for its element size), quantized types
+  // dequantized into an owned F32 buffer (in parallel for large tensors).
   HostTensor load(const TensorInfo& t) const;
 
  private:

@@ -1,6 +1,7 @@
 // safetensors reader: one file (u64 header length, JSON header, data) or a sharded model
-// (model.safetensors.index.json). Tensors are zero-copy views into the mapped files. The
-// header length, every dtype/shape/offset are checked against the file before use.
+// (model.safetensors.index.json). Tensors are zero-copy views into the mapped files (copied
+// only when not element-aligned). The header length, every dtype/shape/offset are checked
+// against the file before use. Only F32, F16 and BF16 are read.
 #pragma once
 #include <map>
 #include <memory>
@@ -30,7 +31,8 @@ class Archive {
   std::vector<std::string> files_;
 };
 
-// Writes tensors (F32/F16/BF16) to one .safetensors file atomically, names sorted.
+// Writes tensors (F32/F16/BF16) to one .safetensors file atomically, names sorted in the
+// header; the data holds F32 tensors first so that every tensor is element-aligned.
 void write(const std::string& path, const std::map<std::string, HostTensor>& tensors,
            const std::map<std::string, std::string>& metadata = {});
 
