@@ -37,7 +37,7 @@ int main(int argc, char** argv) {
   rlhf::GenerateOptions o;
   o.pad_id = model->pad_id;  // no stop ids: every sequence runs the full length
   rlhf::generate(*model->net, prompts, s, o);  // warm-up
-  std::vector<double> rates;
+  std::vector<double> rates, prefill, decode;
   for (int r = 0; r < repeats; ++r) {
     if (device != "cpu") torch::cuda::synchronize();
     auto t0 = std::chrono::steady_clock::now();
@@ -47,11 +47,16 @@ int main(int argc, char** argv) {
     int64_t n = 0;
     for (auto& t : out.tokens) n += static_cast<int64_t>(t.size());
     rates.push_back(static_cast<double>(n) / sec);
+    prefill.push_back(out.prefill_seconds);
+    decode.push_back(out.decode_seconds);
   }
-  std::sort(rates.begin(), rates.end());
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
   std::printf("{\"impl\": \"rlhf\", \"batch\": %lld, \"dtype\": \"%s\", \"device\": \"%s\", \"prompt_tokens\": %zu, "
-              "\"new_tokens\": %lld, \"tokens_per_s\": %.2f}\n",
+              "\"new_tokens\": %lld, \"tokens_per_s\": %.2f, \"prefill_s\": %.3f, \"decode_s\": %.3f}\n",
               static_cast<long long>(batch), dtype.c_str(), device.c_str(), prompts[0].size(),
-              static_cast<long long>(new_tokens), rates[rates.size() / 2]);
+              static_cast<long long>(new_tokens), median(rates), median(prefill), median(decode));
   return 0;
 }

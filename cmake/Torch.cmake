@@ -21,6 +21,10 @@ add_library(rlhf::torch ALIAS rlhf_torch_iface)
 # libtorch's include folder carries its own {fmt} (a newer one than Debian's); files that include
 # torch headers see that one first, so they use it header-only rather than link Debian's libfmt.
 target_compile_definitions(rlhf_torch_iface INTERFACE FMT_HEADER_ONLY=1)
+# at::parallel_for is an inline OpenMP loop: without -fopenmp it silently runs on one thread.
+# At run time the libgomp beside libtorch is the one loaded.
+target_compile_options(rlhf_torch_iface INTERFACE -fopenmp)
+target_link_options(rlhf_torch_iface INTERFACE -fopenmp)
 if(RLHF_CUDA)
   list(APPEND CMAKE_PREFIX_PATH "${RLHF_TORCH_DIR}/share/cmake")
   find_package(Torch REQUIRED)

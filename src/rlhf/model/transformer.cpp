@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "rlhf/model/cpu_linear.h"
 #include "rlhf/util/error.h"
 
 namespace rlhf {
@@ -50,6 +51,68 @@ torch::Tensor apply_rotary(const torch::Tensor& x, const torch::Tensor& cos, con
   auto x1 = x.narrow(-1, 0, half), x2 = x.narrow(-1, half, half);
   auto rotated = torch::cat({-x2, x1}, -1);
   return x * cos + rotated * sin;
+}
+
+// Rows of x up to which the CPU kernels beat the BLAS (decoding; prefill goes to the BLAS).
+constexpr int64_t kKernelMaxRows = 32;
+
+// y = x · wᵀ (+ bias). Inference on the CPU with few rows uses our kernels (one pass over w,
+// straight from bf16); everything else, training included, uses torch::linear. The result is
+// in x's dtype, or float32 when f32_out.
+torch::Tensor dense(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& bias, bool f32_out = false) {
+  const int64_t K = x.size(-1), N = w.size(0);
+  const int64_t M = K > 0 ? x.numel() / K : 0;
+  const auto wt = w.scalar_type();
+  if (x.device().is_cpu() && M > 0 && M <= kKernelMaxRows && !at::GradMode::is_enabled() &&
+      (wt == torch::kFloat32 || wt == torch::kBFloat16) && w.is_contiguous() && cpu::linear_kernels_available()) {
+    auto y = torch::empty({M, N}, torch::kFloat32);
+    float* yp = y.data_ptr<float>();
+    const int64_t tiles = (N + 3) / 4;
+    if (wt == torch::kBFloat16 && x.scalar_type() == torch::kBFloat16 && cpu::bf16_dot_available()) {
+      auto xb = x.reshape({M, K}).contiguous();
+      const auto* xp = reinterpret_cast<const uint16_t*>(xb.data_ptr<at::BFloat16>());
+      const auto* wp = reinterpret_cast<const uint16_t*>(w.data_ptr<at::BFloat16>());
+      at::parallel_for(0, tiles, 16, [&](int64_t b, int64_t e) {
+        cpu::linear_rows_bf16_dot(xp, M, K, wp, yp, N, b * 4, std::min(e * 4, N));
+      });
+    } else {
+      auto xf = x.reshape({M, K}).to(torch::kFloat32).contiguous();
+      const float* xp = xf.data_ptr<float>();
+      at::parallel_for(0, tiles, 16, [&](int64_t b, int64_t e) {
+        const int64_t n0 = b * 4, n1 = std::min(e * 4, N);
+        if (wt == torch::kFloat32)
+          cpu::linear_rows_f32(xp, M, K, w.data_ptr<float>(), yp, N, n0, n1);
+        else
+          cpu::linear_rows_bf16(xp, M, K, reinterpret_cast<const uint16_t*>(w.data_ptr<at::BFloat16>()), yp, N, n0, n1);
+      });
+    }
+    if (bias.defined()) y.add_(bias.to(torch::kFloat32));
+    auto shape = x.sizes().vec();
+    shape.back() = N;
+    y = y.view(shape);
+    return f32_out ? y : y.to(x.scalar_type());
+  }
+  auto y = torch::linear(x, w, bias);
+  return f32_out ? y.to(torch::kFloat32) : y;
+}
+
+// Up to this many new tokens, attention is computed by hand (no K/V copies for grouped
+// heads); longer runs go to SDPA's fused kernels.
+constexpr int64_t kSmallAttention = 8;
+
+// q: [B, nh, T, hd]; k, v: [B, nkv, S, hd]; mask: [B, 1, T, S] bool (true = attend);
+// mask_bias: the same as 0 / -inf in float32, or undefined to use SDPA. Returns [B, nh, T, hd].
+torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                        const torch::Tensor& mask, const torch::Tensor& mask_bias) {
+  const int64_t B = q.size(0), nh = q.size(1), T = q.size(2), hd = q.size(3);
+  const int64_t nkv = k.size(1), S = k.size(2), group = nh / nkv;
+  if (!mask_bias.defined())
+    return at::scaled_dot_product_attention(q, k, v, mask, 0.0, false, std::nullopt, /*enable_gqa=*/group > 1);
+  // The query heads that share a K/V head are adjacent: fold them into the row axis.
+  auto qg = q.reshape({B, nkv, group * T, hd});
+  auto scores = torch::matmul(qg, k.transpose(-1, -2)).to(torch::kFloat32) * (1.0 / std::sqrt(double(hd)));
+  auto probs = (scores.view({B, nkv, group, T, S}) + mask_bias.unsqueeze(1)).softmax(-1).to(q.scalar_type());
+  return torch::matmul(probs.view({B, nkv, group * T, S}), v).view({B, nh, T, hd});
 }
 
 }  // namespace
@@ -127,17 +190,20 @@ Transformer::Transformer(const ModelConfig& config, const std::map<std::string, 
     Layer L;
     L.attn_norm = load(p + "input_layernorm.weight", {H});
     L.mlp_norm = load(p + "post_attention_layernorm.weight", {H});
-    L.w[kQ] = load(p + "self_attn.q_proj.weight", {qdim, H});
-    L.w[kK] = load(p + "self_attn.k_proj.weight", {kvdim, H});
-    L.w[kV] = load(p + "self_attn.v_proj.weight", {kvdim, H});
+    L.w_qkv = torch::cat({load(p + "self_attn.q_proj.weight", {qdim, H}), load(p + "self_attn.k_proj.weight", {kvdim, H}),
+                          load(p + "self_attn.v_proj.weight", {kvdim, H})});
+    L.w[kQ] = L.w_qkv.narrow(0, 0, qdim);
+    L.w[kK] = L.w_qkv.narrow(0, qdim, kvdim);
+    L.w[kV] = L.w_qkv.narrow(0, qdim + kvdim, kvdim);
     L.w[kO] = load(p + "self_attn.o_proj.weight", {H, qdim});
-    L.w[kGate] = load(p + "mlp.gate_proj.weight", {c.intermediate_size, H});
-    L.w[kUp] = load(p + "mlp.up_proj.weight", {c.intermediate_size, H});
-    L.w[kDown] = load(p + "mlp.down_proj.weight", {H, c.intermediate_size});
+    const int64_t I = c.intermediate_size;
+    L.w_gate_up = torch::cat({load(p + "mlp.gate_proj.weight", {I, H}), load(p + "mlp.up_proj.weight", {I, H})});
+    L.w[kGate] = L.w_gate_up.narrow(0, 0, I);
+    L.w[kUp] = L.w_gate_up.narrow(0, I, I);
+    L.w[kDown] = load(p + "mlp.down_proj.weight", {H, I});
     if (c.attention_bias) {
-      L.q_bias = load(p + "self_attn.q_proj.bias", {qdim});
-      L.k_bias = load(p + "self_attn.k_proj.bias", {kvdim});
-      L.v_bias = load(p + "self_attn.v_proj.bias", {kvdim});
+      L.b_qkv = torch::cat({load(p + "self_attn.q_proj.bias", {qdim}), load(p + "self_attn.k_proj.bias", {kvdim}),
+                            load(p + "self_attn.v_proj.bias", {kvdim})});
     }
     layers_.push_back(std::move(L));
   }
@@ -150,17 +216,12 @@ torch::Tensor Transformer::rms_norm(const torch::Tensor& x, const torch::Tensor&
   return w * (xf * torch::rsqrt(var + config_.rms_norm_eps)).to(x.scalar_type());
 }
 
-torch::Tensor Transformer::project(const Layer& L, int layer, int p, const torch::Tensor& x,
-                                   const ForwardArgs& args) const {
-  torch::Tensor bias;
-  if (p == kQ) bias = L.q_bias;
-  else if (p == kK) bias = L.k_bias;
-  else if (p == kV) bias = L.v_bias;
-  auto y = torch::linear(x, L.w[p], bias);
+torch::Tensor Transformer::add_lora(torch::Tensor y, int layer, int p, const torch::Tensor& in,
+                                    const ForwardArgs& args) const {
   for (const LoraAdapter* ad : args.adapters) {
     if (!ad->on[p]) continue;
-    auto xin = (args.train && ad->config.dropout > 0) ? torch::dropout(x, ad->config.dropout, true) : x;
-    y = y + torch::linear(torch::linear(xin, ad->a[layer][p]), ad->b[layer][p]) * ad->scale;
+    auto x = (args.train && ad->config.dropout > 0) ? torch::dropout(in, ad->config.dropout, true) : in;
+    y = y + torch::linear(torch::linear(x, ad->a[layer][p]), ad->b[layer][p]) * ad->scale;
   }
   return y;
 }
@@ -174,7 +235,13 @@ torch::Tensor Transformer::hidden(const ForwardArgs& args) const {
   if (cache && past + T > cache->capacity())
     fail("KV cache overflow: {} + {} tokens > capacity {}", past, T, cache->capacity());
 
+  const int64_t qdim = c.num_heads * hd, kvdim = c.num_kv_heads * hd, I = c.intermediate_size;
   auto x = torch::embedding(embed_, args.tokens);  // [B, T, hidden]
+  // Few query rows (decoding): attention by hand with an additive mask made once here.
+  torch::Tensor mask_bias;
+  if (T <= kSmallAttention)
+    mask_bias = torch::zeros(args.attn_mask.sizes(), torch::TensorOptions().dtype(torch::kFloat32).device(device_))
+                    .masked_fill(args.attn_mask.logical_not(), -std::numeric_limits<float>::infinity());
 
   // Rotary tables for these positions: [B, 1, T, hd], in the model's dtype.
   auto freqs = args.positions.to(torch::kFloat32).unsqueeze(-1) * inv_freq_;  // [B, T, hd/2]
@@ -185,10 +252,11 @@ torch::Tensor Transformer::hidden(const ForwardArgs& args) const {
     const Layer& L = layers_[l];
     // --- attention ---
     auto h = rms_norm(x, L.attn_norm);
-    auto q = project(L, l, kQ, h, args).view({B, T, c.num_heads, hd}).transpose(1, 2);     // [B, nh, T, hd]
-    auto k = project(L, l, kK, h, args).view({B, T, c.num_kv_heads, hd}).transpose(1, 2);  // [B, nkv, T, hd]
-    auto v = project(L, l, kV, h, args).view({B, T, c.num_kv_heads, hd}).transpose(1, 2);
-    q = apply_rotary(q, cos, sin);
+    auto qkv = dense(h, L.w_qkv, L.b_qkv);  // [B, T, qdim + 2 kvdim]
+    auto q = add_lora(qkv.narrow(-1, 0, qdim), l, kQ, h, args).view({B, T, c.num_heads, hd}).transpose(1, 2);
+    auto k = add_lora(qkv.narrow(-1, qdim, kvdim), l, kK, h, args).view({B, T, c.num_kv_heads, hd}).transpose(1, 2);
+    auto v = add_lora(qkv.narrow(-1, qdim + kvdim, kvdim), l, kV, h, args).view({B, T, c.num_kv_heads, hd}).transpose(1, 2);
+    q = apply_rotary(q, cos, sin);  // q: [B, nh, T, hd]; k, v: [B, nkv, T, hd]
     k = apply_rotary(k, cos, sin);
     if (cache) {
       cache->k[l].narrow(2, past, T).copy_(k);
@@ -196,22 +264,22 @@ torch::Tensor Transformer::hidden(const ForwardArgs& args) const {
       k = cache->k[l].narrow(2, 0, past + T);
       v = cache->v[l].narrow(2, 0, past + T);
     }
-    auto att = at::scaled_dot_product_attention(q, k, v, args.attn_mask, 0.0, false, std::nullopt,
-                                                /*enable_gqa=*/c.num_heads != c.num_kv_heads);
-    att = att.transpose(1, 2).reshape({B, T, c.num_heads * hd});
-    x = x + project(L, l, kO, att, args);
+    auto att = attention(q, k, v, args.attn_mask, mask_bias).transpose(1, 2).reshape({B, T, qdim});
+    x = x + add_lora(dense(att, L.w[kO], {}), l, kO, att, args);
     // --- SwiGLU MLP ---
     h = rms_norm(x, L.mlp_norm);
-    auto gate = project(L, l, kGate, h, args);
-    auto up = project(L, l, kUp, h, args);
-    x = x + project(L, l, kDown, torch::silu(gate) * up, args);
+    auto gate_up = dense(h, L.w_gate_up, {});  // [B, T, 2 * intermediate]
+    auto gate = add_lora(gate_up.narrow(-1, 0, I), l, kGate, h, args);
+    auto up = add_lora(gate_up.narrow(-1, I, I), l, kUp, h, args);
+    auto act = torch::silu(gate) * up;
+    x = x + add_lora(dense(act, L.w[kDown], {}), l, kDown, act, args);
   }
   if (cache) cache->length = past + T;
   return rms_norm(x, norm_);
 }
 
 torch::Tensor Transformer::logits(const torch::Tensor& hidden) const {
-  return torch::linear(hidden, head_).to(torch::kFloat32);
+  return dense(hidden, head_, {}, /*f32_out=*/true);
 }
 
 LoraAdapter& Transformer::add_adapter(const std::string& name, const LoraConfig& config, uint64_t seed) {

@@ -87,11 +87,15 @@ class Transformer {
 
  private:
   struct Layer {
-    torch::Tensor attn_norm, mlp_norm;               // [hidden]
-    std::array<torch::Tensor, kNumProj> w;           // [out, in]
-    torch::Tensor q_bias, k_bias, v_bias;            // [out] or undefined
+    torch::Tensor attn_norm, mlp_norm;  // [hidden]
+    // Projections that read the same input are stacked, so one product computes them all:
+    torch::Tensor w_qkv;                // [(n_heads + 2 n_kv_heads) * head_dim, hidden]
+    torch::Tensor b_qkv;                // [(n_heads + 2 n_kv_heads) * head_dim] or undefined
+    torch::Tensor w_gate_up;            // [2 * intermediate, hidden]
+    std::array<torch::Tensor, kNumProj> w;  // per projection [out, in]; q/k/v, gate/up are views
   };
-  torch::Tensor project(const Layer& L, int layer, int p, const torch::Tensor& x, const ForwardArgs& args) const;
+  // x plus the active adapters' LoRA terms of projection p (input `in`) of layer `layer`.
+  torch::Tensor add_lora(torch::Tensor x, int layer, int p, const torch::Tensor& in, const ForwardArgs& args) const;
   torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& w) const;
 
   ModelConfig config_;
