@@ -27,6 +27,12 @@ target_compile_options(rlhf_torch_iface INTERFACE -fopenmp)
 target_link_options(rlhf_torch_iface INTERFACE -fopenmp)
 if(RLHF_CUDA)
   list(APPEND CMAKE_PREFIX_PATH "${RLHF_TORCH_DIR}/share/cmake")
+  # rlhf compiles no CUDA sources; naming the architectures skips TorchConfig's GPU probe
+  # (a try_run that fails on machines without a GPU or with a newer nvcc than CMake knows).
+  if(NOT DEFINED ENV{TORCH_CUDA_ARCH_LIST})
+    set(ENV{TORCH_CUDA_ARCH_LIST} "8.0;9.0")
+  endif()
+  set(CMAKE_CUDA_STANDARD 17)
   find_package(Torch REQUIRED)
   target_link_libraries(rlhf_torch_iface INTERFACE ${TORCH_LIBRARIES})
   target_compile_definitions(rlhf_torch_iface INTERFACE RLHF_CUDA=1)

@@ -25,29 +25,37 @@ torch::Tensor full_logits(const Transformer& net, const torch::Tensor& tokens, c
 }
 
 TEST(Transformer, CachedDecodingEqualsFullForward) {
-  auto c = tiny_config(/*tied=*/false, /*bias=*/true);
-  Transformer net(c, tiny_weights(c), torch::kFloat32, torch::kCPU);
-  torch::NoGradGuard ng;
-  auto tokens = torch::randint(0, c.vocab_size, {2, 10}, torch::kInt64);
-  auto mask = torch::ones({2, 10}, torch::kBool);
-  auto full = full_logits(net, tokens, mask);
+  for (auto dtype : {torch::kFloat32, torch::kBFloat16}) {
+    SCOPED_TRACE(c10::toString(dtype));
+    auto c = tiny_config(/*tied=*/false, /*bias=*/true);
+    Transformer net(c, tiny_weights(c), dtype, torch::kCPU);
+    torch::NoGradGuard ng;
+    auto tokens = torch::randint(0, c.vocab_size, {2, 12}, torch::kInt64);
+    auto mask = torch::ones({2, 12}, torch::kBool);
+    mask[1][0] = mask[1][1] = false;  // the second sequence is left-padded
+    auto full = full_logits(net, tokens, mask);  // one pass over all 12 tokens
+    // fp32 must agree to rounding; bf16 rounds at different places in the two paths
+    const float tol = dtype == torch::kFloat32 ? 1e-5f : 0.03f * full.abs().max().item<float>();
 
-  KVCache cache = net.new_cache(2, 10);
-  ForwardArgs a;
-  a.cache = &cache;
-  a.tokens = tokens.narrow(1, 0, 6);
-  a.positions = positions_from_mask(mask.narrow(1, 0, 6));
-  a.attn_mask = make_attention_mask(mask.narrow(1, 0, 6), 0, 6);
-  auto first = net.logits(net.hidden(a));
-  EXPECT_LT((first - full.narrow(1, 0, 6)).abs().max().item<float>(), 1e-5);
-  for (int64_t t = 6; t < 10; ++t) {
-    a.tokens = tokens.narrow(1, t, 1);
-    a.positions = torch::full({2, 1}, t, torch::kInt64);
-    a.attn_mask = make_attention_mask(mask.narrow(1, 0, t + 1), t, 1);
-    auto step = net.logits(net.hidden(a));
-    EXPECT_LT((step.squeeze(1) - full.select(1, t)).abs().max().item<float>(), 1e-5) << "position " << t;
+    KVCache cache = net.new_cache(2, 12);
+    ForwardArgs a;
+    a.cache = &cache;
+    auto positions = positions_from_mask(mask);
+    a.tokens = tokens.narrow(1, 0, 6);
+    a.positions = positions.narrow(1, 0, 6);
+    a.attn_mask = make_attention_mask(mask.narrow(1, 0, 6), 0, 6);
+    auto first = net.logits(net.hidden(a));
+    auto real = mask.narrow(1, 0, 6).unsqueeze(-1).expand_as(first);
+    EXPECT_LT((first - full.narrow(1, 0, 6)).abs().masked_select(real).max().item<float>(), tol);
+    for (int64_t t = 6; t < 12; ++t) {
+      a.tokens = tokens.narrow(1, t, 1);
+      a.positions = positions.narrow(1, t, 1);
+      a.attn_mask = make_attention_mask(mask.narrow(1, 0, t + 1), t, 1);
+      auto step = net.logits(net.hidden(a));
+      EXPECT_LT((step.squeeze(1) - full.select(1, t)).abs().max().item<float>(), tol) << "position " << t;
+    }
+    EXPECT_EQ(cache.length, 12);
   }
-  EXPECT_EQ(cache.length, 10);
 }
 
 TEST(Transformer, LeftPaddingDoesNotChangeLogits) {
@@ -206,6 +214,38 @@ TEST(Generate, RejectsBadArguments) {
   EXPECT_THROW(generate(net, {{}}, s, o), Error);
   s.max_new_tokens = 1000;
   EXPECT_THROW(generate(net, {{1}}, s, o), Error);  // beyond context
+}
+
+// Inference on the CPU takes single-pass kernels (RMSNorm, rotary, small products, LoRA in
+// place); with autograd on, the plain framework ops run. Both must agree, adapters included.
+TEST(Transformer, FusedInferencePathEqualsTheAutogradPath) {
+  for (auto dtype : {torch::kFloat32, torch::kBFloat16}) {
+    auto c = tiny_config(/*tied=*/false, /*bias=*/true);
+    Transformer net(c, tiny_weights(c, 9), dtype, torch::kCPU);
+    LoraConfig lc;
+    lc.rank = 2;
+    lc.targets = {"all-linear"};
+    auto& ad = net.add_adapter("policy", lc, 4);
+    {
+      torch::NoGradGuard ng;
+      for (auto& row : ad.b)
+        for (auto& t : row)
+          if (t.defined()) t.normal_(0, 0.3);
+    }
+    auto tokens = torch::randint(0, c.vocab_size, {3, 5}, torch::kInt64);
+    auto mask = torch::ones({3, 5}, torch::kBool);
+    mask[1][0] = false;  // some left padding
+    mask[2][0] = mask[2][1] = false;
+    auto reference = full_logits(net, tokens, mask, {&ad}).detach();  // grad mode on: framework ops
+    torch::Tensor fused;
+    {
+      torch::NoGradGuard ng;
+      fused = full_logits(net, tokens, mask, {&ad});
+    }
+    const float tol = dtype == torch::kFloat32 ? 1e-5f : 0.05f * reference.abs().max().item<float>();
+    auto real = mask.unsqueeze(-1).expand_as(reference);
+    EXPECT_LT((fused - reference).abs().masked_select(real).max().item<float>(), tol) << c10::toString(dtype);
+  }
 }
 
 TEST(Transformer, Bf16RunsCloseToFp32) {

@@ -2,7 +2,7 @@
 
 #include <cmath>
 
-#include "rlhf/model/cpu_linear.h"
+#include "rlhf/model/cpu_kernels.h"
 #include "rlhf/util/error.h"
 
 namespace rlhf {
@@ -209,21 +209,41 @@ Transformer::Transformer(const ModelConfig& config, const std::map<std::string, 
   }
 }
 
+// Inference on the CPU in fp32/bf16: RMSNorm and rotary run as single-pass kernels, LoRA terms
+// are added in place, instead of a dozen small framework ops each.
+bool Transformer::fused_cpu_path() const {
+  return device_.is_cpu() && !at::GradMode::is_enabled() && (dtype_ == torch::kFloat32 || dtype_ == torch::kBFloat16);
+}
+
 torch::Tensor Transformer::rms_norm(const torch::Tensor& x, const torch::Tensor& w) const {
+  if (fused_cpu_path() && x.is_contiguous()) {
+    auto out = torch::empty_like(x);
+    const int64_t H = x.size(-1);
+    cpu::rms_norm(dtype_ == torch::kBFloat16 ? cpu::Elem::BF16 : cpu::Elem::F32, x.data_ptr(), w.data_ptr(),
+                  out.data_ptr(), x.numel() / H, H, config_.rms_norm_eps);
+    return out;
+  }
   // In float32, then back to the model's dtype before the scale (as HF's LlamaRMSNorm).
   auto xf = x.to(torch::kFloat32);
   auto var = xf.pow(2).mean(-1, /*keepdim=*/true);
   return w * (xf * torch::rsqrt(var + config_.rms_norm_eps)).to(x.scalar_type());
 }
 
-torch::Tensor Transformer::add_lora(torch::Tensor y, int layer, int p, const torch::Tensor& in,
-                                    const ForwardArgs& args) const {
+torch::Tensor Transformer::lora_delta(int layer, int p, const torch::Tensor& in, const ForwardArgs& args) const {
+  torch::Tensor delta;
   for (const LoraAdapter* ad : args.adapters) {
     if (!ad->on[p]) continue;
     auto x = (args.train && ad->config.dropout > 0) ? torch::dropout(in, ad->config.dropout, true) : in;
-    y = y + torch::linear(torch::linear(x, ad->a[layer][p]), ad->b[layer][p]) * ad->scale;
+    auto d = torch::linear(torch::linear(x, ad->a[layer][p]), ad->b[layer][p]) * ad->scale;
+    delta = delta.defined() ? delta + d : d;
   }
-  return y;
+  return delta;
+}
+
+torch::Tensor Transformer::add_lora(torch::Tensor y, int layer, int p, const torch::Tensor& in,
+                                    const ForwardArgs& args) const {
+  auto d = lora_delta(layer, p, in, args);
+  return d.defined() ? y + d : y;
 }
 
 torch::Tensor Transformer::hidden(const ForwardArgs& args) const {
@@ -243,28 +263,66 @@ torch::Tensor Transformer::hidden(const ForwardArgs& args) const {
     mask_bias = torch::zeros(args.attn_mask.sizes(), torch::TensorOptions().dtype(torch::kFloat32).device(device_))
                     .masked_fill(args.attn_mask.logical_not(), -std::numeric_limits<float>::infinity());
 
-  // Rotary tables for these positions: [B, 1, T, hd], in the model's dtype.
-  auto freqs = args.positions.to(torch::kFloat32).unsqueeze(-1) * inv_freq_;  // [B, T, hd/2]
-  auto emb = torch::cat({freqs, freqs}, -1).unsqueeze(1);
-  auto cos = emb.cos().to(dtype_), sin = emb.sin().to(dtype_);
+  const bool fused = fused_cpu_path();
+  const auto attn_mask = args.attn_mask.contiguous();  // [B, 1, T, S] bool
+  const auto elem = dtype_ == torch::kBFloat16 ? cpu::Elem::BF16 : cpu::Elem::F32;
+  torch::Tensor cos, sin, positions;
+  if (fused) {
+    positions = args.positions.contiguous();
+  } else {
+    // Rotary tables for these positions: [B, 1, T, hd], in the model's dtype.
+    auto freqs = args.positions.to(torch::kFloat32).unsqueeze(-1) * inv_freq_;  // [B, T, hd/2]
+    auto emb = torch::cat({freqs, freqs}, -1).unsqueeze(1);
+    cos = emb.cos().to(dtype_);
+    sin = emb.sin().to(dtype_);
+  }
 
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const Layer& L = layers_[l];
     // --- attention ---
     auto h = rms_norm(x, L.attn_norm);
     auto qkv = dense(h, L.w_qkv, L.b_qkv);  // [B, T, qdim + 2 kvdim]
-    auto q = add_lora(qkv.narrow(-1, 0, qdim), l, kQ, h, args).view({B, T, c.num_heads, hd}).transpose(1, 2);
-    auto k = add_lora(qkv.narrow(-1, qdim, kvdim), l, kK, h, args).view({B, T, c.num_kv_heads, hd}).transpose(1, 2);
-    auto v = add_lora(qkv.narrow(-1, qdim + kvdim, kvdim), l, kV, h, args).view({B, T, c.num_kv_heads, hd}).transpose(1, 2);
-    q = apply_rotary(q, cos, sin);  // q: [B, nh, T, hd]; k, v: [B, nkv, T, hd]
-    k = apply_rotary(k, cos, sin);
+    torch::Tensor q, k, v;                  // q: [B, nh, T, hd]; k, v: [B, nkv, T, hd]
+    if (fused) {
+      qkv = qkv.contiguous();
+      for (int p : {kQ, kK, kV}) {
+        const int64_t off = p == kQ ? 0 : p == kK ? qdim : qdim + kvdim;
+        auto slice = qkv.narrow(-1, off, p == kQ ? qdim : kvdim);
+        if (auto d = lora_delta(l, p, h, args); d.defined()) slice.add_(d);
+      }
+      const int64_t rows = B * T, stride = qkv.size(-1), esize = qkv.element_size();
+      auto* base = static_cast<char*>(qkv.data_ptr());
+      const float* inv = inv_freq_.data_ptr<float>();
+      cpu::rotary(elem, base, rows, stride, c.num_heads, hd, positions.data_ptr<int64_t>(), inv);
+      cpu::rotary(elem, base + qdim * esize, rows, stride, c.num_kv_heads, hd, positions.data_ptr<int64_t>(), inv);
+      q = qkv.narrow(-1, 0, qdim).view({B, T, c.num_heads, hd}).transpose(1, 2);
+      k = qkv.narrow(-1, qdim, kvdim).view({B, T, c.num_kv_heads, hd}).transpose(1, 2);
+      v = qkv.narrow(-1, qdim + kvdim, kvdim).view({B, T, c.num_kv_heads, hd}).transpose(1, 2);
+    } else {
+      q = add_lora(qkv.narrow(-1, 0, qdim), l, kQ, h, args).view({B, T, c.num_heads, hd}).transpose(1, 2);
+      k = add_lora(qkv.narrow(-1, qdim, kvdim), l, kK, h, args).view({B, T, c.num_kv_heads, hd}).transpose(1, 2);
+      v = add_lora(qkv.narrow(-1, qdim + kvdim, kvdim), l, kV, h, args).view({B, T, c.num_kv_heads, hd}).transpose(1, 2);
+      q = apply_rotary(q, cos, sin);
+      k = apply_rotary(k, cos, sin);
+    }
     if (cache) {
       cache->k[l].narrow(2, past, T).copy_(k);
       cache->v[l].narrow(2, past, T).copy_(v);
       k = cache->k[l].narrow(2, 0, past + T);
       v = cache->v[l].narrow(2, 0, past + T);
     }
-    auto att = attention(q, k, v, args.attn_mask, mask_bias).transpose(1, 2).reshape({B, T, qdim});
+    torch::Tensor att;  // [B, T, qdim]
+    if (fused && cache && T <= kSmallAttention && cpu::attention_kernel_supports(hd)) {
+      att = torch::empty({B, T, qdim}, x.options());
+      const cpu::AttentionShape shape{B, T, past + T, cache->capacity(), c.num_heads, c.num_kv_heads, hd, qkv.size(-1)};
+      const auto* mask = reinterpret_cast<const uint8_t*>(attn_mask.data_ptr<bool>());
+      at::parallel_for(0, B * c.num_heads, 1, [&](int64_t b, int64_t e) {
+        cpu::attention(elem, shape, qkv.data_ptr(), cache->k[l].data_ptr(), cache->v[l].data_ptr(), mask,
+                       att.data_ptr(), b, e);
+      });
+    } else {
+      att = attention(q, k, v, args.attn_mask, mask_bias).transpose(1, 2).reshape({B, T, qdim});
+    }
     x = x + add_lora(dense(att, L.w[kO], {}), l, kO, att, args);
     // --- SwiGLU MLP ---
     h = rms_norm(x, L.mlp_norm);

@@ -94,9 +94,13 @@ class Transformer {
     torch::Tensor w_gate_up;            // [2 * intermediate, hidden]
     std::array<torch::Tensor, kNumProj> w;  // per projection [out, in]; q/k/v, gate/up are views
   };
-  // x plus the active adapters' LoRA terms of projection p (input `in`) of layer `layer`.
+  // The active adapters' LoRA terms of projection p (input `in`) of layer `layer`, summed;
+  // undefined when no active adapter has that projection.
+  torch::Tensor lora_delta(int layer, int p, const torch::Tensor& in, const ForwardArgs& args) const;
+  // x plus lora_delta(...).
   torch::Tensor add_lora(torch::Tensor x, int layer, int p, const torch::Tensor& in, const ForwardArgs& args) const;
   torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& w) const;
+  bool fused_cpu_path() const;
 
   ModelConfig config_;
   torch::Dtype dtype_;

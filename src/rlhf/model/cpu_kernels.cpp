@@ -1,8 +1,11 @@
-#include "rlhf/model/cpu_linear.h"
+#include "rlhf/model/cpu_kernels.h"
 
 #include <immintrin.h>
 
+#include <cmath>
 #include <cstring>
+#include <type_traits>
+#include <vector>
 
 namespace rlhf::cpu {
 
@@ -211,6 +214,169 @@ void linear_rows_bf16(const float* x, int64_t M, int64_t K, const uint16_t* w, f
                       int64_t n_begin, int64_t n_end) {
   if (has_avx512()) bf16_avx512(x, M, K, w, y, ldy, n_begin, n_end);
   else bf16_avx2(x, M, K, w, y, ldy, n_begin, n_end);
+}
+
+namespace {
+
+float bf16_to_f32(uint16_t h) {
+  uint32_t u = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+uint16_t f32_to_bf16(float f) {  // round to nearest even; NaN stays NaN
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+// A value as the element type holds it (rounds for BF16).
+float as_elem(Elem t, float v) { return t == Elem::BF16 ? bf16_to_f32(f32_to_bf16(v)) : v; }
+float load(Elem t, const void* p, int64_t i) {
+  return t == Elem::BF16 ? bf16_to_f32(static_cast<const uint16_t*>(p)[i]) : static_cast<const float*>(p)[i];
+}
+void store(Elem t, void* p, int64_t i, float v) {
+  if (t == Elem::BF16) static_cast<uint16_t*>(p)[i] = f32_to_bf16(v);
+  else static_cast<float*>(p)[i] = v;
+}
+
+}  // namespace
+
+void rms_norm(Elem t, const void* x, const void* w, void* out, int64_t M, int64_t H, double eps) {
+  for (int64_t m = 0; m < M; ++m) {
+    float ss = 0;
+    for (int64_t i = 0; i < H; ++i) {
+      const float v = load(t, x, m * H + i);
+      ss += v * v;
+    }
+    const float r = 1.0f / std::sqrt(ss / static_cast<float>(H) + static_cast<float>(eps));
+    for (int64_t i = 0; i < H; ++i)
+      store(t, out, m * H + i, load(t, w, i) * as_elem(t, load(t, x, m * H + i) * r));
+  }
+}
+
+void rotary(Elem t, void* data, int64_t rows, int64_t row_stride, int64_t heads, int64_t hd, const int64_t* pos,
+            const float* inv_freq) {
+  const int64_t half = hd / 2;
+  std::vector<float> cos(half), sin(half);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t i = 0; i < half; ++i) {
+      const float angle = static_cast<float>(pos[r]) * inv_freq[i];
+      cos[i] = as_elem(t, std::cos(angle));
+      sin[i] = as_elem(t, std::sin(angle));
+    }
+    for (int64_t h = 0; h < heads; ++h) {
+      const int64_t base = r * row_stride + h * hd;
+      for (int64_t i = 0; i < half; ++i) {
+        const float a = load(t, data, base + i), b = load(t, data, base + half + i);
+        // x * cos + rotate_half(x) * sin, each product rounded to the element type first
+        store(t, data, base + i, as_elem(t, a * cos[i]) + as_elem(t, -b * sin[i]));
+        store(t, data, base + half + i, as_elem(t, b * cos[i]) + as_elem(t, a * sin[i]));
+      }
+    }
+  }
+}
+
+namespace {
+
+constexpr int64_t kMaxHeadDim = 256;
+
+// dot(q, row) and acc += p * row over hd elements, V lanes at a time (hd % V == 0).
+template <int V, bool BF16>
+[[gnu::always_inline]] inline void attention_rows(const AttentionShape& s, const void* qv, const void* kv,
+                                                  const void* vv, const uint8_t* mask, void* outv, int64_t h_begin,
+                                                  int64_t h_end) {
+  using vf = typename Vec<V>::f;
+  using vh = typename Vec<V>::h;
+  using vu = typename Vec<V>::u;
+  using E = std::conditional_t<BF16, uint16_t, float>;
+  const E* q = static_cast<const E*>(qv);
+  const E* k = static_cast<const E*>(kv);
+  const E* v = static_cast<const E*>(vv);
+  E* out = static_cast<E*>(outv);
+  auto load_v = [](const E* p) {
+    vf r;
+    if constexpr (BF16) {
+      vh h;
+      std::memcpy(&h, p, sizeof h);
+      vu u = __builtin_convertvector(h, vu) << 16;
+      std::memcpy(&r, &u, sizeof r);
+    } else {
+      std::memcpy(&r, p, sizeof r);
+    }
+    return r;
+  };
+  const int64_t group = s.nh / s.nkv, nvec = s.hd / V;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(s.hd));
+  std::vector<float> scores(s.S);
+  vf qreg[kMaxHeadDim / V], acc[kMaxHeadDim / V];  // stack arrays keep the vector alignment
+  for (int64_t bh = h_begin; bh < h_end; ++bh) {
+    const int64_t b = bh / s.nh, h = bh % s.nh, kvh = h / group;
+    const E* kb = k + (b * s.nkv + kvh) * s.cap * s.hd;
+    const E* vb = v + (b * s.nkv + kvh) * s.cap * s.hd;
+    for (int64_t t = 0; t < s.T; ++t) {
+      const E* qr = q + (b * s.T + t) * s.q_row_stride + h * s.hd;
+      for (int64_t i = 0; i < nvec; ++i) qreg[i] = load_v(qr + i * V);
+      const uint8_t* mrow = mask + (b * s.T + t) * s.S;
+      float mx = -INFINITY;
+      for (int64_t j = 0; j < s.S; ++j) {
+        if (!mrow[j]) {
+          scores[j] = -INFINITY;
+          continue;
+        }
+        vf d{};
+        for (int64_t i = 0; i < nvec; ++i) d += qreg[i] * load_v(kb + j * s.hd + i * V);
+        float sc = 0;
+        for (int l = 0; l < V; ++l) sc += d[l];
+        scores[j] = sc * scale;
+        mx = sc * scale > mx ? sc * scale : mx;
+      }
+      float sum = 0;
+      for (int64_t i = 0; i < nvec; ++i) acc[i] = vf{};
+      for (int64_t j = 0; j < s.S; ++j) {
+        if (scores[j] == -INFINITY) continue;
+        const float p = std::exp(scores[j] - mx);
+        sum += p;
+        for (int64_t i = 0; i < nvec; ++i) acc[i] += p * load_v(vb + j * s.hd + i * V);
+      }
+      E* o = out + (b * s.T + t) * s.nh * s.hd + h * s.hd;
+      const float inv = sum > 0 ? 1.0f / sum : 0.0f;
+      for (int64_t i = 0; i < nvec; ++i) {
+        vf r = acc[i] * inv;
+        for (int l = 0; l < V; ++l) {
+          if constexpr (BF16) o[i * V + l] = f32_to_bf16(r[l]);
+          else o[i * V + l] = r[l];
+        }
+      }
+    }
+  }
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl,fma")))
+void attention_avx512(bool bf16, const AttentionShape& s, const void* q, const void* k, const void* v,
+                      const uint8_t* mask, void* out, int64_t b, int64_t e) {
+  if (bf16) attention_rows<16, true>(s, q, k, v, mask, out, b, e);
+  else attention_rows<16, false>(s, q, k, v, mask, out, b, e);
+}
+__attribute__((target("avx2,fma")))
+void attention_avx2(bool bf16, const AttentionShape& s, const void* q, const void* k, const void* v,
+                    const uint8_t* mask, void* out, int64_t b, int64_t e) {
+  if (bf16) attention_rows<8, true>(s, q, k, v, mask, out, b, e);
+  else attention_rows<8, false>(s, q, k, v, mask, out, b, e);
+}
+
+}  // namespace
+
+bool attention_kernel_supports(int64_t hd) {
+  return linear_kernels_available() && hd % 8 == 0 && hd <= kMaxHeadDim;
+}
+
+void attention(Elem t, const AttentionShape& s, const void* q, const void* k, const void* v, const uint8_t* mask,
+               void* out, int64_t h_begin, int64_t h_end) {
+  const bool bf16 = t == Elem::BF16;
+  if (has_avx512() && s.hd % 16 == 0) attention_avx512(bf16, s, q, k, v, mask, out, h_begin, h_end);
+  else attention_avx2(bf16, s, q, k, v, mask, out, h_begin, h_end);
 }
 
 }  // namespace rlhf::cpu

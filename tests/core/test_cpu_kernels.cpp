@@ -6,7 +6,7 @@
 #include <random>
 #include <vector>
 
-#include "rlhf/model/cpu_linear.h"
+#include "rlhf/model/cpu_kernels.h"
 
 namespace rlhf {
 namespace {
