@@ -432,7 +432,6 @@ TEST(GgufTest, SmolLM2File) {
             << " s\n";
   RecordProperty("load_seconds", std::to_string(secs));
   EXPECT_EQ(numel, 134515008);
-  EXPECT_LT(secs, 10.0);
   const auto& e = loaded.at("token_embd.weight");
   const float* p = reinterpret_cast<const float*>(e.data);
   for (int64_t i = 0; i < e.numel(); ++i) ASSERT_TRUE(std::isfinite(p[i]) && std::fabs(p[i]) < 100) << i;

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <sstream>
 
 #include "rlhf/model/loader.h"
 #include "test_util.h"
@@ -84,6 +85,27 @@ TEST(Cli, BadInputGivesAClearErrorAndNonZeroExit) {
   out = capture(cli() + " generate --model " + dir.string() + " --prompt hi", &rc, true);
   EXPECT_EQ(rc, 1);
   EXPECT_NE(out.find("config.json"), std::string::npos) << out;
+}
+
+// A CPU build loads no CUDA library of the system: libtorch_cuda is not linked, and the two
+// CUDA libraries libtorch_cpu names resolve to the stand-ins beside it.
+TEST(Cli, CpuBuildLoadsNoCudaLibrary) {
+#ifdef RLHF_CUDA
+  GTEST_SKIP() << "CUDA build";
+#else
+  int rc = -1;
+  std::string out = capture("ldd " + cli(), &rc);
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_EQ(out.find("libtorch_cuda"), std::string::npos) << out;
+  EXPECT_EQ(out.find("not found"), std::string::npos) << out;
+  std::istringstream lines(out);
+  for (std::string line; std::getline(lines, line);) {
+    for (const char* lib : {"libcudart", "libcupti", "libcublas", "libnccl", "libcudnn"}) {
+      if (line.find(lib) == std::string::npos) continue;
+      EXPECT_NE(line.find(".deps/libtorch/lib/"), std::string::npos) << "resolved outside the stand-ins: " << line;
+    }
+  }
+#endif
 }
 
 }  // namespace

@@ -368,6 +368,28 @@ void attention_avx2(bool bf16, const AttentionShape& s, const void* q, const voi
 
 }  // namespace
 
+void append_kv(Elem t, const void* k_src, const void* v_src, int64_t row_stride, int64_t B, int64_t T, int64_t nkv,
+               int64_t hd, void* k_cache, void* v_cache, int64_t cap, int64_t past) {
+  const size_t es = t == Elem::BF16 ? 2 : 4, head_bytes = static_cast<size_t>(hd) * es;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t i = 0; i < T; ++i) {
+      const int64_t row = (b * T + i) * row_stride;
+      for (int64_t h = 0; h < nkv; ++h) {
+        const int64_t dst = ((b * nkv + h) * cap + past + i) * hd;
+        std::memcpy(static_cast<char*>(k_cache) + dst * es, static_cast<const char*>(k_src) + (row + h * hd) * es, head_bytes);
+        std::memcpy(static_cast<char*>(v_cache) + dst * es, static_cast<const char*>(v_src) + (row + h * hd) * es, head_bytes);
+      }
+    }
+}
+
+void swiglu(Elem t, const void* gate_up, void* out, int64_t M, int64_t I) {
+  for (int64_t r = 0; r < M; ++r)
+    for (int64_t i = 0; i < I; ++i) {
+      const float g = load(t, gate_up, r * 2 * I + i), u = load(t, gate_up, r * 2 * I + I + i);
+      store(t, out, r * I + i, as_elem(t, g / (1.0f + std::exp(-g))) * u);
+    }
+}
+
 bool attention_kernel_supports(int64_t hd) {
   return linear_kernels_available() && hd % 8 == 0 && hd <= kMaxHeadDim;
 }

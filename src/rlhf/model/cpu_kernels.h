@@ -44,6 +44,15 @@ void rotary(Elem t, void* data, int64_t rows, int64_t row_stride, int64_t heads,
 // range. q: row (b, t) at q + (b * T + t) * q_row_stride, heads of hd contiguous; k, v:
 // [B, nkv, cap, hd]; mask: [B, T, S] bytes, nonzero = may attend (S = keys in the cache);
 // out: [B, T, nh * hd]. Query head h reads K/V head h / (nh / nkv).
+// Copies the K and V heads of rows (b, t) (at src + (b * T + t) * row_stride, K heads then
+// V heads, nkv * hd elements each) into caches [B, nkv, cap, hd] at position past + t.
+void append_kv(Elem t, const void* k_src, const void* v_src, int64_t row_stride, int64_t B, int64_t T, int64_t nkv,
+               int64_t hd, void* k_cache, void* v_cache, int64_t cap, int64_t past);
+
+// out[r, i] = silu(gate_up[r, i]) * gate_up[r, I + i] for rows r < M, i < I, each op rounded
+// to the element type as the reference does. gate_up: [M, 2I]; out: [M, I].
+void swiglu(Elem t, const void* gate_up, void* out, int64_t M, int64_t I);
+
 bool attention_kernel_supports(int64_t hd);  // AVX2 at least, hd a multiple of 8 up to 256
 struct AttentionShape {
   int64_t B, T, S, cap, nh, nkv, hd, q_row_stride;

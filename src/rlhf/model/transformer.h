@@ -100,7 +100,13 @@ class Transformer {
   // x plus lora_delta(...).
   torch::Tensor add_lora(torch::Tensor x, int layer, int p, const torch::Tensor& in, const ForwardArgs& args) const;
   torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& w) const;
-  bool fused_cpu_path() const;
+  // One block with framework ops (training, GPUs, prefill): x -> x + attention + MLP.
+  torch::Tensor layer(int64_t l, torch::Tensor x, const ForwardArgs& args, const torch::Tensor& cos,
+                      const torch::Tensor& sin) const;
+  // The same block for decoding on the CPU, in place on x, with single-pass kernels.
+  bool use_decode_kernels(const ForwardArgs& args) const;
+  void decode_layer_cpu(int64_t l, torch::Tensor& x, const ForwardArgs& args, const torch::Tensor& positions,
+                        const torch::Tensor& mask) const;
 
   ModelConfig config_;
   torch::Dtype dtype_;
