@@ -134,8 +134,8 @@ Generation generate(const Transformer& net, const std::vector<std::vector<int32_
     if (n_running == 0 || step + 1 == s.max_new_tokens) break;
     // --- feed the new tokens; finished sequences get pad, masked out from here on ---
     const int64_t pos = P + step;
-    for (int64_t b = 0; b < B; ++b)
-      if (running[b]) key_mask[b][pos] = true;
+    const std::vector<int64_t> live(running.begin(), running.end());  // finished rows stay masked
+    key_mask.select(1, pos).copy_(torch::tensor(live).to(torch::kBool));
     args.tokens = torch::tensor(feed, torch::kInt64).view({B, 1}).to(dev);
     args.positions = next_pos.view({B, 1});
     next_pos = next_pos + 1;
