@@ -64,11 +64,13 @@ int run_generate(const CommonFlags& c, const GenerateFlags& g) {
     std::string rest = decoder.flush();
     std::fwrite(rest.data(), 1, rest.size(), stdout);
     std::fputc('\n', stdout);
+    std::fflush(stdout);  // the completion, then the statistics on stderr
   } else {
     for (size_t i = 0; i < out.tokens.size(); ++i) {
       std::string text = model->tokenizer->decode(out.tokens[i], /*skip_special=*/true);
       std::printf("[%zu] %s\n", i, text.c_str());
     }
+    std::fflush(stdout);
   }
   int64_t n = 0;
   for (const auto& t : out.tokens) n += static_cast<int64_t>(t.size());
