@@ -9,7 +9,6 @@
 #include <fmt/ranges.h>
 
 #include "core/tokenizer_reference.h"
-#include "rlhf/model/gguf.h"
 #include "rlhf/model/loader.h"
 #include "rlhf/text/tokenizer.h"
 #include "rlhf/text/utf8.h"

@@ -4,7 +4,8 @@
 //    bound by memory bandwidth; each weight row is read once for all rows of x, in fp32 or
 //    straight from bf16 (half the bytes), with AVX-512 or AVX2 chosen at run time. The caller
 //    splits [n_begin, n_end) across threads.
-//  - RMSNorm and the rotary embedding in one pass each, rounding as the reference does.
+//  - RMSNorm, rotary embedding, KV-cache append, attention over the cache and SwiGLU, one
+//    pass each, rounding as the reference does (Transformer::decode_layer_cpu uses them).
 #pragma once
 #include <cstdint>
 

@@ -182,13 +182,13 @@ Transformer::Transformer(const ModelConfig& config, const std::map<std::string, 
     auto view = torch::from_blob(const_cast<uint8_t*>(h.data), h.shape,
                                  torch::TensorOptions().dtype(scalar_type(h.dtype)));
     // Own the data: the mapping may go away; convert on the CPU, then move.
-    return in_huge_pages(view.to(dtype_, /*non_blocking=*/false, /*copy=*/true).to(device_).contiguous());
+    return view.to(dtype_, /*non_blocking=*/false, /*copy=*/true).to(device_).contiguous();
   };
   const auto& c = config_;
   const int64_t H = c.hidden_size, qdim = c.num_heads * c.head_dim, kvdim = c.num_kv_heads * c.head_dim;
-  embed_ = load("model.embed_tokens.weight", {c.vocab_size, H});
+  embed_ = in_huge_pages(load("model.embed_tokens.weight", {c.vocab_size, H}));
   norm_ = load("model.norm.weight", {H});
-  head_ = c.tie_word_embeddings ? embed_ : load("lm_head.weight", {c.vocab_size, H});
+  head_ = c.tie_word_embeddings ? embed_ : in_huge_pages(load("lm_head.weight", {c.vocab_size, H}));
   inv_freq_ = rope_inv_freq(c).to(device_);
   for (int64_t i = 0; i < c.num_layers; ++i) {
     const std::string p = "model.layers." + std::to_string(i) + ".";
@@ -200,12 +200,12 @@ Transformer::Transformer(const ModelConfig& config, const std::map<std::string, 
     L.w[kQ] = L.w_qkv.narrow(0, 0, qdim);
     L.w[kK] = L.w_qkv.narrow(0, qdim, kvdim);
     L.w[kV] = L.w_qkv.narrow(0, qdim + kvdim, kvdim);
-    L.w[kO] = load(p + "self_attn.o_proj.weight", {H, qdim});
+    L.w[kO] = in_huge_pages(load(p + "self_attn.o_proj.weight", {H, qdim}));
     const int64_t I = c.intermediate_size;
     L.w_gate_up = in_huge_pages(torch::cat({load(p + "mlp.gate_proj.weight", {I, H}), load(p + "mlp.up_proj.weight", {I, H})}));
     L.w[kGate] = L.w_gate_up.narrow(0, 0, I);
     L.w[kUp] = L.w_gate_up.narrow(0, I, I);
-    L.w[kDown] = load(p + "mlp.down_proj.weight", {H, I});
+    L.w[kDown] = in_huge_pages(load(p + "mlp.down_proj.weight", {H, I}));
     if (c.attention_bias) {
       L.b_qkv = torch::cat({load(p + "self_attn.q_proj.bias", {qdim}), load(p + "self_attn.k_proj.bias", {kvdim}),
                             load(p + "self_attn.v_proj.bias", {kvdim})});
