@@ -1,0 +1,32 @@
+// The subcommands of `rlhf`. Each lives in its own cmd_*.cpp: it declares its flags on the
+// CLI11 app and returns a runner that calls the library. No command holds program logic.
+#pragma once
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace rlhf::cli {
+
+struct Command {
+  CLI::App* sub = nullptr;
+  std::function<int()> run;  // called when `sub` was parsed; returns the exit code
+};
+
+// Flags every model-running command shares.
+struct CommonFlags {
+  std::string model;
+  std::string dtype = "fp32";
+  std::string device = "cpu";
+  int threads = 0;
+};
+void add_common(CLI::App* cmd, CommonFlags& f);
+// torch::set_num_threads(threads, or all cores when 0).
+void apply_threads(int threads);
+
+Command add_generate(CLI::App& app);
+Command add_tokenize(CLI::App& app);
+Command add_models(CLI::App& app);
+
+}  // namespace rlhf::cli
