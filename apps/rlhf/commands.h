@@ -28,5 +28,9 @@ void apply_threads(int threads);
 Command add_generate(CLI::App& app);
 Command add_tokenize(CLI::App& app);
 Command add_models(CLI::App& app);
+Command add_validate(CLI::App& app);
+Command add_curves(CLI::App& app);
+Command add_train_reward(CLI::App& app);
+Command add_score(CLI::App& app);
 
 }  // namespace rlhf::cli

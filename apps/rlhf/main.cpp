@@ -16,6 +16,10 @@ int main(int argc, char** argv) {
       rlhf::cli::add_generate(app),
       rlhf::cli::add_tokenize(app),
       rlhf::cli::add_models(app),
+      rlhf::cli::add_validate(app),
+      rlhf::cli::add_curves(app),
+      rlhf::cli::add_train_reward(app),
+      rlhf::cli::add_score(app),
   };
 
   try {

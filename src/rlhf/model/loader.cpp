@@ -11,6 +11,7 @@
 #include "rlhf/model/safetensors.h"
 #include "rlhf/util/error.h"
 #include "rlhf/util/fs.h"
+#include "rlhf/util/hash.h"
 
 namespace rlhf {
 namespace fs = std::filesystem;
@@ -289,6 +290,44 @@ ModelFiles read_model(const std::string& reference, bool weights) {
     read_gguf(m, weights);
   }
   return m;
+}
+
+std::string model_content_hash(const std::string& path) {
+  std::vector<std::string> files;
+  if (fs::is_directory(path)) {
+    for (const auto& e : fs::directory_iterator(path)) {
+      const std::string name = e.path().filename().string();
+      if (e.is_regular_file() && (name.ends_with(".safetensors") || name == "config.json" ||
+                                  name == "tokenizer.json" || name == "tokenizer.model" ||
+                                  name == "model.safetensors.index.json"))
+        files.push_back(e.path().string());
+    }
+    std::sort(files.begin(), files.end());
+  } else {
+    files.push_back(path);
+  }
+  if (files.empty()) fail("{}: no model files to hash", path);
+  // Key: every file's absolute path, size and mtime.
+  std::string key;
+  for (const auto& f : files) {
+    std::error_code ec;
+    auto size = fs::file_size(f, ec);
+    auto mtime = fs::last_write_time(f, ec).time_since_epoch().count();
+    key += fs::absolute(f).string() + "|" + std::to_string(size) + "|" + std::to_string(mtime) + "\n";
+  }
+  const std::string cache = cache_dir() + "/hashes/" + sha256_hex(key);
+  std::error_code ec;
+  if (fs::exists(cache, ec)) {
+    std::string h = read_file(cache, 128);
+    if (h.size() == 64) return h;
+  }
+  std::string h = files.size() == 1 && !fs::is_directory(path) ? sha256_file(files[0]) : sha256_files(files);
+  try {
+    write_file_atomic(cache, h);
+  } catch (const Error&) {
+    // an unwritable cache only costs time
+  }
+  return h;
 }
 
 }  // namespace rlhf

@@ -30,6 +30,11 @@ struct ModelFiles {
 // naming the file on any problem. weights=false reads only config, tokenizer and template.
 ModelFiles read_model(const std::string& reference, bool weights = true);
 
+// SHA-256 of what a model is made of (a GGUF file; or a folder's config, tokenizer and
+// weight files), recorded in trained artifacts. Cached under cache_dir()/hashes by path,
+// size and modification time, so only the first call reads the files.
+std::string model_content_hash(const std::string& path);
+
 // The Hugging Face names of the weights a config needs (for checks and for export).
 std::vector<std::string> expected_weight_names(const ModelConfig& c);
 

@@ -233,7 +233,12 @@ torch::Tensor Transformer::lora_delta(int layer, int p, const torch::Tensor& in,
   for (const LoraAdapter* ad : args.adapters) {
     if (!ad->on[p]) continue;
     auto x = (args.train && ad->config.dropout > 0) ? torch::dropout(in, ad->config.dropout, true) : in;
-    auto d = torch::linear(torch::linear(x, ad->a[layer][p]), ad->b[layer][p]) * ad->scale;
+    const auto& a = ad->a[layer][p];
+    const auto& b = ad->b[layer][p];
+    auto d = x.scalar_type() == a.scalar_type()
+                 ? torch::linear(torch::linear(x, a), b)
+                 : torch::linear(torch::linear(x, a.to(x.scalar_type())), b.to(x.scalar_type()));
+    d = d * ad->scale;
     delta = delta.defined() ? delta + d : d;
   }
   return delta;
@@ -385,8 +390,10 @@ LoraAdapter& Transformer::add_adapter(const std::string& name, const LoraConfig&
       // Kaiming-uniform with a = sqrt(5), as torch.nn.Linear and peft initialise lora_A.
       const double bound = 1.0 / std::sqrt(static_cast<double>(in));
       auto a = torch::empty({config.rank, in}, torch::kFloat32).uniform_(-bound, bound, gen);
-      ad->a[l][p] = a.to(device_, dtype_).set_requires_grad(true);
-      ad->b[l][p] = torch::zeros({out, config.rank}, torch::TensorOptions().dtype(dtype_).device(device_)).set_requires_grad(true);
+      // Adapters are kept in float32 whatever the base dtype (the optimizer updates these
+      // master copies); each forward casts them to the activations' dtype.
+      ad->a[l][p] = a.to(device_).set_requires_grad(true);
+      ad->b[l][p] = torch::zeros({out, config.rank}, torch::TensorOptions().dtype(torch::kFloat32).device(device_)).set_requires_grad(true);
     }
   }
   auto& ref = *ad;

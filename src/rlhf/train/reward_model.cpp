@@ -1,0 +1,169 @@
+#include "rlhf/train/reward_model.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <filesystem>
+
+#include "rlhf/train/tensor_file.h"
+#include "rlhf/util/error.h"
+#include "rlhf/util/fs.h"
+
+namespace rlhf {
+
+PairBatch pack_pairs(std::span<const data::PreferencePair* const> pairs, int32_t pad_id, torch::Device device) {
+  const int64_t B = static_cast<int64_t>(pairs.size());
+  int64_t L = 0;
+  for (const auto* p : pairs) L = std::max<int64_t>(L, p->prompt.size() + p->chosen.size() + p->rejected.size());
+  // segment: 0 prompt, 1 chosen, 2 rejected, -1 padding
+  std::vector<int64_t> tokens(B * L, pad_id), positions(B * L, 0), segment(B * L, -1), chosen_end(B), rejected_end(B);
+  PairBatch out;
+  for (int64_t b = 0; b < B; ++b) {
+    const auto& p = *pairs[b];
+    if (p.chosen.empty() || p.rejected.empty()) fail("{}: empty completion after encoding", p.where);
+    const int64_t P = p.prompt.size(), C = p.chosen.size(), R = p.rejected.size();
+    int64_t* tok = &tokens[b * L];
+    int64_t* pos = &positions[b * L];
+    int64_t* seg = &segment[b * L];
+    for (int64_t i = 0; i < P; ++i) tok[i] = p.prompt[i], pos[i] = i, seg[i] = 0;
+    for (int64_t i = 0; i < C; ++i) tok[P + i] = p.chosen[i], pos[P + i] = P + i, seg[P + i] = 1;
+    for (int64_t i = 0; i < R; ++i) tok[P + C + i] = p.rejected[i], pos[P + C + i] = P + i, seg[P + C + i] = 2;
+    chosen_end[b] = P + C - 1;
+    rejected_end[b] = P + C + R - 1;
+    out.real_tokens += P + C + R;
+  }
+  auto i64 = torch::TensorOptions().dtype(torch::kInt64);
+  auto seg = torch::from_blob(segment.data(), {B, L}, i64).clone();
+  auto q = seg.unsqueeze(2), k = seg.unsqueeze(1);  // [B, L, 1], [B, 1, L]
+  auto idx = torch::arange(L, i64);
+  auto causal = (idx.view({1, 1, L}) <= idx.view({1, L, 1}));  // key j <= query i
+  // A key is visible when it is real, not after the query, and either prompt or the query's own completion.
+  auto mask = causal & (k >= 0) & ((k == 0) | (k == q));
+  mask = mask | torch::eye(L, torch::TensorOptions().dtype(torch::kBool)).unsqueeze(0);  // padding rows see themselves
+  out.tokens = torch::from_blob(tokens.data(), {B, L}, i64).to(device);
+  out.positions = torch::from_blob(positions.data(), {B, L}, i64).to(device);
+  out.attn_mask = mask.unsqueeze(1).to(device);
+  out.chosen_end = torch::from_blob(chosen_end.data(), {B}, i64).to(device);
+  out.rejected_end = torch::from_blob(rejected_end.data(), {B}, i64).to(device);
+  return out;
+}
+
+SequenceBatch pack_sequences(const std::vector<std::vector<int32_t>>& seqs, int32_t pad_id, bool left_pad,
+                             torch::Device device) {
+  const int64_t B = static_cast<int64_t>(seqs.size());
+  int64_t L = 0;
+  for (const auto& s : seqs) L = std::max<int64_t>(L, s.size());
+  if (L == 0) fail("cannot score empty sequences");
+  std::vector<int64_t> tokens(B * L, pad_id), last(B);
+  std::vector<uint8_t> real(B * L, 0);
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t n = seqs[b].size(), off = left_pad ? L - n : 0;
+    for (int64_t i = 0; i < n; ++i) tokens[b * L + off + i] = seqs[b][i], real[b * L + off + i] = 1;
+    last[b] = off + n - 1;
+  }
+  auto i64 = torch::TensorOptions().dtype(torch::kInt64);
+  auto key_mask = torch::from_blob(real.data(), {B, L}, torch::kUInt8).to(torch::kBool);
+  SequenceBatch out;
+  out.tokens = torch::from_blob(tokens.data(), {B, L}, i64).to(device);
+  out.positions = positions_from_mask(key_mask).to(device);
+  out.attn_mask = make_attention_mask(key_mask, 0, L).to(device);
+  out.last = torch::from_blob(last.data(), {B}, i64).to(device);
+  return out;
+}
+
+RewardModel::RewardModel(Transformer& net, const LoraConfig& lora, uint64_t seed)
+    : net_(net), adapter_(&net.add_adapter(kAdapterName, lora, seed)) {
+  auto gen = at::detail::createCPUGenerator(seed ^ 0x5eedf00dULL);
+  const int64_t H = net.config().hidden_size;
+  weight_ = torch::empty({H}, torch::kFloat32).normal_(0.0, 0.02, gen).to(net.device()).set_requires_grad(true);
+  bias_ = torch::zeros({1}, torch::TensorOptions().dtype(torch::kFloat32).device(net.device())).set_requires_grad(true);
+}
+
+torch::Tensor RewardModel::head(const torch::Tensor& hidden, const torch::Tensor& index) const {
+  const int64_t B = hidden.size(0), H = hidden.size(2);
+  auto at = hidden.gather(1, index.view({B, 1, 1}).expand({B, 1, H})).squeeze(1);  // [B, H]
+  return torch::mv(at.to(torch::kFloat32), weight_) + bias_;
+}
+
+torch::Tensor RewardModel::score(const SequenceBatch& batch, bool train) const {
+  ForwardArgs args;
+  args.tokens = batch.tokens;
+  args.positions = batch.positions;
+  args.attn_mask = batch.attn_mask;
+  args.adapters = {adapter_};
+  args.train = train;
+  return head(net_.hidden(args), batch.last);
+}
+
+std::pair<torch::Tensor, torch::Tensor> RewardModel::score_pairs(const PairBatch& batch, bool train) const {
+  ForwardArgs args;
+  args.tokens = batch.tokens;
+  args.positions = batch.positions;
+  args.attn_mask = batch.attn_mask;
+  args.adapters = {adapter_};
+  args.train = train;
+  auto hidden = net_.hidden(args);  // [B, L, H]
+  return {head(hidden, batch.chosen_end), head(hidden, batch.rejected_end)};
+}
+
+std::map<std::string, torch::Tensor> RewardModel::parameters() const {
+  auto out = adapter_->named_parameters();
+  out["score.weight"] = weight_;
+  out["score.bias"] = bias_;
+  return out;
+}
+
+void RewardModel::shift_bias(double delta) {
+  torch::NoGradGuard no_grad;
+  bias_.add_(delta);
+}
+
+void RewardModel::save_weights(const std::string& dir, const std::string& base_reference) const {
+  std::map<std::string, torch::Tensor> lora;
+  for (const auto& [name, t] : adapter_->named_parameters()) lora["base_model.model." + name] = t;
+  save_tensors(dir + "/adapter_model.safetensors", lora, {{"format", "pt"}});
+  save_tensors(dir + "/reward_head.safetensors",
+               {{"score.weight", weight_.view({1, -1})}, {"score.bias", bias_}}, {{"format", "pt"}});
+  const LoraConfig& c = adapter_->config;
+  nlohmann::json peft = {
+      {"peft_type", "LORA"},
+      {"task_type", "SEQ_CLS"},
+      {"r", c.rank},
+      {"lora_alpha", c.alpha > 0 ? c.alpha : static_cast<double>(c.rank)},
+      {"lora_dropout", c.dropout},
+      {"target_modules", c.targets},
+      {"bias", "none"},
+      {"modules_to_save", {"score"}},
+      {"base_model_name_or_path", base_reference},
+  };
+  write_file_atomic(dir + "/adapter_config.json", peft.dump(2) + "\n");
+}
+
+void RewardModel::load_weights(const std::string& dir) {
+  const std::string lora_path = dir + "/adapter_model.safetensors";
+  auto lora = load_tensors(lora_path, net_.device());
+  auto mine = adapter_->named_parameters();
+  if (lora.size() != mine.size())
+    fail("{}: holds {} tensors, the adapter has {} (different LoRA settings?)", lora_path, lora.size(), mine.size());
+  for (auto& [name, t] : mine) {
+    auto it = lora.find("base_model.model." + name);
+    if (it == lora.end()) fail("{}: tensor 'base_model.model.{}' is missing", lora_path, name);
+    copy_checked(t, it->second, lora_path + ": tensor '" + it->first + "'");
+  }
+  const std::string head_path = dir + "/reward_head.safetensors";
+  auto head = load_tensors(head_path, net_.device());
+  for (const char* name : {"score.weight", "score.bias"})
+    if (!head.count(name)) fail("{}: tensor '{}' is missing", head_path, name);
+  auto w = weight_.view({1, -1});
+  copy_checked(w, head["score.weight"], head_path + ": tensor 'score.weight'");
+  copy_checked(bias_, head["score.bias"], head_path + ": tensor 'score.bias'");
+}
+
+torch::Tensor reward_pair_losses(const torch::Tensor& chosen, const torch::Tensor& rejected, double margin,
+                                 double centering) {
+  auto loss = -torch::log_sigmoid(chosen - rejected - margin);
+  if (centering != 0) loss = loss + centering * (chosen + rejected).pow(2);
+  return loss;
+}
+
+}  // namespace rlhf
