@@ -47,4 +47,10 @@ struct ScalarPoint {
 // corrupt record (bad CRC, bad protobuf); a torn last record ends the file silently.
 std::vector<ScalarPoint> read_scalars(const std::string& path);
 
+// The encoders the writer uses, exposed for tests: one TFRecord frame around `data`, and
+// the serialized Event protobufs (the file_version event that starts a file; a scalar).
+std::string encode_record(std::string_view data);
+std::string encode_file_version_event(double wall_time);
+std::string encode_scalar_event(double wall_time, int64_t step, std::string_view tag, float value);
+
 }  // namespace rlhf::track

@@ -21,6 +21,11 @@ class Progress {
 
   // "1h02m", "3m05s", "12s" — used in the line and in summaries.
   static std::string format_duration(double seconds);
+  // The line itself, for `done` of `total` (total <= 0: unknown) after `elapsed` seconds,
+  // the rate counting from `start`. Used by draw(); exposed for tests.
+  static std::string format_line(const std::string& label, int64_t done, int64_t total,
+                                 const std::string& unit, int64_t start, double elapsed,
+                                 const std::string& status);
 
  private:
   void draw(bool final);
