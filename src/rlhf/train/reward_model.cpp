@@ -40,11 +40,11 @@ PairBatch pack_pairs(std::span<const data::PreferencePair* const> pairs, int32_t
   // A key is visible when it is real, not after the query, and either prompt or the query's own completion.
   auto mask = causal & (k >= 0) & ((k == 0) | (k == q));
   mask = mask | torch::eye(L, torch::TensorOptions().dtype(torch::kBool)).unsqueeze(0);  // padding rows see themselves
-  out.tokens = torch::from_blob(tokens.data(), {B, L}, i64).to(device);
-  out.positions = torch::from_blob(positions.data(), {B, L}, i64).to(device);
+  out.tokens = torch::from_blob(tokens.data(), {B, L}, i64).clone().to(device);
+  out.positions = torch::from_blob(positions.data(), {B, L}, i64).clone().to(device);
   out.attn_mask = mask.unsqueeze(1).to(device);
-  out.chosen_end = torch::from_blob(chosen_end.data(), {B}, i64).to(device);
-  out.rejected_end = torch::from_blob(rejected_end.data(), {B}, i64).to(device);
+  out.chosen_end = torch::from_blob(chosen_end.data(), {B}, i64).clone().to(device);
+  out.rejected_end = torch::from_blob(rejected_end.data(), {B}, i64).clone().to(device);
   return out;
 }
 
@@ -64,10 +64,10 @@ SequenceBatch pack_sequences(const std::vector<std::vector<int32_t>>& seqs, int3
   auto i64 = torch::TensorOptions().dtype(torch::kInt64);
   auto key_mask = torch::from_blob(real.data(), {B, L}, torch::kUInt8).to(torch::kBool);
   SequenceBatch out;
-  out.tokens = torch::from_blob(tokens.data(), {B, L}, i64).to(device);
+  out.tokens = torch::from_blob(tokens.data(), {B, L}, i64).clone().to(device);
   out.positions = positions_from_mask(key_mask).to(device);
   out.attn_mask = make_attention_mask(key_mask, 0, L).to(device);
-  out.last = torch::from_blob(last.data(), {B}, i64).to(device);
+  out.last = torch::from_blob(last.data(), {B}, i64).clone().to(device);
   return out;
 }
 
