@@ -6,7 +6,8 @@
 //               word boundary), as in Anthropic HH-RLHF
 //   chat        {"messages": [{"author": "user"|"assistant", "content"}], "context"?} plus
 //               the seed's or the common completion fields
-//   prompt      {"input_text"} or {"prompt"} or {"messages", "context"?}
+//   prompt      {"input_text"} or {"prompt"} or {"messages", "context"?}, or the seed's
+//               bulk-inference output {"inputs": {"inputs_pretokenized"}, "prediction"}
 // A path may be a file, a directory (its *.jsonl files, sorted) or a glob.
 // Every problem names file:line and the field; by default the first problem stops the read
 // (after the whole dataset was checked, all problems listed), with skip_invalid the bad lines
@@ -48,7 +49,7 @@ struct PromptRow {
 // "completion" (or "prediction", the bulk-inference output field).
 struct ScoredRow {
   PromptText prompt;
-  std::string completion;
+  std::string completion;  // may be empty: a model can answer nothing
   std::string json;
   std::string where;
 };

@@ -34,7 +34,9 @@ struct PreferencePair {
 
 class Encoder {
  public:
-  // eos_id ends every completion (the model's end-of-turn token).
+  // eos_id ends every completion (the model's end-of-turn token). Throws rlhf::Error when
+  // prompt_sequence_length < 1, target_sequence_length < 2, or the chat format is asked of a
+  // template of style None.
   Encoder(const text::Tokenizer& tokenizer, const text::ChatTemplate& chat_template, int32_t eos_id,
           EncodeConfig config);
 

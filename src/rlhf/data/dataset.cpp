@@ -1,0 +1,449 @@
+#include "rlhf/data/dataset.h"
+
+#include <glob.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <initializer_list>
+#include <optional>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "rlhf/text/utf8.h"
+#include "rlhf/util/error.h"
+#include "rlhf/util/mapped_file.h"
+
+namespace rlhf::data {
+namespace {
+
+using nlohmann::json;
+
+constexpr size_t kMaxLineBytes = size_t(64) << 20;
+constexpr uintmax_t kMaxFileBytes = uintmax_t(4) << 30;
+constexpr size_t kListedProblems = 20;
+
+// The problem with one line, without its "file:line: " prefix. Thrown by the row parsers
+// and caught by the reading loop, which names the line.
+struct BadLine {
+  std::string message;
+};
+
+template <class... Args>
+[[noreturn]] void bad(fmt::format_string<Args...> f, Args&&... args) {
+  throw BadLine{fmt::format(f, std::forward<Args>(args)...)};
+}
+
+template <class... Args>
+[[noreturn]] void bad_field(std::string_view field, fmt::format_string<Args...> f, Args&&... args) {
+  throw BadLine{fmt::format("field '{}': {}", field, fmt::format(f, std::forward<Args>(args)...))};
+}
+
+const char* type_name(const json& v) {
+  switch (v.type()) {
+    case json::value_t::null: return "null";
+    case json::value_t::object: return "an object";
+    case json::value_t::array: return "an array";
+    case json::value_t::string: return "a string";
+    case json::value_t::boolean: return "a boolean";
+    case json::value_t::number_integer:
+    case json::value_t::number_unsigned:
+    case json::value_t::number_float: return "a number";
+    default: return "a value of unknown type";
+  }
+}
+
+// Python's str.isspace() over the whole text (the text is valid UTF-8 by now).
+bool is_blank(std::string_view s) {
+  for (size_t i = 0; i < s.size();) {
+    text::utf8::Step st = text::utf8::next(s, i);
+    if (!st.valid || !text::utf8::is_python_space(st.cp)) return false;
+    i += st.len;
+  }
+  return true;
+}
+
+bool has_any(const json& j, std::initializer_list<const char*> names) {
+  return std::any_of(names.begin(), names.end(), [&](const char* n) { return j.contains(n); });
+}
+
+bool has_prompt_fields(const json& j) { return has_any(j, {"input_text", "prompt", "messages", "inputs"}); }
+bool has_seed_fields(const json& j) { return has_any(j, {"candidate_0", "candidate_1", "choice"}); }
+bool has_common_fields(const json& j) { return has_any(j, {"chosen", "rejected"}); }
+
+// A text field of `obj` (shown as `field` in messages): present, a string, not blank.
+std::string text_field(const json& obj, const char* key, std::string_view field) {
+  auto it = obj.find(key);
+  if (it == obj.end()) bad_field(field, "missing");
+  if (!it->is_string()) bad_field(field, "must be a string, got {}", type_name(*it));
+  std::string s = it->get<std::string>();
+  if (s.empty()) bad_field(field, "is empty");
+  if (is_blank(s)) bad_field(field, "is only whitespace");
+  return s;
+}
+std::string text_field(const json& obj, const char* key) { return text_field(obj, key, key); }
+
+// The conversation of a chat line: turns alternate user/assistant, first and last user.
+PromptText chat_prompt(const json& j) {
+  const json& messages = j["messages"];
+  if (!messages.is_array()) bad_field("messages", "must be an array, got {}", type_name(messages));
+  if (messages.empty()) bad_field("messages", "is empty");
+  PromptText p;
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const json& m = messages[i];
+    const std::string name = fmt::format("messages[{}]", i);
+    if (!m.is_object()) bad_field(name, "must be an object, got {}", type_name(m));
+    const char* key = m.contains("author") || !m.contains("role") ? "author" : "role";
+    const std::string author_field = name + "." + key;
+    auto it = m.find(key);
+    if (it == m.end()) bad_field(author_field, "missing");
+    if (!it->is_string()) bad_field(author_field, "must be a string, got {}", type_name(*it));
+    std::string author = it->get<std::string>();
+    if (author != "user" && author != "assistant")
+      bad_field(author_field, "must be 'user' or 'assistant', got '{}'", author);
+    const char* want = i % 2 == 0 ? "user" : "assistant";
+    if (author != want)
+      bad_field(author_field, "is '{}' where '{}' was expected (turns alternate, starting with the user's)", author,
+                want);
+    p.messages.push_back({author, text_field(m, "content", name + ".content")});
+  }
+  if (p.messages.back().author != "user")
+    bad_field(fmt::format("messages[{}].author", messages.size() - 1),
+              "the last turn must be the user's (it is the one the model answers)");
+  if (auto it = j.find("context"); it != j.end()) {
+    if (!it->is_string()) bad_field("context", "must be a string, got {}", type_name(*it));
+    p.context = it->get<std::string>();
+  }
+  return p;
+}
+
+// The prompt of a line from messages, input_text, prompt or the seed's bulk-inference
+// inputs.inputs_pretokenized (in that order of preference). `usual` names the field a line
+// of this kind usually has, for the message when none is there.
+PromptText prompt_of(const json& j, const char* usual) {
+  if (j.contains("messages")) return chat_prompt(j);
+  PromptText p;
+  if (j.contains("input_text")) {
+    p.text = text_field(j, "input_text");
+  } else if (j.contains("prompt")) {
+    p.text = text_field(j, "prompt");
+  } else if (j.contains("inputs")) {
+    const json& inputs = j["inputs"];
+    if (!inputs.is_object()) bad_field("inputs", "must be an object, got {}", type_name(inputs));
+    p.text = text_field(inputs, "inputs_pretokenized", "inputs.inputs_pretokenized");
+  } else {
+    bad_field(usual, "missing (the prompt is input_text, prompt or messages)");
+  }
+  return p;
+}
+
+int choice_of(const json& j) {
+  auto it = j.find("choice");
+  if (it == j.end()) bad_field("choice", "missing");
+  if (!it->is_number_integer() || (*it != 0 && *it != 1)) bad_field("choice", "must be 0 or 1, got {}", it->dump());
+  return it->get<int>();
+}
+
+// HH-RLHF keeps the whole dialogue in both texts: their shared beginning is the prompt, cut
+// right after the last "Assistant:" in it (the reply keeps its leading space), else before
+// its last whitespace; the rest of each text is its completion.
+void split_shared_prompt(PreferenceRow& r) {
+  const std::string& a = r.chosen;
+  const std::string& b = r.rejected;
+  size_t n = std::mismatch(a.begin(), a.begin() + std::min(a.size(), b.size()), b.begin()).first - a.begin();
+  std::string_view shared(a.data(), n);
+  constexpr std::string_view marker = "Assistant:";
+  size_t cut = shared.rfind(marker);
+  if (cut != std::string_view::npos) cut += marker.size();
+  else cut = shared.find_last_of(" \t\n\r\f\v");
+  if (cut == std::string_view::npos || is_blank(shared.substr(0, cut)))
+    bad_field("prompt", "missing, and chosen and rejected share no beginning to take as the prompt");
+  r.prompt.text = a.substr(0, cut);
+  r.chosen.erase(0, cut);
+  r.rejected.erase(0, cut);
+  if (r.chosen.empty()) bad_field("chosen", "nothing is left of it after the prompt it shares with rejected");
+  if (r.rejected.empty()) bad_field("rejected", "nothing is left of it after the prompt it shares with chosen");
+}
+
+PreferenceRow parse_preference(const json& j) {
+  PreferenceRow r;
+  if (has_seed_fields(j)) {
+    std::string c0 = text_field(j, "candidate_0");
+    std::string c1 = text_field(j, "candidate_1");
+    int choice = choice_of(j);
+    if (c0 == c1) bad_field("candidate_1", "is the same text as candidate_0");
+    r.prompt = prompt_of(j, "input_text");
+    r.chosen = choice == 0 ? c0 : c1;
+    r.rejected = choice == 0 ? c1 : c0;
+  } else if (has_common_fields(j)) {
+    r.chosen = text_field(j, "chosen");
+    r.rejected = text_field(j, "rejected");
+    if (r.chosen == r.rejected) bad_field("rejected", "is the same text as chosen");
+    if (has_prompt_fields(j)) r.prompt = prompt_of(j, "prompt");
+    else split_shared_prompt(r);
+  } else {
+    bad("no completions: a preference line has candidate_0, candidate_1 and choice, or chosen and rejected");
+  }
+  return r;
+}
+
+// A prompt line; a preference line without prompt fields gives its shared beginning.
+PromptText parse_prompt(const json& j) {
+  if (!has_prompt_fields(j) && has_common_fields(j)) return parse_preference(j).prompt;
+  return prompt_of(j, "input_text");
+}
+
+ScoredRow parse_scored(const json& j) {
+  ScoredRow r;
+  r.prompt = prompt_of(j, "input_text");
+  const char* key = j.contains("completion") || !j.contains("prediction") ? "completion" : "prediction";
+  auto it = j.find(key);
+  if (it == j.end()) bad_field("completion", "missing (a line to score has completion or prediction)");
+  if (!it->is_string()) bad_field(key, "must be a string, got {}", type_name(*it));
+  r.completion = it->get<std::string>();
+  return r;
+}
+
+// Byte offset of the first ill-formed UTF-8 sequence in s, if any.
+std::optional<size_t> invalid_utf8_at(std::string_view s) {
+  for (size_t i = 0; i < s.size();) {
+    text::utf8::Step st = text::utf8::next(s, i);
+    if (!st.valid) return i;
+    i += st.len;
+  }
+  return std::nullopt;
+}
+
+// The top-level key of a JSON object line whose string value (or a string inside it) holds
+// byte `at`; nothing when the line does not read as an object up to there.
+std::optional<std::string> field_at(std::string_view line, size_t at) {
+  int depth = 0;
+  bool top_is_object = false, expect_key = false;
+  std::string key;
+  for (size_t i = 0; i < line.size() && i <= at; ++i) {
+    char c = line[i];
+    if (c == '"') {
+      size_t end = i + 1;
+      while (end < line.size() && line[end] != '"') end += line[end] == '\\' ? 2 : 1;
+      const bool is_key = depth == 1 && top_is_object && expect_key;
+      if (at <= end) {
+        if (is_key || !top_is_object || key.empty()) return std::nullopt;
+        return key;
+      }
+      if (is_key) key = std::string(line.substr(i + 1, end - i - 1)), expect_key = false;
+      i = end;
+    } else if (c == '{' || c == '[') {
+      if (++depth == 1) top_is_object = c == '{', expect_key = top_is_object;
+    } else if (c == '}' || c == ']') {
+      --depth;
+    } else if (c == ',' && depth == 1) {
+      expect_key = top_is_object;
+    }
+  }
+  return std::nullopt;
+}
+
+// The object a line holds, or the problem with the line (invalid UTF-8, bad JSON, not an object).
+json parse_line(std::string_view line) {
+  if (auto at = invalid_utf8_at(line)) {
+    if (auto field = field_at(line, *at)) bad_field(*field, "invalid UTF-8 at byte {} of the line", *at);
+    bad("invalid UTF-8 at byte {} of the line", *at);
+  }
+  json j;
+  try {
+    j = json::parse(line);
+  } catch (const json::parse_error& e) {
+    // "[json.exception.parse_error.101] parse error at line 1, column 5: ..." -> "column 5: ...",
+    // kept short: its "last read" excerpt can be most of the line.
+    std::string what = e.what();
+    size_t col = what.find("column ");
+    if (col != std::string::npos) what.erase(0, col);
+    if (what.size() > 200) what = what.substr(0, text::utf8::complete_prefix(what.substr(0, 200))) + "...";
+    bad("bad JSON: {}", what);
+  }
+  if (!j.is_object()) bad("the line is {}, not a JSON object", type_name(j));
+  return j;
+}
+
+bool is_blank_line(std::string_view line) {
+  return line.find_first_not_of(" \t\r\n\f\v") == std::string_view::npos;
+}
+
+// Reads every line of the files `spec` names. parse(object) builds a row or throws BadLine;
+// the problems are collected and reported as ReadOptions asks.
+template <class Row, class Parse>
+std::vector<Row> read_rows(const std::string& spec, const ReadOptions& options, ReadReport* report,
+                           Parse parse) {
+  ReadReport r;
+  r.files = expand_paths(spec);
+  std::vector<Row> rows;
+  size_t lines = 0, problems = 0;
+  for (const std::string& path : r.files) {
+    std::error_code ec;
+    uintmax_t size = std::filesystem::file_size(path, ec);
+    if (ec) fail("{}: cannot read: {}", path, ec.message());
+    if (size > kMaxFileBytes) fail("{}: file is {} bytes; dataset files are limited to 4 GiB (split it)", path, size);
+    auto file = MappedFile::open(path);
+    std::string_view text(reinterpret_cast<const char*>(file->data()), file->size());
+    size_t number = 0;
+    for (size_t begin = 0; begin < text.size();) {
+      size_t end = text.find('\n', begin);
+      if (end == std::string_view::npos) end = text.size();
+      std::string_view line = text.substr(begin, end - begin);
+      begin = end + 1;
+      ++number;
+      if (line.size() > kMaxLineBytes)
+        fail("{}:{}: line is {} bytes; lines are limited to 64 MiB", path, number, line.size());
+      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+      if (is_blank_line(line)) continue;
+      ++lines;
+      const std::string where = fmt::format("{}:{}", path, number);
+      try {
+        Row row = parse(parse_line(line), line);
+        row.where = where;
+        if (options.max_rows == 0 || rows.size() < options.max_rows) rows.push_back(std::move(row));
+      } catch (const BadLine& e) {
+        ++problems;
+        if (r.errors.size() < kListedProblems) r.errors.push_back(where + ": " + e.message);
+      }
+    }
+  }
+  r.rows = rows.size();
+  r.skipped = options.skip_invalid ? problems : 0;
+  if (report) *report = r;
+  if (problems > 0 && !options.skip_invalid) {
+    std::string message = fmt::format("{}", fmt::join(r.errors, "\n"));
+    if (problems > r.errors.size()) message += fmt::format("\n... and {} more", problems - r.errors.size());
+    fail("{}\n{}: {} of {} lines are invalid (skip-invalid leaves them out)", message, spec, problems, lines);
+  }
+  if (rows.empty()) {
+    if (problems > 0) fail("{}: no valid rows: all {} lines are invalid; the first: {}", spec, lines, r.errors[0]);
+    fail("{}: the dataset has no rows", spec);
+  }
+  return rows;
+}
+
+// SplitMix64 (Steele, Lea, Flood 2014): small, fast and the same everywhere.
+class SplitMix64 {
+ public:
+  explicit SplitMix64(uint64_t seed) : state_(seed) {}
+  uint64_t next() {
+    uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  // Uniform in [0, n), n > 0, without modulo bias (Lemire's multiply-and-reject).
+  uint64_t below(uint64_t n) {
+    unsigned __int128 m = static_cast<unsigned __int128>(next()) * n;
+    if (static_cast<uint64_t>(m) < n) {
+      const uint64_t threshold = (0 - n) % n;
+      while (static_cast<uint64_t>(m) < threshold) m = static_cast<unsigned __int128>(next()) * n;
+    }
+    return static_cast<uint64_t>(m >> 64);
+  }
+
+ private:
+  uint64_t state_;
+};
+
+}  // namespace
+
+std::vector<std::string> expand_paths(const std::string& spec) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::is_regular_file(spec, ec)) return {spec};
+  if (fs::is_directory(spec, ec)) {
+    std::vector<std::string> files;
+    for (const auto& e : fs::directory_iterator(spec, ec))
+      if (e.path().extension() == ".jsonl" && e.is_regular_file(ec)) files.push_back(e.path().string());
+    if (ec) fail("{}: cannot list the folder: {}", spec, ec.message());
+    if (files.empty()) fail("{}: the folder holds no *.jsonl files", spec);
+    std::sort(files.begin(), files.end());
+    return files;
+  }
+  if (spec.find_first_of("*?[") == std::string::npos) fail("{}: no such file or folder", spec);
+  glob_t g{};
+  int rc = ::glob(spec.c_str(), 0, nullptr, &g);
+  std::vector<std::string> files;
+  for (size_t i = 0; rc == 0 && i < g.gl_pathc; ++i)
+    if (fs::is_regular_file(g.gl_pathv[i], ec)) files.push_back(g.gl_pathv[i]);
+  ::globfree(&g);
+  if (rc != 0 && rc != GLOB_NOMATCH) fail("{}: cannot expand the pattern (glob error {})", spec, rc);
+  if (files.empty()) fail("{}: no file matches this pattern", spec);
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+std::vector<PreferenceRow> read_preference_dataset(const std::string& spec, const ReadOptions& options,
+                                                   ReadReport* report) {
+  return read_rows<PreferenceRow>(spec, options, report, [](const json& j, std::string_view) {
+    return parse_preference(j);
+  });
+}
+
+std::vector<PromptRow> read_prompt_dataset(const std::string& spec, const ReadOptions& options, ReadReport* report) {
+  return read_rows<PromptRow>(spec, options, report, [](const json& j, std::string_view line) {
+    PromptRow r;
+    r.prompt = parse_prompt(j);
+    r.json = std::string(line);
+    return r;
+  });
+}
+
+std::vector<ScoredRow> read_scored_dataset(const std::string& spec, const ReadOptions& options, ReadReport* report) {
+  return read_rows<ScoredRow>(spec, options, report, [](const json& j, std::string_view line) {
+    ScoredRow r = parse_scored(j);
+    r.json = std::string(line);
+    return r;
+  });
+}
+
+bool has_preference_fields(const std::string& spec) {
+  for (const std::string& path : expand_paths(spec)) {
+    auto file = MappedFile::open(path);
+    std::string_view text(reinterpret_cast<const char*>(file->data()), file->size());
+    for (size_t begin = 0; begin < text.size();) {
+      size_t end = std::min(text.find('\n', begin), text.size());
+      std::string_view line = text.substr(begin, end - begin);
+      begin = end + 1;
+      if (is_blank_line(line) || line.size() > kMaxLineBytes) continue;
+      try {
+        parse_preference(parse_line(line));
+        return true;
+      } catch (const BadLine&) {
+      }
+      try {
+        parse_prompt(parse_line(line));
+        return false;
+      } catch (const BadLine&) {
+      }
+    }
+  }
+  return false;
+}
+
+std::vector<size_t> permutation(size_t n, uint64_t seed) {
+  std::vector<size_t> p(n);
+  for (size_t i = 0; i < n; ++i) p[i] = i;
+  SplitMix64 rng(seed);
+  for (size_t i = n; i > 1; --i) std::swap(p[i - 1], p[rng.below(i)]);
+  return p;
+}
+
+Split holdout_split(size_t n, double fraction, size_t max_validation, uint64_t seed) {
+  Split s;
+  if (n == 0) return s;
+  const double wanted = std::isfinite(fraction) ? std::round(static_cast<double>(n) * std::max(0.0, fraction)) : 0.0;
+  size_t k = std::max(static_cast<size_t>(std::min(wanted, static_cast<double>(n))), size_t(n >= 2 ? 1 : 0));
+  k = std::min(k, std::min(max_validation, n - 1));
+  std::vector<size_t> order = permutation(n, seed);
+  s.validation.assign(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(k));
+  s.train.assign(order.begin() + static_cast<std::ptrdiff_t>(k), order.end());
+  std::sort(s.validation.begin(), s.validation.end());
+  std::sort(s.train.begin(), s.train.end());
+  return s;
+}
+
+}  // namespace rlhf::data
