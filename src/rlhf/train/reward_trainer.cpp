@@ -197,6 +197,7 @@ RewardTrainSummary train_reward_model(const RewardTrainConfig& cfg) {
       if (train.size() % 256 == 0) bar.update(static_cast<int64_t>(train.size()));
     }
     for (const auto& r : val_rows) validation.push_back(encoder.encode(r));
+    bar.update(static_cast<int64_t>(train.size() + validation.size()));
     bar.finish();
   }
   Sha256 data_hash;
