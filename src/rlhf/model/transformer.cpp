@@ -49,11 +49,73 @@ torch::Tensor rope_inv_freq(const ModelConfig& c) {
 }
 
 // x: [B, H, T, hd]; cos/sin: [B, 1, T, hd]. Rotates the two halves of each head (HF layout).
-torch::Tensor apply_rotary(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+// rotate_half(x) = cat(-x2, x1) and its transpose cat(x2, -x1).
+torch::Tensor rotate_half(const torch::Tensor& x, bool transpose) {
   const int64_t half = x.size(-1) / 2;
   auto x1 = x.narrow(-1, 0, half), x2 = x.narrow(-1, half, half);
-  auto rotated = torch::cat({-x2, x1}, -1);
-  return x * cos + rotated * sin;
+  return transpose ? torch::cat({x2, -x1}, -1) : torch::cat({-x2, x1}, -1);
+}
+
+torch::Tensor rotary_forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+  return x * cos + rotate_half(x, false) * sin;
+}
+
+// Training saves only what each backward needs. These three functions compute exactly what
+// the plain ops do, but keep fewer activations alive than autograd would:
+//  - rotary: a rotation; its backward needs cos and sin only (autograd keeps x and its half-rotation);
+//  - RMSNorm: keeps x and 1/rms (autograd keeps x, the normalised x and its cast);
+//  - SwiGLU: keeps gate and up (autograd also keeps silu(gate)).
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+struct RotaryFn : torch::autograd::Function<RotaryFn> {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& cos,
+                               const torch::Tensor& sin) {
+    ctx->save_for_backward({cos, sin});
+    return rotary_forward(x, cos, sin);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grad) {
+    auto saved = ctx->get_saved_variables();
+    const auto& g = grad[0];
+    return {g * saved[0] + rotate_half(g * saved[1], true), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+struct RmsNormFn : torch::autograd::Function<RmsNormFn> {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& w, double eps) {
+    auto xf = x.to(torch::kFloat32);
+    auto rstd = torch::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps);
+    ctx->save_for_backward({x, rstd, w});
+    return w * (xf * rstd).to(x.scalar_type());
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grad) {
+    auto saved = ctx->get_saved_variables();
+    const auto &x = saved[0], &rstd = saved[1], &w = saved[2];
+    auto xhat = x.to(torch::kFloat32) * rstd;
+    auto gxhat = (grad[0] * w).to(torch::kFloat32);
+    // d/dx of x·rstd(x): rstd · (g − x̂ · mean(g · x̂)); the norm weight is frozen.
+    auto gx = rstd * (gxhat - xhat * (gxhat * xhat).mean(-1, /*keepdim=*/true));
+    return {gx.to(x.scalar_type()), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+struct SwiGluFn : torch::autograd::Function<SwiGluFn> {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& gate, const torch::Tensor& up) {
+    ctx->save_for_backward({gate, up});
+    return torch::silu(gate) * up;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grad) {
+    auto saved = ctx->get_saved_variables();
+    const auto &gate = saved[0], &up = saved[1];
+    auto sig = torch::sigmoid(gate);
+    auto silu = gate * sig;
+    auto dsilu = sig * (1 + gate * (1 - sig));
+    return {grad[0] * up * dsilu, grad[0] * silu};
+  }
+};
+
+torch::Tensor apply_rotary(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+  return at::GradMode::is_enabled() ? RotaryFn::apply(x, cos, sin) : rotary_forward(x, cos, sin);
 }
 
 // Rows of x up to which the CPU kernels beat the BLAS (decoding; prefill goes to the BLAS).
@@ -223,6 +285,7 @@ bool Transformer::use_decode_kernels(const ForwardArgs& args) const {
 
 torch::Tensor Transformer::rms_norm(const torch::Tensor& x, const torch::Tensor& w) const {
   // In float32, then back to the model's dtype before the scale (as HF's LlamaRMSNorm).
+  if (at::GradMode::is_enabled()) return RmsNormFn::apply(x, w, config_.rms_norm_eps);
   auto xf = x.to(torch::kFloat32);
   auto var = xf.pow(2).mean(-1, /*keepdim=*/true);
   return w * (xf * torch::rsqrt(var + config_.rms_norm_eps)).to(x.scalar_type());
@@ -307,7 +370,7 @@ torch::Tensor Transformer::layer(int64_t l, torch::Tensor x, const ForwardArgs& 
   auto gate_up = dense(h, L.w_gate_up, {});  // [B, T, 2 * intermediate]
   auto gate = add_lora(gate_up.narrow(-1, 0, I), l, kGate, h, args);
   auto up = add_lora(gate_up.narrow(-1, I, I), l, kUp, h, args);
-  auto act = torch::silu(gate) * up;
+  auto act = at::GradMode::is_enabled() ? SwiGluFn::apply(gate, up) : torch::silu(gate) * up;
   return x + add_lora(dense(act, L.w[kDown], {}), l, kDown, act, args);
 }
 
