@@ -140,10 +140,12 @@ TEST_F(RewardModelTest, HeadReadsTheLastRealToken) {
 }
 
 TEST_F(RewardModelTest, PackedPairsEqualSeparateSequences) {
+  // Lengths 17, 32, 7, 4: the first, third and fourth pairs share a row of 32.
   std::vector<PreferencePair> pairs = {{seq(6, 1), seq(4, 2), seq(7, 3), "a:1"},
-                                       {seq(11, 4), seq(9, 5), seq(2, 6), "a:2"},
-                                       {seq(1, 7), seq(3, 8), seq(3, 9), "a:3"}};
-  std::vector<const PreferencePair*> ptrs = {&pairs[0], &pairs[1], &pairs[2]};
+                                       {seq(11, 4), seq(9, 5), seq(12, 6), "a:2"},
+                                       {seq(1, 7), seq(3, 8), seq(3, 9), "a:3"},
+                                       {seq(2, 10), seq(1, 11), seq(1, 12), "a:4"}};
+  std::vector<const PreferencePair*> ptrs = {&pairs[0], &pairs[1], &pairs[2], &pairs[3]};
   torch::NoGradGuard ng;
   auto packed = rlhf::pack_pairs(ptrs, 0, torch::kCPU);
   auto [rc, rr] = rm_->score_pairs(packed);
@@ -156,7 +158,9 @@ TEST_F(RewardModelTest, PackedPairsEqualSeparateSequences) {
     EXPECT_NEAR(rc[i].item<float>(), score_alone(join(pairs[i].chosen)), 1e-5) << "pair " << i;
     EXPECT_NEAR(rr[i].item<float>(), score_alone(join(pairs[i].rejected)), 1e-5) << "pair " << i;
   }
-  EXPECT_EQ(packed.real_tokens, 6 + 4 + 7 + 11 + 9 + 2 + 1 + 3 + 3);
+  EXPECT_EQ(packed.real_tokens, 17 + 32 + 7 + 4);
+  EXPECT_EQ(packed.tokens.size(0), 2);
+  EXPECT_EQ(packed.tokens.size(1), 32);
 }
 
 // ---- Training on a tiny model written to disk --------------------------------------------

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <numeric>
 
 #include "rlhf/train/tensor_file.h"
 #include "rlhf/util/error.h"
@@ -12,39 +13,62 @@
 namespace rlhf {
 
 PairBatch pack_pairs(std::span<const data::PreferencePair* const> pairs, int32_t pad_id, torch::Device device) {
-  const int64_t B = static_cast<int64_t>(pairs.size());
+  const int64_t n = static_cast<int64_t>(pairs.size());
+  auto length = [&](int64_t i) {
+    const auto& p = *pairs[i];
+    return static_cast<int64_t>(p.prompt.size() + p.chosen.size() + p.rejected.size());
+  };
+  // Rows as wide as the longest pair; the pairs placed first-fit, longest first.
   int64_t L = 0;
-  for (const auto* p : pairs) L = std::max<int64_t>(L, p->prompt.size() + p->chosen.size() + p->rejected.size());
-  // segment: 0 prompt, 1 chosen, 2 rejected, -1 padding
-  std::vector<int64_t> tokens(B * L, pad_id), positions(B * L, 0), segment(B * L, -1), chosen_end(B), rejected_end(B);
+  for (int64_t i = 0; i < n; ++i) L = std::max(L, length(i));
+  std::vector<int64_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return length(a) > length(b); });
+  std::vector<int64_t> used;                 // tokens used per row
+  std::vector<std::pair<int64_t, int64_t>> at(n);  // pair -> (row, offset)
+  for (int64_t i : order) {
+    size_t r = 0;
+    while (r < used.size() && used[r] + length(i) > L) ++r;
+    if (r == used.size()) used.push_back(0);
+    at[i] = {static_cast<int64_t>(r), used[r]};
+    used[r] += length(i);
+  }
+  const int64_t R = static_cast<int64_t>(used.size());
+  // Per token: which pair of its row (-1 = padding) and which part (0 prompt, 1 chosen, 2 rejected).
+  std::vector<int64_t> tokens(R * L, pad_id), positions(R * L, 0), owner(R * L, -1), part(R * L, -1);
+  std::vector<int64_t> chosen_end(n), rejected_end(n);
   PairBatch out;
-  for (int64_t b = 0; b < B; ++b) {
-    const auto& p = *pairs[b];
+  for (int64_t i = 0; i < n; ++i) {
+    const auto& p = *pairs[i];
     if (p.chosen.empty() || p.rejected.empty()) fail("{}: empty completion after encoding", p.where);
-    const int64_t P = p.prompt.size(), C = p.chosen.size(), R = p.rejected.size();
-    int64_t* tok = &tokens[b * L];
-    int64_t* pos = &positions[b * L];
-    int64_t* seg = &segment[b * L];
-    for (int64_t i = 0; i < P; ++i) tok[i] = p.prompt[i], pos[i] = i, seg[i] = 0;
-    for (int64_t i = 0; i < C; ++i) tok[P + i] = p.chosen[i], pos[P + i] = P + i, seg[P + i] = 1;
-    for (int64_t i = 0; i < R; ++i) tok[P + C + i] = p.rejected[i], pos[P + C + i] = P + i, seg[P + C + i] = 2;
-    chosen_end[b] = P + C - 1;
-    rejected_end[b] = P + C + R - 1;
-    out.real_tokens += P + C + R;
+    const int64_t P = p.prompt.size(), C = p.chosen.size(), Rj = p.rejected.size();
+    const int64_t base = at[i].first * L + at[i].second;
+    auto put = [&](int64_t k, int32_t tok, int64_t pos, int64_t which) {
+      tokens[base + k] = tok, positions[base + k] = pos, owner[base + k] = i, part[base + k] = which;
+    };
+    for (int64_t k = 0; k < P; ++k) put(k, p.prompt[k], k, 0);
+    for (int64_t k = 0; k < C; ++k) put(P + k, p.chosen[k], P + k, 1);
+    for (int64_t k = 0; k < Rj; ++k) put(P + C + k, p.rejected[k], P + k, 2);
+    chosen_end[i] = base + P + C - 1;
+    rejected_end[i] = base + P + C + Rj - 1;
+    out.real_tokens += P + C + Rj;
   }
   auto i64 = torch::TensorOptions().dtype(torch::kInt64);
-  auto seg = torch::from_blob(segment.data(), {B, L}, i64).clone();
-  auto q = seg.unsqueeze(2), k = seg.unsqueeze(1);  // [B, L, 1], [B, 1, L]
+  auto own = torch::from_blob(owner.data(), {R, L}, i64).clone();
+  auto prt = torch::from_blob(part.data(), {R, L}, i64).clone();
+  auto q_own = own.unsqueeze(2), k_own = own.unsqueeze(1);  // [R, L, 1], [R, 1, L]
+  auto q_prt = prt.unsqueeze(2), k_prt = prt.unsqueeze(1);
   auto idx = torch::arange(L, i64);
-  auto causal = (idx.view({1, 1, L}) <= idx.view({1, L, 1}));  // key j <= query i
-  // A key is visible when it is real, not after the query, and either prompt or the query's own completion.
-  auto mask = causal & (k >= 0) & ((k == 0) | (k == q));
-  mask = mask | torch::eye(L, torch::TensorOptions().dtype(torch::kBool)).unsqueeze(0);  // padding rows see themselves
-  out.tokens = torch::from_blob(tokens.data(), {B, L}, i64).clone().to(device);
-  out.positions = torch::from_blob(positions.data(), {B, L}, i64).clone().to(device);
+  auto causal = idx.view({1, 1, L}) <= idx.view({1, L, 1});  // key j <= query i
+  // A key is visible when it is not after the query, belongs to the query's pair, and is
+  // either the prompt or the query's own completion.
+  auto mask = causal & (k_own >= 0) & (k_own == q_own) & ((k_prt == 0) | (k_prt == q_prt));
+  mask = mask | torch::eye(L, torch::TensorOptions().dtype(torch::kBool)).unsqueeze(0);  // padding sees itself
+  out.tokens = torch::from_blob(tokens.data(), {R, L}, i64).clone().to(device);
+  out.positions = torch::from_blob(positions.data(), {R, L}, i64).clone().to(device);
   out.attn_mask = mask.unsqueeze(1).to(device);
-  out.chosen_end = torch::from_blob(chosen_end.data(), {B}, i64).clone().to(device);
-  out.rejected_end = torch::from_blob(rejected_end.data(), {B}, i64).clone().to(device);
+  out.chosen_end = torch::from_blob(chosen_end.data(), {n}, i64).clone().to(device);
+  out.rejected_end = torch::from_blob(rejected_end.data(), {n}, i64).clone().to(device);
   return out;
 }
 
@@ -102,8 +126,12 @@ std::pair<torch::Tensor, torch::Tensor> RewardModel::score_pairs(const PairBatch
   args.attn_mask = batch.attn_mask;
   args.adapters = {adapter_};
   args.train = train;
-  auto hidden = net_.hidden(args);  // [B, L, H]
-  return {head(hidden, batch.chosen_end), head(hidden, batch.rejected_end)};
+  auto hidden = net_.hidden(args);  // [R, L, H]
+  auto flat = hidden.reshape({-1, hidden.size(2)});  // [R·L, H]
+  auto reward_at = [&](const torch::Tensor& index) {
+    return torch::mv(flat.index_select(0, index).to(torch::kFloat32), weight_) + bias_;
+  };
+  return {reward_at(batch.chosen_end), reward_at(batch.rejected_end)};
 }
 
 std::map<std::string, torch::Tensor> RewardModel::parameters() const {

@@ -20,13 +20,15 @@
 
 namespace rlhf {
 
-// A micro-batch of packed preference pairs.
+// A micro-batch of packed preference pairs. Rows are as wide as the longest pair; shorter
+// pairs share rows (first-fit, longest first), each pair seeing only itself, so a
+// micro-batch carries little padding.
 struct PairBatch {
-  torch::Tensor tokens;       // [B, L] int64: prompt ++ chosen ++ rejected, right-padded
-  torch::Tensor positions;    // [B, L] int64: 0.. over the prompt, restarting at P for each completion
-  torch::Tensor attn_mask;    // [B, 1, L, L] bool
-  torch::Tensor chosen_end;   // [B] int64: index of the chosen completion's EOS
-  torch::Tensor rejected_end; // [B] int64: index of the rejected completion's EOS
+  torch::Tensor tokens;       // [R, L] int64: per pair prompt ++ chosen ++ rejected, pairs side by side
+  torch::Tensor positions;    // [R, L] int64: 0.. over each prompt, restarting at P for each completion
+  torch::Tensor attn_mask;    // [R, 1, L, L] bool
+  torch::Tensor chosen_end;   // [B] int64: flat index (row·L + column) of pair b's chosen EOS
+  torch::Tensor rejected_end; // [B] int64: flat index of pair b's rejected EOS
   int64_t real_tokens = 0;    // tokens that are not padding
 };
 PairBatch pack_pairs(std::span<const data::PreferencePair* const> pairs, int32_t pad_id, torch::Device device);
