@@ -24,6 +24,7 @@ int run_train_reward(TrainRewardFlags& f) {
   if (f.center_rewards && f.config.center_rewards_coefficient == 0) f.config.center_rewards_coefficient = 0.01;
   f.config.progress = !f.no_progress;
   apply_threads(f.threads);
+  use_mapped_allocations();
   train_reward_model(f.config);
   return 0;
 }

@@ -1,6 +1,8 @@
 // Flags shared by the commands that run a model.
 #include <torch/torch.h>
 
+#include <malloc.h>
+
 #include <algorithm>
 #include <thread>
 
@@ -22,5 +24,7 @@ void apply_threads(int threads) {
   int n = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   torch::set_num_threads(n);
 }
+
+void use_mapped_allocations() { mallopt(M_MMAP_THRESHOLD, 128 * 1024); }
 
 }  // namespace rlhf::cli
