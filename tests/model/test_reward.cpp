@@ -11,6 +11,7 @@
 #include <cmath>
 #include <fstream>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -232,6 +233,19 @@ TEST(RewardTraining, LearnsASyntheticPreference) {
         EXPECT_TRUE(r.contains(k)) << k;
     }
   EXPECT_EQ(train_rows, 60);
+  // The event file holds the same points: `rlhf curves` (our reader) prints one line per step.
+  int rc = 0;
+  std::string curves = rlhf::testing::capture(rlhf::testing::cli() + " curves " + (dir / "rm/logs").string() +
+                                              " --tag rank_loss --tag validation/accuracy", &rc);
+  ASSERT_EQ(rc, 0);
+  int rank_lines = 0, val_lines = 0;
+  std::istringstream lines(curves);
+  for (std::string line; std::getline(lines, line);) {
+    rank_lines += line.rfind("rank_loss ", 0) == 0;
+    val_lines += line.rfind("validation/accuracy ", 0) == 0;
+  }
+  EXPECT_EQ(rank_lines, 60);
+  EXPECT_EQ(val_lines, 3);  // steps 20, 40 and the end
 
   // The scores of the saved model through the CLI: order kept, and after centring the mean
   // training reward is near 0 while chosen completions outscore rejected ones.
@@ -243,7 +257,6 @@ TEST(RewardTraining, LearnsASyntheticPreference) {
       in << nlohmann::json{{"input_text", p["input_text"]}, {"completion", p["candidate_" + std::to_string(k)]}, {"id", 2 * i + k}}.dump() << "\n";
   }
   in.close();
-  int rc = 0;
   rlhf::testing::capture(rlhf::testing::cli() + " score --reward-model " + (dir / "rm").string() + " --input " +
                          (dir / "score.jsonl").string() + " --output " + (dir / "scored.jsonl").string() +
                          " --batch-size 7", &rc, true);

@@ -165,6 +165,9 @@ RewardTrainSummary train_reward_model(const RewardTrainConfig& cfg) {
     train_index.resize(rows.size());
     std::iota(train_index.begin(), train_index.end(), 0);
   } else {
+    if (!cfg.eval_dataset.empty())
+      std::fprintf(stderr, "[rlhf] %s has no preference fields: validating on a held-out split instead\n",
+                   cfg.eval_dataset.c_str());
     auto split = data::holdout_split(rows.size(), cfg.validation_fraction, cfg.max_validation_pairs, cfg.seed);
     train_index = split.train;
     for (size_t i : split.validation) val_rows.push_back(rows[i]);
