@@ -72,6 +72,18 @@ inline std::string capture(const std::string& cmd, int* status = nullptr, bool m
 
 inline std::string cli() { return RLHF_CLI; }
 
+// GPT-2's byte-to-unicode spelling of one byte (the symbols of byte-level BPE), as UTF-8.
+inline std::string byte_char(int b) {
+  int n = 0;
+  auto printable = [](int x) { return (x >= '!' && x <= '~') || (x >= 0xA1 && x <= 0xAC) || (x >= 0xAE && x <= 0xFF); };
+  for (int x = 0; x < b; ++x) n += !printable(x);
+  char32_t cp = printable(b) ? char32_t(b) : char32_t(0x100 + n);
+  std::string s;
+  if (cp < 0x80) s += char(cp);
+  else s += char(0xC0 | (cp >> 6)), s += char(0x80 | (cp & 0x3F));
+  return s;
+}
+
 }  // namespace rlhf::testing
 
 // Skips the current test when the dev venv is absent, saying how to get it.

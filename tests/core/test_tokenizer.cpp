@@ -20,17 +20,7 @@ using rlhf::text::PreTokenizer;
 using rlhf::text::StreamDecoder;
 using rlhf::text::TokenizerSpec;
 
-// GPT-2's byte-to-unicode spelling of one byte.
-std::string byte_char(int b) {
-  int n = 0;
-  auto printable = [](int x) { return (x >= '!' && x <= '~') || (x >= 0xA1 && x <= 0xAC) || (x >= 0xAE && x <= 0xFF); };
-  for (int x = 0; x < b; ++x) n += !printable(x);
-  char32_t cp = printable(b) ? char32_t(b) : char32_t(0x100 + n);
-  std::string s;
-  if (cp < 0x80) s += char(cp);
-  else s += char(0xC0 | (cp >> 6)), s += char(0x80 | (cp & 0x3F));
-  return s;
-}
+using rlhf::testing::byte_char;
 
 // Tokens 0..255 are the bytes; then "bc", "ab", "aa", "Ġw", "Ġwo", <|end|> (special), <|e (user).
 TokenizerSpec small_spec() {

@@ -10,6 +10,7 @@
 #include "rlhf/model/host_tensor.h"
 #include "rlhf/model/loader.h"
 #include "rlhf/model/safetensors.h"
+#include "test_util.h"
 
 namespace rlhf::testing {
 
@@ -63,24 +64,6 @@ inline std::map<std::string, HostTensor> tiny_weights(const ModelConfig& c, uint
   return w;
 }
 
-// GPT-2's byte -> printable character map (byte-level BPE symbols), as UTF-8.
-inline std::string byte_symbol(int b) {
-  auto printable = [](int c) { return (c >= 33 && c <= 126) || (c >= 161 && c <= 172) || (c >= 174 && c <= 255); };
-  int cp = b;
-  if (!printable(b)) {
-    int n = 0;
-    for (int c = 0; c < b; ++c) n += !printable(c);
-    cp = 256 + n;
-  }
-  std::string out;
-  if (cp < 0x80) out.push_back(static_cast<char>(cp));
-  else {
-    out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  }
-  return out;
-}
-
 // A tiny model as a Hugging Face folder: config.json, model.safetensors and a byte-level
 // tokenizer.json (one token per byte, no merges; 256 = <|endoftext|> (EOS), 257 = <pad>).
 inline ModelConfig write_tiny_hf_model(const std::filesystem::path& dir, uint32_t seed = 7) {
@@ -92,7 +75,7 @@ inline ModelConfig write_tiny_hf_model(const std::filesystem::path& dir, uint32_
   c.max_position = 512;
   std::filesystem::create_directories(dir);
   nlohmann::json vocab = nlohmann::json::object();
-  for (int b = 0; b < 256; ++b) vocab[byte_symbol(b)] = b;
+  for (int b = 0; b < 256; ++b) vocab[byte_char(b)] = b;
   nlohmann::json tok = {
       {"version", "1.0"},
       {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", nlohmann::json::array()}}},

@@ -109,24 +109,23 @@ torch::Tensor RewardModel::head(const torch::Tensor& hidden, const torch::Tensor
   return torch::mv(at.to(torch::kFloat32), weight_) + bias_;
 }
 
-torch::Tensor RewardModel::score(const SequenceBatch& batch, bool train) const {
+torch::Tensor RewardModel::hidden(const torch::Tensor& tokens, const torch::Tensor& positions,
+                                  const torch::Tensor& attn_mask, bool train) const {
   ForwardArgs args;
-  args.tokens = batch.tokens;
-  args.positions = batch.positions;
-  args.attn_mask = batch.attn_mask;
+  args.tokens = tokens;
+  args.positions = positions;
+  args.attn_mask = attn_mask;
   args.adapters = {adapter_};
   args.train = train;
-  return head(net_.hidden(args), batch.last);
+  return net_.hidden(args);
+}
+
+torch::Tensor RewardModel::score(const SequenceBatch& batch, bool train) const {
+  return head(hidden(batch.tokens, batch.positions, batch.attn_mask, train), batch.last);
 }
 
 std::pair<torch::Tensor, torch::Tensor> RewardModel::score_pairs(const PairBatch& batch, bool train) const {
-  ForwardArgs args;
-  args.tokens = batch.tokens;
-  args.positions = batch.positions;
-  args.attn_mask = batch.attn_mask;
-  args.adapters = {adapter_};
-  args.train = train;
-  auto hidden = net_.hidden(args);  // [R, L, H]
+  auto hidden = this->hidden(batch.tokens, batch.positions, batch.attn_mask, train);  // [R, L, H]
   auto flat = hidden.reshape({-1, hidden.size(2)});  // [R·L, H]
   auto reward_at = [&](const torch::Tensor& index) {
     return torch::mv(flat.index_select(0, index).to(torch::kFloat32), weight_) + bias_;

@@ -69,6 +69,9 @@ class RewardModel {
   const Transformer& net() const { return net_; }
 
  private:
+  // Final-norm hidden states [B, L, H] with the reward adapter active.
+  torch::Tensor hidden(const torch::Tensor& tokens, const torch::Tensor& positions, const torch::Tensor& attn_mask,
+                       bool train) const;
   // Rewards at `index` [B] of hidden states [B, L, H].
   torch::Tensor head(const torch::Tensor& hidden, const torch::Tensor& index) const;
 
