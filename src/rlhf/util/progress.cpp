@@ -60,6 +60,10 @@ void Progress::finish(const std::string& status) {
 }
 
 void Progress::draw(bool final) {
+  // In a log, the final line adds nothing when the last one already said the same.
+  if (!tty_ && final && done_ == drawn_done_ && status_ == drawn_status_) return;
+  drawn_done_ = done_;
+  drawn_status_ = status_;
   last_draw_ = std::chrono::steady_clock::now();
   const double elapsed = std::chrono::duration<double>(last_draw_ - t0_).count();
   std::string line = format_line(label_, done_, total_, unit_, start_, elapsed, status_);

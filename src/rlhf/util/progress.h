@@ -31,6 +31,8 @@ class Progress {
   void draw(bool final);
   std::string label_, unit_, status_;
   int64_t total_, start_, done_;
+  int64_t drawn_done_ = -1;   // what the last drawn line showed
+  std::string drawn_status_;
   bool tty_, finished_ = false;
   std::chrono::steady_clock::time_point t0_, last_draw_;
 };
