@@ -23,10 +23,10 @@ void AdamW::zero_grad() {
 
 double AdamW::clip_grad_norm(double max_norm) {
   torch::NoGradGuard no_grad;
-  double sum_sq = 0;
+  std::vector<torch::Tensor> squares;  // one sum per tensor, read back once (one device sync)
   for (auto& [name, p] : params_)
-    if (p.grad().defined()) sum_sq += p.grad().to(torch::kFloat64).pow(2).sum().item<double>();
-  const double norm = std::sqrt(sum_sq);
+    if (p.grad().defined()) squares.push_back(p.grad().to(torch::kFloat64).pow(2).sum());
+  const double norm = squares.empty() ? 0.0 : std::sqrt(torch::stack(squares).sum().item<double>());
   if (max_norm > 0 && norm > max_norm) {
     const double scale = max_norm / (norm + 1e-6);
     for (auto& [name, p] : params_)
