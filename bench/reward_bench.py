@@ -249,7 +249,7 @@ def main():
                      r is not None and r >= 1.3))
     o, t = median(ours, "peak_rss_kib"), median(trl, "peak_rss_kib")
     r = o / t if o and t else None
-    rows.append(("peak RSS", fmt(o and o / 1024, " MiB"), fmt(t and t / 1024, " MiB"),
+    rows.append(("peak RSS", "-" if o is None else f"{o / 1024:.0f} MiB", "-" if t is None else f"{t / 1024:.0f} MiB",
                  "-" if r is None else f"{r:.2f}x", "<= 0.7x", r is not None and r <= 0.7))
     if a.mode == "throughput":
         rows = rows[1:]

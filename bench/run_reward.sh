@@ -4,16 +4,21 @@
 # out), the same token ids, recipe and threads. Prints, per mode, ours, TRL's, and the ratio:
 #   throughput  pairs/s and tokens/s (median of --repeats), peak RSS; goals >= 1.3x, <= 0.7x
 #   accuracy    held-out accuracy after the same training; goal ours - TRL >= -2 points
-# Defaults are sized for a 2-core CPU, where TRL trains ~0.15 pairs/s at P=256/T=64 and ~0.33
-# pairs/s at P=64/T=32 (about 55 non-pad tokens/s; held-out scoring ~260 tokens/s):
-#   throughput  P=256 T=64 B=16 M=8, 3 steps, 2 repeats: TRL ~6 min a run (5.5 training,
-#               ~0.5 loading, 16 held-out pairs); ~12 min for TRL, ours on top
-#   accuracy    P=64 T=32 B=16 M=8, 12 steps (192 pairs, 0.1 epoch), lr 1e-3 (multiplier 10, so
-#               that so few steps move the model off chance): TRL ~10 min training + ~3 min
-#               scoring the 312 held-out pairs + loading, ~14 min; ours on top
-# so 35-45 minutes in all with ours at or above TRL's speed. On a bigger machine give the full
+# Sizes for a 2-core CPU, from runs on a quiet 2-core AMD EPYC VM (2 threads each side):
+#   TRL trains ~0.52 pairs/s at P=256/T=64 and ~1.4 pairs/s at P=64/T=32 (about 140 and 220
+#   sequence tokens/s), scores the 312 held-out pairs at P=64/T=32 in ~95 s, loads in ~30 s;
+#   ours was 1.65x / 1.03x as fast at those lengths.
+#   throughput  P=256 T=64 B=16 M=8, 4 steps, 3 repeats: TRL ~2.5 min a run, ours ~2 (the
+#               reader, validation of 16 pairs and the final centring pass are outside the
+#               figures but in the wall time): ~15 min
+#   accuracy    P=64 T=32 B=32 M=8, 28 steps (the first 896 pairs, once), lr 1e-3 (multiplier
+#               10: at 1e-4 this few steps leave both models at chance): TRL ~11 min training
+#               + ~2 min loading and scoring; ours about the same: ~26 min
+# so about 40 minutes in all on a quiet machine; other heavy processes on the same cores slow
+# both sides 3-5x (and make the ratios noise), so run it alone. On a bigger machine give the full
 # recipe: --acc-args "--prompt-length 256 --target-length 64 --batch-size 32 --steps 0
-# --lr-multiplier 1" (one epoch, 63 steps, lr 1e-4) and --tp-args "--steps 4 --repeats 5".
+# --lr-multiplier 1" (one epoch over the 2000 pairs, 63 steps, lr 1e-4) and
+# --tp-args "--repeats 5".
 # Usage: bench/run_reward.sh [--mode both|throughput|accuracy] [--tp-args "..."] [--acc-args "..."]
 #                            [--build DIR] [--python PY]
 # (--tp-args / --acc-args are appended to bench/reward_bench.py's options and override them.)
@@ -33,15 +38,15 @@ done
 GGUF=${RLHF_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/rlhf}/models/SmolLM2-135M-Instruct.Q4_1.gguf
 [ -f "$GGUF" ] || { echo "default model absent: run scripts/setup" >&2; exit 1; }
 [ -x "$BUILD/rlhf" ] || { echo "$BUILD/rlhf not built" >&2; exit 1; }
-COMMON=(--gguf "$GGUF" --build "$BUILD" --python "$PY" --threads "$(nproc)" --timeout 2400)
+COMMON=(--gguf "$GGUF" --build "$BUILD" --python "$PY" --threads "$(nproc)" --timeout 3600)
 echo "# $(nproc) threads: $(lscpu | sed -n 's/^Model name: *//p' | head -1)"
 if [ "$MODE" = both ] || [ "$MODE" = throughput ]; then
   # shellcheck disable=SC2086
   "$PY" bench/reward_bench.py --mode throughput "${COMMON[@]}" --prompt-length 256 --target-length 64 \
-    --batch-size 16 --micro-batch-size 8 --steps 3 --heldout-pairs 16 --repeats 2 $TP_ARGS
+    --batch-size 16 --micro-batch-size 8 --steps 4 --heldout-pairs 16 --repeats 3 $TP_ARGS
 fi
 if [ "$MODE" = both ] || [ "$MODE" = accuracy ]; then
   # shellcheck disable=SC2086
   "$PY" bench/reward_bench.py --mode accuracy "${COMMON[@]}" --prompt-length 64 --target-length 32 \
-    --batch-size 16 --micro-batch-size 8 --steps 12 --lr-multiplier 10 --repeats 1 $ACC_ARGS
+    --batch-size 32 --micro-batch-size 8 --steps 28 --lr-multiplier 10 --repeats 1 $ACC_ARGS
 fi
