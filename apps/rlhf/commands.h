@@ -36,5 +36,7 @@ Command add_validate(CLI::App& app);
 Command add_curves(CLI::App& app);
 Command add_train_reward(CLI::App& app);
 Command add_score(CLI::App& app);
+Command add_export(CLI::App& app);
+Command add_train_policy(CLI::App& app);
 
 }  // namespace rlhf::cli

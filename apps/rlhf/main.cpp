@@ -19,7 +19,9 @@ int main(int argc, char** argv) {
       rlhf::cli::add_validate(app),
       rlhf::cli::add_curves(app),
       rlhf::cli::add_train_reward(app),
+      rlhf::cli::add_train_policy(app),
       rlhf::cli::add_score(app),
+      rlhf::cli::add_export(app),
   };
 
   try {

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <numeric>
 
+#include "rlhf/train/adapter_io.h"
 #include "rlhf/train/tensor_file.h"
 #include "rlhf/util/error.h"
 #include "rlhf/util/fs.h"
@@ -146,37 +147,13 @@ void RewardModel::shift_bias(double delta) {
 }
 
 void RewardModel::save_weights(const std::string& dir, const std::string& base_reference) const {
-  std::map<std::string, torch::Tensor> lora;
-  for (const auto& [name, t] : adapter_->named_parameters()) lora["base_model.model." + name] = t;
-  save_tensors(dir + "/adapter_model.safetensors", lora, {{"format", "pt"}});
+  save_adapter(dir, *adapter_, {.base_reference = base_reference, .task_type = "SEQ_CLS", .modules_to_save = {"score"}});
   save_tensors(dir + "/reward_head.safetensors",
                {{"score.weight", weight_.view({1, -1})}, {"score.bias", bias_}}, {{"format", "pt"}});
-  const LoraConfig& c = adapter_->config;
-  nlohmann::json peft = {
-      {"peft_type", "LORA"},
-      {"task_type", "SEQ_CLS"},
-      {"r", c.rank},
-      {"lora_alpha", c.alpha > 0 ? c.alpha : static_cast<double>(c.rank)},
-      {"lora_dropout", c.dropout},
-      {"target_modules", c.targets},
-      {"bias", "none"},
-      {"modules_to_save", {"score"}},
-      {"base_model_name_or_path", base_reference},
-  };
-  write_file_atomic(dir + "/adapter_config.json", peft.dump(2) + "\n");
 }
 
 void RewardModel::load_weights(const std::string& dir) {
-  const std::string lora_path = dir + "/adapter_model.safetensors";
-  auto lora = load_tensors(lora_path, net_.device());
-  auto mine = adapter_->named_parameters();
-  if (lora.size() != mine.size())
-    fail("{}: holds {} tensors, the adapter has {} (different LoRA settings?)", lora_path, lora.size(), mine.size());
-  for (auto& [name, t] : mine) {
-    auto it = lora.find("base_model.model." + name);
-    if (it == lora.end()) fail("{}: tensor 'base_model.model.{}' is missing", lora_path, name);
-    copy_checked(t, it->second, lora_path + ": tensor '" + it->first + "'");
-  }
+  load_adapter(dir, const_cast<LoraAdapter&>(*adapter_));
   const std::string head_path = dir + "/reward_head.safetensors";
   auto head = load_tensors(head_path, net_.device());
   for (const char* name : {"score.weight", "score.bias"})

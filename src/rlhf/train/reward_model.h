@@ -67,6 +67,8 @@ class RewardModel {
 
   const LoraAdapter& adapter() const { return *adapter_; }
   const Transformer& net() const { return net_; }
+  const torch::Tensor& head_weight() const { return weight_; }  // [H] float32
+  const torch::Tensor& head_bias() const { return bias_; }      // [1] float32
 
  private:
   // Final-norm hidden states [B, L, H] with the reward adapter active.

@@ -15,6 +15,7 @@
 #include "rlhf/model/loader.h"
 #include "rlhf/model/model.h"
 #include "rlhf/track/metrics.h"
+#include "rlhf/train/checkpoint.h"
 #include "rlhf/train/optim.h"
 #include "rlhf/train/reward_artifact.h"
 #include "rlhf/train/reward_model.h"
@@ -44,31 +45,6 @@ void check_config(const RewardTrainConfig& c) {
   if (c.lora.rank <= 0) fail("--lora-rank must be positive (got {})", c.lora.rank);
   if (c.prompt_sequence_length < 1) fail("--prompt-sequence-length must be at least 1");
   if (c.target_sequence_length < 2) fail("--target-sequence-length must be at least 2 (a token and EOS)");
-}
-
-std::string step_name(int64_t step) { return fmt::format("step-{:07d}", step); }
-
-// The newest complete checkpoint folder under `dir` ("" when none).
-std::string latest_checkpoint(const fs::path& dir) {
-  std::string best;
-  int64_t best_step = -1;
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec)) return best;
-  for (const auto& e : fs::directory_iterator(dir)) {
-    const std::string name = e.path().filename().string();
-    if (!name.starts_with("step-") || !fs::exists(e.path() / "trainer_state.json")) continue;
-    int64_t step = std::strtoll(name.c_str() + 5, nullptr, 10);
-    if (step > best_step) best_step = step, best = e.path().string();
-  }
-  return best;
-}
-
-json read_json(const std::string& path) {
-  try {
-    return json::parse(read_file(path, 64u << 20));
-  } catch (const json::parse_error& e) {
-    fail("{}: not valid JSON: {}", path, e.what());
-  }
 }
 
 int64_t peak_rss_bytes() {
@@ -120,25 +96,10 @@ PairStats evaluate(const RewardModel& rm, const std::vector<data::PreferencePair
 
 void save_checkpoint(const fs::path& root, int64_t step, const RewardModel& rm, const AdamW& opt, const json& state,
                      const std::string& base_reference, int64_t keep) {
-  const fs::path dir = root / "checkpoints";
-  const fs::path final_dir = dir / step_name(step);
-  const fs::path tmp = dir / fmt::format(".{}.tmp-{}", step_name(step), getpid());
-  fs::remove_all(tmp);
-  fs::create_directories(tmp);
-  rm.save_weights(tmp.string(), base_reference);
-  save_tensors((tmp / "optimizer.safetensors").string(), opt.state());
-  write_file_atomic((tmp / "trainer_state.json").string(), state.dump(2) + "\n");
-  fs::remove_all(final_dir);
-  fs::rename(tmp, final_dir);
-  // Keep the newest `keep`.
-  std::vector<std::string> steps;
-  for (const auto& e : fs::directory_iterator(dir)) {
-    const std::string name = e.path().filename().string();
-    if (name.starts_with("step-")) steps.push_back(name);
-    else if (name.starts_with(".step-") && e.path() != tmp) fs::remove_all(e.path());  // left by a killed run
-  }
-  std::sort(steps.begin(), steps.end());
-  for (size_t i = 0; i + static_cast<size_t>(keep) < steps.size(); ++i) fs::remove_all(dir / steps[i]);
+  checkpoint::save(root.string(), step, keep, state, [&](const std::string& dir) {
+    rm.save_weights(dir, base_reference);
+    save_tensors(dir + "/optimizer.safetensors", opt.state());
+  });
 }
 
 }  // namespace
@@ -244,19 +205,12 @@ RewardTrainSummary train_reward_model(const RewardTrainConfig& cfg) {
   double train_seconds = 0;
   int64_t trained_tokens = 0;
   if (cfg.resume) {
-    const std::string ckpt = latest_checkpoint(out / "checkpoints");
+    const std::string ckpt = checkpoint::latest(out.string());
     if (ckpt.empty()) {
       std::fprintf(stderr, "[rlhf] no checkpoint in %s: starting from the beginning\n", cfg.output.c_str());
     } else {
-      const std::string state_path = ckpt + "/trainer_state.json";
-      json state = read_json(state_path);
-      if (!state.contains("fingerprint") || !state.contains("step")) fail("{}: not a trainer state", state_path);
-      std::vector<std::string> changed;
-      for (auto& [k, v] : fingerprint.items())
-        if (!state["fingerprint"].contains(k) || state["fingerprint"][k] != v) changed.push_back(k);
-      if (!changed.empty())
-        fail("{}: cannot resume: these settings or inputs differ from the run being resumed: {}", ckpt,
-             fmt::join(changed, ", "));
+      json state = checkpoint::read_state(ckpt);
+      checkpoint::check_fingerprint(state, fingerprint, ckpt);
       rm.load_weights(ckpt);
       opt.load_state(load_tensors(ckpt + "/optimizer.safetensors", load.device), state["step"].get<int64_t>(),
                      ckpt + "/optimizer.safetensors");

@@ -1,0 +1,129 @@
+#include "rlhf/train/policy_model.h"
+
+#include <algorithm>
+#include <filesystem>
+
+#include "rlhf/train/adapter_io.h"
+#include "rlhf/train/ppo.h"
+#include "rlhf/train/tensor_file.h"
+#include "rlhf/util/error.h"
+
+namespace rlhf {
+
+RolloutBatch pack_rollouts(const std::vector<const std::vector<int32_t>*>& prompts,
+                           const std::vector<const std::vector<int32_t>*>& responses, int32_t pad_id,
+                           torch::Device device) {
+  const int64_t B = static_cast<int64_t>(prompts.size());
+  if (B == 0 || responses.size() != prompts.size()) fail("pack_rollouts: {} prompts, {} responses", B, responses.size());
+  int64_t P = 0, T = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    if (prompts[b]->empty()) fail("pack_rollouts: sample {} has an empty prompt", b);
+    P = std::max<int64_t>(P, prompts[b]->size());
+    T = std::max<int64_t>(T, responses[b]->size());
+  }
+  T = std::max<int64_t>(T, 1);
+  const int64_t L = P + T;
+  std::vector<int64_t> tokens(B * L, pad_id), response(B * T, pad_id);
+  std::vector<uint8_t> real(B * L, 0);
+  std::vector<float> mask(B * T, 0.0f);
+  for (int64_t b = 0; b < B; ++b) {
+    const auto& p = *prompts[b];
+    const auto& r = *responses[b];
+    const int64_t off = P - static_cast<int64_t>(p.size());
+    for (size_t i = 0; i < p.size(); ++i) tokens[b * L + off + i] = p[i], real[b * L + off + i] = 1;
+    for (size_t i = 0; i < r.size(); ++i) {
+      tokens[b * L + P + i] = r[i], real[b * L + P + i] = 1;
+      response[b * T + i] = r[i], mask[b * T + i] = 1.0f;
+    }
+  }
+  auto i64 = torch::TensorOptions().dtype(torch::kInt64);
+  auto key_mask = torch::from_blob(real.data(), {B, L}, torch::kUInt8).to(torch::kBool);
+  RolloutBatch out;
+  out.tokens = torch::from_blob(tokens.data(), {B, L}, i64).clone().to(device);
+  out.positions = positions_from_mask(key_mask).to(device);
+  out.attn_mask = make_attention_mask(key_mask, 0, L).to(device);
+  out.response = torch::from_blob(response.data(), {B, T}, i64).clone().to(device);
+  out.mask = torch::from_blob(mask.data(), {B, T}, torch::kFloat32).clone().to(device);
+  out.prompt_width = P;
+  return out;
+}
+
+PolicyModels::PolicyModels(Transformer& net, const RewardModel& reward, const LoraConfig& policy_lora, uint64_t seed)
+    : net_(net), reward_(reward) {
+  policy_ = &net.add_adapter(kPolicyAdapter, policy_lora, seed);
+  const LoraAdapter& rm = reward.adapter();
+  const ModelConfig &a = reward.net().config(), &b = net.config();
+  const bool same_shape = a.hidden_size == b.hidden_size && a.num_layers == b.num_layers &&
+                          a.num_heads == b.num_heads && a.num_kv_heads == b.num_kv_heads &&
+                          a.head_dim == b.head_dim && a.intermediate_size == b.intermediate_size;
+  value_ = &net.add_adapter(kValueAdapter, rm.config, seed ^ 0x7a1e5ULL);
+  const int64_t H = net.config().hidden_size;
+  auto f32 = torch::TensorOptions().dtype(torch::kFloat32).device(net.device());
+  value_weight_ = torch::zeros({H}, f32);
+  value_bias_ = torch::zeros({1}, f32);
+  if (same_shape) {
+    copy_adapter(rm, *value_);
+    torch::NoGradGuard no_grad;
+    value_weight_.copy_(reward.head_weight());
+    value_bias_.copy_(reward.head_bias());
+    value_from_reward_ = true;
+  }
+  value_weight_.set_requires_grad(true);
+  value_bias_.set_requires_grad(true);
+}
+
+torch::Tensor PolicyModels::response_hidden(const RolloutBatch& batch, const LoraAdapter* adapter) const {
+  ForwardArgs args;
+  args.tokens = batch.tokens;
+  args.positions = batch.positions;
+  args.attn_mask = batch.attn_mask;
+  if (adapter) args.adapters = {adapter};
+  auto hidden = net_.hidden(args);  // [B, P + T, H]
+  return hidden.narrow(1, batch.prompt_width - 1, batch.response.size(1));
+}
+
+torch::Tensor PolicyModels::logprobs(const RolloutBatch& batch, bool policy, double temperature,
+                                     torch::Tensor* entropy) const {
+  auto logits = net_.logits(response_hidden(batch, policy ? policy_ : nullptr));  // [B, T, V] float32
+  if (temperature > 0) logits = logits / temperature;
+  if (entropy) {
+    torch::NoGradGuard no_grad;
+    *entropy = ppo::entropy_from_logits(logits);
+  }
+  return ppo::token_logprobs(logits, batch.response);
+}
+
+torch::Tensor PolicyModels::values(const RolloutBatch& batch) const {
+  auto h = response_hidden(batch, value_).to(torch::kFloat32);  // [B, T, H]
+  return torch::matmul(h, value_weight_) + value_bias_;
+}
+
+std::map<std::string, torch::Tensor> PolicyModels::parameters() const {
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& [name, t] : policy_->named_parameters()) out["policy/" + name] = t;
+  for (const auto& [name, t] : value_->named_parameters()) out["value/" + name] = t;
+  out["value_head.weight"] = value_weight_;
+  out["value_head.bias"] = value_bias_;
+  return out;
+}
+
+void PolicyModels::save_value(const std::string& dir, const std::string& base_reference) const {
+  std::filesystem::create_directories(dir + "/value");
+  save_adapter(dir + "/value", *value_, {.base_reference = base_reference, .task_type = "TOKEN_CLS"});
+  save_tensors(dir + "/value_head.safetensors",
+               {{"value_head.weight", value_weight_.view({1, -1})}, {"value_head.bias", value_bias_}},
+               {{"format", "pt"}});
+}
+
+void PolicyModels::load_value(const std::string& dir) {
+  load_adapter(dir + "/value", *value_);
+  const std::string path = dir + "/value_head.safetensors";
+  auto head = load_tensors(path, net_.device());
+  for (const char* name : {"value_head.weight", "value_head.bias"})
+    if (!head.count(name)) fail("{}: tensor '{}' is missing", path, name);
+  auto w = value_weight_.view({1, -1});
+  copy_checked(w, head["value_head.weight"], path + ": tensor 'value_head.weight'");
+  copy_checked(value_bias_, head["value_head.bias"], path + ": tensor 'value_head.bias'");
+}
+
+}  // namespace rlhf

@@ -1,0 +1,82 @@
+// The four roles of RL tuning on one copy of the base weights:
+//   policy     base + "policy" adapter (LoRA, rank 1 by default), trained
+//   reference  the same base with no adapter active (no second copy of the weights)
+//   value      base + "value" adapter + a scalar value head, trained; initialised from the
+//              reward model's adapter and head when they have the same shape
+//   reward     base + "reward" adapter + head from `rlhf train-reward`, frozen
+// The reward model may sit on a different base (then it was loaded as a second model).
+//
+// A rollout batch lays each sample out as left-padded prompt ++ right-padded response, so every
+// response starts at the same column P; response token t is predicted from column P + t - 1.
+// Masks and positions come from the real tokens only, so a sample's log-probs and values do
+// not depend on what else is in its batch.
+#pragma once
+#include <torch/torch.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "rlhf/model/transformer.h"
+#include "rlhf/train/reward_model.h"
+
+namespace rlhf {
+
+struct RolloutBatch {
+  torch::Tensor tokens;     // [B, P + T] int64: prompt (left-padded) ++ response (right-padded)
+  torch::Tensor positions;  // [B, P + T] int64
+  torch::Tensor attn_mask;  // [B, 1, P + T, P + T] bool
+  torch::Tensor response;   // [B, T] int64 (pad after a response's end)
+  torch::Tensor mask;       // [B, T] float32: 1 on real response tokens
+  int64_t prompt_width = 0; // P
+};
+RolloutBatch pack_rollouts(const std::vector<const std::vector<int32_t>*>& prompts,
+                           const std::vector<const std::vector<int32_t>*>& responses, int32_t pad_id,
+                           torch::Device device);
+
+class PolicyModels {
+ public:
+  static constexpr const char* kPolicyAdapter = "policy";
+  static constexpr const char* kValueAdapter = "value";
+
+  // Adds the policy and value adapters to `net` (the policy's base). `reward` may live on `net`
+  // or on another transformer. `value_from_reward` is set when the value model could be
+  // initialised from the reward model (same base shape and adapter settings).
+  PolicyModels(Transformer& net, const RewardModel& reward, const LoraConfig& policy_lora, uint64_t seed);
+
+  // Log-probs [B, T] float32 of the response tokens under softmax(logits / temperature),
+  // with the policy adapter (policy = true) or none (the reference). `entropy`, when given,
+  // receives the per-token entropy [B, T] of that distribution (no gradient).
+  torch::Tensor logprobs(const RolloutBatch& batch, bool policy, double temperature,
+                         torch::Tensor* entropy = nullptr) const;
+  // Values [B, T] float32 at the positions that predict each response token.
+  torch::Tensor values(const RolloutBatch& batch) const;
+
+  // Trainable tensors by name: "policy/<peft name>", "value/<peft name>", "value_head.weight",
+  // "value_head.bias".
+  std::map<std::string, torch::Tensor> parameters() const;
+
+  const LoraAdapter& policy() const { return *policy_; }
+  const LoraAdapter& value_adapter() const { return *value_; }
+  const RewardModel& reward() const { return reward_; }
+  Transformer& net() const { return net_; }
+  bool value_from_reward() const { return value_from_reward_; }
+
+  // The value adapter and head into dir (value/ adapter files, value_head.safetensors) and back.
+  void save_value(const std::string& dir, const std::string& base_reference) const;
+  void load_value(const std::string& dir);
+
+ private:
+  // Final-norm hidden states at the columns predicting the response: [B, T, H].
+  torch::Tensor response_hidden(const RolloutBatch& batch, const LoraAdapter* adapter) const;
+
+  Transformer& net_;
+  const RewardModel& reward_;
+  LoraAdapter* policy_;
+  LoraAdapter* value_;
+  torch::Tensor value_weight_;  // [H] float32
+  torch::Tensor value_bias_;    // [1] float32
+  bool value_from_reward_ = false;
+};
+
+}  // namespace rlhf
