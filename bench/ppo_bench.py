@@ -12,8 +12,9 @@ same way on both sides.
 
 Prompts: texts from examples/prompts.jsonl joined until each is longer than P tokens, so both
 sides keep exactly P tokens (the last ones) of every prompt; B * (warm-up + steps) different
-prompts. Both sides sample up to T tokens and stop a response at EOS; the mean response length
-of each side is printed with the times.
+prompts. Both sides sample up to T tokens and stop a response at EOS (a batch goes on until its
+last response stops); each side's mean response length and fraction of responses stopped by EOS
+are printed with the times.
 
 Goals printed with the table: time per step TRL/ours >= 2 (ours twice as fast), peak memory
 ours/TRL <= 0.5. Python here is for benchmarking only.
@@ -145,8 +146,8 @@ def make_reward_model(a, folder):
         return out
     cmd = [os.path.join(a.build, "rlhf"), "train-reward", "--preference-dataset",
            os.path.join(ROOT, "examples", "preference.jsonl"), "--output", out, "--large-model-reference", a.gguf,
-           "--reward-model-train-steps", "2", "--batch-size", "4", "--micro-batch-size", "4",
-           "--threads", str(a.threads), "--no-progress"]
+           "--prompt-format", "raw", "--reward-model-train-steps", "2", "--batch-size", "4",
+           "--micro-batch-size", "4", "--threads", str(a.threads), "--no-progress"]
     run_child(cmd, out)
     return out
 
@@ -159,43 +160,15 @@ def policy_help(a):
         return ""
 
 
-def per_step_seconds(out, summary):
-    """Each step's seconds from our summary or logs, when they are there; else None."""
-    for key in ("step_seconds", "steps_seconds"):
-        v = summary.get(key)
-        if isinstance(v, list) and v:
-            return [float(x) for x in v]
-    path = os.path.join(out, "logs", "metrics.jsonl")
-    if os.path.exists(path):
-        with open(path) as f:
-            recs = [json.loads(line) for line in f if line.strip()]
-        for key in ("time/step_seconds", "perf/step_seconds", "step_seconds", "time/step"):
-            v = [r[key] for r in recs if key in r]
-            if v:
-                return [float(x) for x in v]
-    return None
-
-
-def per_step_phases(out):
+def step_metrics(out):
+    """Our per-step records (logs/metrics.jsonl: time/step, time/generate, time/score,
+    time/train, response_length, eos_fraction, ...), in step order; [] when absent."""
     path = os.path.join(out, "logs", "metrics.jsonl")
     if not os.path.exists(path):
-        return None
+        return []
     with open(path) as f:
         recs = [json.loads(line) for line in f if line.strip()]
-    for prefix in ("time/", "perf/", "phase_seconds/"):
-        rows = [{p: r.get(f"{prefix}{p}_seconds", r.get(f"{prefix}{p}")) for p in PHASES} for r in recs]
-        rows = [x for x in rows if all(v is not None for v in x.values())]
-        if rows:
-            return rows
-    return None
-
-
-def response_length(summary):
-    for key in ("mean_response_length", "response_length_mean", "response_length", "mean_response_tokens"):
-        v = summary.get(key)
-        if isinstance(v, (int, float)):
-            return float(v)
-    return None
+    return sorted((r for r in recs if "time/step" in r), key=lambda r: r.get("step", 0))
 
 
 def run_ours(a, prompts, rm, folder, i, prompt_format):
@@ -214,23 +187,28 @@ def run_ours(a, prompts, rm, folder, i, prompt_format):
     wall, rss, _ = run_child(cmd, out)
     with open(os.path.join(out, "summary.json")) as f:
         s = json.load(f)
-    steps = per_step_seconds(out, s)
-    phases = per_step_phases(out)
+    recs = step_metrics(out)
     w = a.warmup_steps
     r = {"impl": "rlhf", "steps": s.get("steps"), "peak_rss_kib": rss, "wall_seconds": round(wall, 1),
-         "own_peak_rss_bytes": s.get("peak_rss_bytes"), "mean_response_length": response_length(s),
-         "step_seconds_median_all": s.get("step_seconds_median"),
-         "phase_seconds_median_all": s.get("phase_seconds_median")}
-    if steps and len(steps) > w:
-        r["timed_step_seconds"] = steps[w:]
+         "own_peak_rss_bytes": s.get("peak_rss_bytes"), "step_seconds_median_all": s.get("step_seconds_median"),
+         "step_seconds": [x["time/step"] for x in recs],
+         "phase_seconds": [{p: x.get(f"time/{p}") for p in PHASES} for x in recs],
+         "response_length": [x.get("response_length") for x in recs],
+         "eos_fraction": [x.get("eos_fraction") for x in recs]}
+    if len(recs) > w:
         r["warmup_left_out"] = True
-    else:
-        r["timed_step_seconds"] = [s["step_seconds_median"]]
+        timed = slice(w, None)
+    else:  # no per-step records: our own median over all steps
         r["warmup_left_out"] = False
-    if phases and len(phases) > w:
-        r["timed_phase_seconds"] = phases[w:]
-    elif s.get("phase_seconds_median"):
-        r["timed_phase_seconds"] = [s["phase_seconds_median"]]
+        timed = slice(0, None)
+        if not recs:
+            r["step_seconds"] = [s["step_seconds_median"]]
+            if s.get("phase_seconds_median"):
+                r["phase_seconds"] = [s["phase_seconds_median"]]
+    r["timed_step_seconds"] = r["step_seconds"][timed]
+    r["timed_phase_seconds"] = r["phase_seconds"][timed]
+    r["timed_response_length"] = r["response_length"][timed]
+    r["timed_eos_fraction"] = r["eos_fraction"][timed]
     return r
 
 
@@ -246,9 +224,10 @@ def run_trl(a, prompts, folder, i):
     wall, rss, stdout = run_child(cmd, out)
     r = json.loads(stdout.strip().splitlines()[-1])
     w = a.warmup_steps
+    timed = slice(w, None) if len(r["step_seconds"]) > w else slice(0, None)
     r.update(peak_rss_kib=rss, wall_seconds=round(wall, 1), warmup_left_out=len(r["step_seconds"]) > w,
-             timed_step_seconds=r["step_seconds"][w:] or r["step_seconds"],
-             timed_phase_seconds=r["phase_seconds"][w:] or r["phase_seconds"])
+             timed_step_seconds=r["step_seconds"][timed], timed_phase_seconds=r["phase_seconds"][timed],
+             timed_response_length=r["response_length"][timed], timed_eos_fraction=r["eos_fraction"][timed])
     return r
 
 
@@ -325,15 +304,18 @@ def main():
     r = o / t if o and t else None
     rows_out.append(("peak RSS", "-" if o is None else f"{o / 1024:.0f} MiB", "-" if t is None else f"{t / 1024:.0f} MiB",
                      "-" if r is None else f"{r:.2f}x", "<= 0.5x", r is not None and r <= 0.5))
-    o, t = med([x.get("mean_response_length") for x in ours]), med([x.get("mean_response_length") for x in trl])
-    rows_out.append(("response tokens", fmt(o), fmt(t), "", "", False))
+    for key, name in (("timed_response_length", "response tokens"), ("timed_eos_fraction", "stopped at EOS")):
+        o = med([x for r in ours for x in r.get(key) or []])
+        t = med([x for r in trl for x in r.get(key) or []])
+        rows_out.append((name, fmt(o), fmt(t), "", "", False))
     print(f"{'':16} {'rlhf':>10} {'TRL':>10} {'ratio':>8} {'goal':>8}")
     for name, o, t, r, goal, met in rows_out:
         print(f"{name:16} {o:>10} {t:>10} {r:>8} {goal:>8}{'  met' if met else ''}")
     print("# s/step: median seconds of a PPO step (generation, scoring, 4 epochs of updates; no loading); "
           "ratio TRL/ours (how many times faster ours is). generate/score/train: the step's parts (TRL: "
           "score = reference, value and reward forwards; train = the rest). peak RSS: ours/TRL, each whole "
-          "process. response tokens: mean tokens a response, EOS included (T at most).")
+          "process. response tokens: mean tokens a response, EOS included (T at most); stopped at EOS: "
+          "fraction of responses that ended with EOS before T (medians over the timed steps).")
     if ours and not all(x["warmup_left_out"] for x in ours):
         print("# ours gave no per-step times: its figure is its own median over all steps, warm-up included")
     print(json.dumps({"settings": settings, "rlhf": ours, "trl": trl}))

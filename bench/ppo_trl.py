@@ -9,14 +9,15 @@ ids of each text), responses of at most T tokens sampled at the given temperatur
 top-p 1) and cut after the first EOS (`stop_token="eos"`), LoRA rank r (alpha r, no dropout) on
 q_proj/v_proj of the policy with the reference = the policy with its adapter disabled, KL
 coefficient k (k1 estimator), 4 PPO epochs, one minibatch of B split into micro batches of M
-(gradient accumulation), AdamW, no gradient checkpointing (PPOConfig turns it on by default:
+(gradient accumulation), AdamW at 1e-4 decaying linearly, no gradient checkpointing (PPOConfig turns it on by default:
 slower, less memory), no bf16 (on by default in PPOConfig), no sample generations.
 
 The reward model is an AutoModelForSequenceClassification of the same base (score head seeded,
 untrained: what it scores changes nothing in the time of a step). The value model is another
-one; TRL trains all its weights. `--value-model lora` (the default) gives it LoRA rank r on
-q_proj/v_proj plus its score head instead, the closest to a LoRA value adapter on a shared base;
-`--value-model full` is TRL's own setting.
+one; TRL trains all its weights. `--value-model lora` (the default) gives it LoRA (rank 4: ours
+starts its value adapter from the reward model's, rank 4 by default) on q_proj/v_proj plus its
+score head instead, the closest to our value adapter on the shared base; `--value-model full`
+is TRL's own setting.
 
 One PPO step = rollout (generation), scoring (reference log-probs, values, reward) and the
 update (4 epochs of forward/backward/AdamW over policy and value model). Each step is timed from
@@ -26,8 +27,8 @@ functions, the update is the rest of the step.
 
 Prints one JSON line (last line of stdout): step_seconds (each step), step_seconds_median,
 step_seconds_median_after_first, phase_seconds (each step: generate, score, train) and their
-medians, mean response length (tokens up to and including the first EOS, T if none), decode
-steps, peak RSS of this process. Python here is for benchmarking only.
+medians, each step's mean response length (tokens up to and including the first EOS, T if
+none) and fraction of responses that stopped at EOS, decode steps, peak RSS of this process. Python here is for benchmarking only.
 """
 import argparse
 import json
@@ -59,9 +60,11 @@ def parse_args():
     ap.add_argument("--lora-rank", type=int, default=1)
     ap.add_argument("--kl-coeff", type=float, default=0.1)
     ap.add_argument("--temperature", type=float, default=0.7)
-    ap.add_argument("--learning-rate", type=float, default=1e-5)
+    ap.add_argument("--learning-rate", type=float, default=1e-4)
     ap.add_argument("--value-model", choices=["lora", "full"], default="lora",
-                    help="lora: LoRA rank r on q/v + score head trained; full: all weights (TRL's own)")
+                    help="lora: LoRA on q/v + score head trained; full: all weights (TRL's own)")
+    ap.add_argument("--value-lora-rank", type=int, default=4,
+                    help="rank of the value model's LoRA (ours: the reward model's, 4 by default)")
     ap.add_argument("--no-stop-at-eos", action="store_true", help="always generate T tokens (no stop token)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
@@ -133,7 +136,7 @@ def main():
     reward.requires_grad_(False)
     if a.value_model == "lora":
         value.requires_grad_(False)
-        inject_adapter_in_model(LoraConfig(r=a.lora_rank, lora_alpha=a.lora_rank, lora_dropout=0.0,
+        inject_adapter_in_model(LoraConfig(r=a.value_lora_rank, lora_alpha=a.value_lora_rank, lora_dropout=0.0,
                                            target_modules=["q_proj", "v_proj"], bias="none"), value)
         for n, p in value.named_parameters():
             p.requires_grad_("lora_" in n or n.startswith("score."))
@@ -181,7 +184,7 @@ def main():
 
     # ---- timing: steps by callback, generation and scoring by wrapping TRL's functions ------------
     phase = {"generate": 0.0, "score": 0.0}
-    lengths, decode_steps = [], []
+    lengths, decode_steps, step_lengths, step_eos = [], [], [], []
 
     def timed(name, fn):
         def wrapper(*args, **kw):
@@ -202,11 +205,12 @@ def main():
         phase["generate"] += time.perf_counter() - t
         resp = query_responses[:, queries.shape[1]:]
         decode_steps.append(resp.shape[1])
+        first = ppo_mod.first_true_indices(resp == eos_id)
         if not a.no_stop_at_eos:
-            first = ppo_mod.first_true_indices(resp == eos_id)
             lengths.extend(torch.clamp(first + 1, max=resp.shape[1]).tolist())
         else:
             lengths.extend([resp.shape[1]] * resp.shape[0])
+        step_eos.append(round(float((first < resp.shape[1]).float().mean()), 3))
         return query_responses, logits
 
     ppo_mod.batch_generation = batch_generation
@@ -224,6 +228,8 @@ def main():
             stamps.append(time.perf_counter())
             phases.append(dict(phase))
             phase.update(generate=0.0, score=0.0)
+            step_lengths.append(round(sum(lengths) / max(1, len(lengths)), 2))
+            lengths.clear()
 
     trainer = PPOTrainer(args=args, processing_class=tok, model=policy, ref_model=None, reward_model=reward,
                          train_dataset=train, value_model=value, peft_config=peft_config, callbacks=[Clock()])
@@ -245,7 +251,7 @@ def main():
         "steps": len(steps), "batch_size": B, "micro_batch_size": M, "mini_batches": a.mini_batches,
         "prompt_length": a.prompt_length, "target_length": a.target_length, "ppo_epochs": a.ppo_epochs,
         "lora_rank": a.lora_rank, "kl_coeff": a.kl_coeff, "temperature": a.temperature,
-        "value_model": a.value_model, "stop_at_eos": not a.no_stop_at_eos, "trainable_parameters": trainable,
+        "value_model": a.value_model, "value_lora_rank": a.value_lora_rank if a.value_model == "lora" else None, "stop_at_eos": not a.no_stop_at_eos, "trainable_parameters": trainable,
         "threads": torch.get_num_threads(), "dtype": "fp32", "gradient_checkpointing": a.gradient_checkpointing,
         "pad_id": pad_id, "eos_id": eos_id, "seed": a.seed,
         "step_seconds": steps, "step_seconds_median": med(steps), "step_seconds_median_after_first": med(steps[1:]),
@@ -253,8 +259,7 @@ def main():
         "phase_seconds_median": {k: med([p[k] for p in per_phase]) for k in ("generate", "score", "train")},
         "phase_seconds_median_after_first": {k: med([p[k] for p in per_phase[1:]])
                                              for k in ("generate", "score", "train")},
-        "mean_response_length": round(sum(lengths) / len(lengths), 2) if lengths else None,
-        "decode_steps": decode_steps, "train_seconds": round(wall, 3),
+        "response_length": step_lengths, "eos_fraction": step_eos, "decode_steps": decode_steps, "train_seconds": round(wall, 3),
         "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
     }), flush=True)
 
