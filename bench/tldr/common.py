@@ -100,36 +100,63 @@ def prompt_ids(tok, input_text, fmt, instruction=INSTRUCTION, keep=PROMPT_LEN):
     return ids[-keep:], len(ids)
 
 
-def generate(tok, model, id_lists, temperature, max_new, batch_size=16, seed=0):
-    """Left-padded batched sampling (temperature 0 = greedy). Returns per prompt
-    (new ids without the stop id, stopped_on_eos)."""
+def sample(tok, model, id_lists, temps, max_new, batch_size=16, seed=0):
+    """Completions of every prompt, one per entry of `temps` (0 = greedy): each batch of prompts
+    (left-padded, sorted by length) is prefilled once and its KV cache repeated, then decoded
+    token by token; rows that hit a stop id leave the batch. Returns per prompt a list (one per
+    temperature) of (new ids without the stop id, stopped on a stop id)."""
     import torch
-    stops = stop_ids(tok)
-    pad = tok.pad_token_id if tok.pad_token_id is not None and tok.pad_token_id not in stops else 0
-    if pad in stops:
-        pad = next(i for i in range(16) if i not in stops)
-    out = []
-    torch.manual_seed(seed)
-    # sort by length so batches waste little padding; restore the order after
+    stops = torch.tensor(stop_ids(tok))
+    pad = next(i for i in [tok.pad_token_id or 0] + list(range(16)) if i not in stops.tolist())
+    k = len(temps)
     order = sorted(range(len(id_lists)), key=lambda i: len(id_lists[i]))
     res = [None] * len(id_lists)
     for b in range(0, len(order), batch_size):
         idx = order[b:b + batch_size]
+        gen = torch.Generator().manual_seed(seed * 1000003 + b)
         L = max(len(id_lists[i]) for i in idx)
         ids = torch.full((len(idx), L), pad, dtype=torch.long)
         mask = torch.zeros((len(idx), L), dtype=torch.long)
         for r, i in enumerate(idx):
-            s = id_lists[i]
-            ids[r, L - len(s):] = torch.tensor(s)
-            mask[r, L - len(s):] = 1
-        kw = dict(do_sample=False) if temperature == 0 else dict(do_sample=True, temperature=temperature, top_k=0, top_p=1.0)
+            ids[r, L - len(id_lists[i]):] = torch.tensor(id_lists[i])
+            mask[r, L - len(id_lists[i]):] = 1
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
         with torch.no_grad():
-            g = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new, eos_token_id=stops,
-                               pad_token_id=pad, **kw)
+            out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
+            cache = out.past_key_values
+            if k > 1:
+                cache.batch_repeat_interleave(k)
+            logits = out.logits[:, -1].repeat_interleave(k, 0)
+            mask = mask.repeat_interleave(k, 0)
+            last = pos[:, -1].repeat_interleave(k, 0)
+            temp = torch.tensor([float(t) for t in temps] * len(idx))
+            rows = torch.arange(len(idx) * k)          # which (prompt, temperature) each live row is
+            toks = [[] for _ in range(len(idx) * k)]
+            stopped = [False] * (len(idx) * k)
+            for step in range(max_new):
+                greedy = logits.argmax(-1)
+                t = temp.clamp(min=1e-6)[:, None]
+                drawn = torch.multinomial(torch.softmax(logits / t, -1), 1, generator=gen)[:, 0]
+                nxt = torch.where(temp == 0, greedy, drawn)
+                is_stop = torch.isin(nxt, stops)
+                for r, tk, st in zip(rows.tolist(), nxt.tolist(), is_stop.tolist()):
+                    if st:
+                        stopped[r] = True
+                    else:
+                        toks[r].append(tk)
+                live = (~is_stop).nonzero()[:, 0]
+                if len(live) == 0 or step == max_new - 1:
+                    break
+                if len(live) < len(rows):
+                    cache.batch_select_indices(live)
+                    rows, mask, last, temp, nxt = rows[live], mask[live], last[live], temp[live], nxt[live]
+                mask = torch.cat([mask, torch.ones((len(rows), 1), dtype=torch.long)], 1)
+                last = last + 1
+                out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=last[:, None],
+                            past_key_values=cache, use_cache=True)
+                logits = out.logits[:, -1]
         for r, i in enumerate(idx):
-            new = g[r, L:].tolist()
-            cut = next((k for k, t in enumerate(new) if t in stops), None)
-            res[i] = (new if cut is None else new[:cut], cut is not None)
+            res[i] = [(toks[r * k + j], stopped[r * k + j]) for j in range(k)]
     return res
 
 
@@ -139,3 +166,8 @@ class Timer:
 
     def __call__(self):
         return time.perf_counter() - self.t
+
+
+def torch_threads():
+    import torch
+    return torch.get_num_threads()
