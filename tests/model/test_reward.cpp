@@ -167,28 +167,6 @@ TEST_F(RewardModelTest, PackedPairsEqualSeparateSequences) {
 // ---- Training on a tiny model written to disk --------------------------------------------
 
 // Synthetic preferences: the chosen completion carries a '#', the rejected one does not.
-void write_marker_dataset(const fs::path& path, int rows, uint32_t seed) {
-  std::mt19937 rng(seed);
-  const char* words[] = {"cat", "dog", "sun", "sea", "red", "map", "pen", "cup", "box", "hat", "owl", "fig"};
-  auto phrase = [&](int n) {
-    std::string s;
-    for (int i = 0; i < n; ++i) s += std::string(i ? " " : "") + words[rng() % 12];
-    return s;
-  };
-  std::ofstream f(path);
-  for (int i = 0; i < rows; ++i) {
-    std::string prompt = "say: " + phrase(3) + " ->";
-    std::string plain = " " + phrase(3);
-    std::string marked = " " + phrase(1) + " # " + phrase(1);
-    int choice = static_cast<int>(rng() % 2);
-    nlohmann::json j = {{"input_text", prompt},
-                        {"candidate_0", choice == 0 ? marked : plain},
-                        {"candidate_1", choice == 1 ? marked : plain},
-                        {"choice", choice}};
-    f << j.dump() << "\n";
-  }
-}
-
 std::vector<nlohmann::json> read_jsonl(const fs::path& p) {
   std::vector<nlohmann::json> out;
   std::ifstream f(p);
@@ -201,7 +179,7 @@ std::vector<nlohmann::json> read_jsonl(const fs::path& p) {
 TEST(RewardTraining, LearnsASyntheticPreference) {
   auto dir = rlhf::testing::scratch_dir();
   rlhf::testing::write_tiny_hf_model(dir / "model");
-  write_marker_dataset(dir / "prefs.jsonl", 400, 1);
+  rlhf::testing::write_marker_preferences(dir / "prefs.jsonl", 400, 1);
   rlhf::RewardTrainConfig c;
   c.preference_dataset = (dir / "prefs.jsonl").string();
   c.large_model_reference = (dir / "model").string();
@@ -294,7 +272,7 @@ std::map<int64_t, double> losses_by_step(const fs::path& metrics) {
 TEST(RewardTraining, ResumeAfterKillReachesTheSameResult) {
   auto dir = rlhf::testing::scratch_dir();
   rlhf::testing::write_tiny_hf_model(dir / "model");
-  write_marker_dataset(dir / "prefs.jsonl", 120, 2);
+  rlhf::testing::write_marker_preferences(dir / "prefs.jsonl", 120, 2);
   const int steps = 150;
   ASSERT_EQ(rlhf::testing::run(train_cmd(dir, (dir / "whole").string(), steps) + " 2>/dev/null"), 0);
 

@@ -91,5 +91,28 @@ inline ModelConfig write_tiny_hf_model(const std::filesystem::path& dir, uint32_
   return c;
 }
 
-}  // namespace rlhf::testing
+// Preference pairs in the seed's format: prompt "say: <3 words> ->"; the chosen completion
+// carries a '#' marker between two words, the rejected one is three plain words.
+inline void write_marker_preferences(const std::filesystem::path& path, int rows, uint32_t seed) {
+  std::mt19937 rng(seed);
+  const char* words[] = {"cat", "dog", "sun", "sea", "red", "map", "pen", "cup", "box", "hat", "owl", "fig"};
+  auto phrase = [&](int n) {
+    std::string s;
+    for (int i = 0; i < n; ++i) s += std::string(i ? " " : "") + words[rng() % 12];
+    return s;
+  };
+  std::ofstream f(path);
+  for (int i = 0; i < rows; ++i) {
+    std::string prompt = "say: " + phrase(3) + " ->";
+    std::string plain = " " + phrase(3);
+    std::string marked = " " + phrase(1) + " # " + phrase(1);
+    int choice = static_cast<int>(rng() % 2);
+    nlohmann::json j = {{"input_text", prompt},
+                        {"candidate_0", choice == 0 ? marked : plain},
+                        {"candidate_1", choice == 1 ? marked : plain},
+                        {"choice", choice}};
+    f << j.dump() << "\n";
+  }
+}
 
+}  // namespace rlhf::testing

@@ -428,6 +428,16 @@ torch::Tensor Transformer::logits(const torch::Tensor& hidden) const {
   return dense(hidden, head_, {}, /*f32_out=*/true);
 }
 
+std::vector<const void*> Transformer::base_storage() const {
+  std::vector<const void*> out = {embed_.data_ptr(), head_.data_ptr(), norm_.data_ptr()};
+  for (const Layer& l : layers_) {
+    out.push_back(l.attn_norm.data_ptr());
+    out.push_back(l.mlp_norm.data_ptr());
+    for (const auto& w : l.w) out.push_back(w.data_ptr());
+  }
+  return out;
+}
+
 LoraAdapter& Transformer::add_adapter(const std::string& name, const LoraConfig& config, uint64_t seed) {
   if (adapters_.count(name)) fail("adapter '{}' exists already", name);
   if (config.rank <= 0) fail("LoRA rank must be positive (got {})", config.rank);

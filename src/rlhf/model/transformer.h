@@ -82,6 +82,9 @@ class Transformer {
   KVCache new_cache(int64_t batch, int64_t capacity) const;
 
   const ModelConfig& config() const { return config_; }
+  // Data pointers of the frozen base weights (embedding, head, norms, projections): the
+  // roles built on one transformer share exactly these.
+  std::vector<const void*> base_storage() const;
   torch::Dtype dtype() const { return dtype_; }
   torch::Device device() const { return device_; }
 

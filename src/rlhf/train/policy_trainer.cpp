@@ -141,6 +141,34 @@ void put_rows(torch::Tensor& dst, const std::vector<size_t>& idx, const torch::T
 
 }  // namespace
 
+PolicyRoles load_policy_roles(const PolicyTrainConfig& cfg) {
+  LoadOptions load;
+  load.dtype = parse_dtype(cfg.dtype);
+  load.device = parse_device(cfg.device);
+  if (load.dtype == torch::kFloat16) fail("--dtype fp16 is not supported for training (use fp32 or bf16)");
+  PolicyRoles r;
+  const RewardModelInfo info = read_reward_model_info(cfg.reward_model);
+  bool shared = true;
+  if (!cfg.large_model_reference.empty()) {
+    ModelFiles files = read_model(cfg.large_model_reference, /*weights=*/false);
+    r.policy_base_sha256 = model_content_hash(files.path);
+    shared = r.policy_base_sha256 == info.base_sha256;
+  }
+  r.rm = load_reward_model(cfg.reward_model, load, shared ? cfg.large_model_reference : "");
+  if (shared) {
+    r.policy_base = r.rm->base.get();
+    r.policy_base_sha256 = info.base_sha256;
+  } else {
+    std::fprintf(stderr,
+                 "[rlhf] the reward model was trained on %s, the policy is %s: loading the policy as a second model\n",
+                 info.base_reference.c_str(), cfg.large_model_reference.c_str());
+    r.second = load_model(cfg.large_model_reference, load);
+    r.policy_base = r.second.get();
+  }
+  r.models = std::make_unique<PolicyModels>(*r.policy_base->net, *r.rm->reward, cfg.lora, cfg.seed);
+  return r;
+}
+
 PolicyTrainSummary train_policy(const PolicyTrainConfig& cfg) {
   check_config(cfg);
   const fs::path out(cfg.output);
@@ -163,28 +191,13 @@ PolicyTrainSummary train_policy(const PolicyTrainConfig& cfg) {
   }
 
   // 2. The models: the reward model (and its base), the policy's base (shared when it is the same).
-  LoadOptions load;
-  load.dtype = parse_dtype(cfg.dtype);
-  load.device = parse_device(cfg.device);
-  if (load.dtype == torch::kFloat16) fail("--dtype fp16 is not supported for training (use fp32 or bf16)");
-  const RewardModelInfo rm_info = read_reward_model_info(cfg.reward_model);
-  bool shared_base = true;
-  std::string policy_ref = rm_info.base_reference;
-  if (!cfg.large_model_reference.empty()) {
-    ModelFiles files = read_model(cfg.large_model_reference, /*weights=*/false);
-    shared_base = model_content_hash(files.path) == rm_info.base_sha256;
-    policy_ref = cfg.large_model_reference;
-  }
-  auto rm = load_reward_model(cfg.reward_model, load, shared_base ? cfg.large_model_reference : "");
-  std::unique_ptr<Model> second;
-  if (!shared_base) {
-    std::fprintf(stderr,
-                 "[rlhf] the reward model was trained on %s, the policy is %s: loading the policy as a second model\n",
-                 rm_info.base_reference.c_str(), cfg.large_model_reference.c_str());
-    second = load_model(cfg.large_model_reference, load);
-  }
-  Model& policy_model = shared_base ? *rm->base : *second;
-  const std::string base_hash = shared_base ? rm_info.base_sha256 : model_content_hash(policy_model.path);
+  PolicyRoles roles = load_policy_roles(cfg);
+  const RewardModelInfo& rm_info = roles.rm->info;
+  const bool shared_base = roles.shared_base();
+  auto& rm = roles.rm;
+  Model& policy_model = *roles.policy_base;
+  const std::string base_hash = roles.policy_base_sha256;
+  PolicyModels& models = *roles.models;
 
   // Prompts are encoded as the reward model was trained unless told otherwise.
   data::EncodeConfig enc = rm_info.encode;
@@ -236,7 +249,6 @@ PolicyTrainSummary train_policy(const PolicyTrainConfig& cfg) {
   const double peak_lr = PolicyTrainConfig::kBaseLearningRate * cfg.learning_rate_multiplier;
   const bool use_ref = cfg.kl_coeff > 0;
 
-  PolicyModels models(*policy_model.net, *rm->reward, cfg.lora, cfg.seed);
   std::fprintf(stderr,
                "[rlhf] %lld prompts; %lld steps of %lld rollouts (micro-batches of %lld, %lld PPO epochs, %lld "
                "minibatch(es)); lr %.3g; kl_coeff %g%s; prompt format %s; value model %s\n",
@@ -277,7 +289,10 @@ PolicyTrainSummary train_policy(const PolicyTrainConfig& cfg) {
       load_adapter(ckpt, const_cast<LoraAdapter&>(models.policy()));
       models.load_value(ckpt);
       start = state["step"].get<int64_t>();
-      opt.load_state(load_tensors(ckpt + "/optimizer.safetensors", load.device), start, ckpt + "/optimizer.safetensors");
+      if (!state.contains("optimizer_steps") || !state["optimizer_steps"].is_number_integer())
+        fail("{}/trainer_state.json: field 'optimizer_steps' is missing", ckpt);
+      opt.load_state(load_tensors(ckpt + "/optimizer.safetensors", parse_device(cfg.device)),
+                     state["optimizer_steps"].get<int64_t>(), ckpt + "/optimizer.safetensors");
       kl_ctl.value = state.value("kl_coeff", cfg.kl_coeff);
       train_seconds = state.value("train_seconds", 0.0);
       if (state.value("threads", 0) != torch::get_num_threads())
@@ -302,14 +317,16 @@ PolicyTrainSummary train_policy(const PolicyTrainConfig& cfg) {
         const Sample& s = samples[i];
         std::vector<int32_t> seq;
         if (same_encoding) {
+          // The reward model reads a completion at its EOS, as it was trained; one cut by the
+          // length limit gets an EOS appended (its score is replaced by the penalty unless
+          // the penalty is off).
           seq = *s.prompt;
-          seq.insert(seq.end(), s.response.begin(), s.response.end());
-          if (s.stopped) seq.back() = rm_eos;  // the completion ends the way the reward model learned
+          seq.insert(seq.end(), s.response.begin(), s.response.end() - (s.stopped ? 1 : 0));
+          seq.push_back(rm_eos);
         } else {
           seq = rm->encoder->prompt_ids(rows[s.row].prompt);
           std::vector<int32_t> body(s.response.begin(), s.response.end() - (s.stopped ? 1 : 0));
           auto c = rm->encoder->completion_ids(policy_model.tokenizer->decode(body, /*skip_special=*/true));
-          if (!s.stopped && !c.empty()) c.pop_back();  // no EOS was generated: none is scored
           seq.insert(seq.end(), c.begin(), c.end());
         }
         seqs.push_back(std::move(seq));
@@ -369,7 +386,7 @@ PolicyTrainSummary train_policy(const PolicyTrainConfig& cfg) {
       row["score"] = s.raw_score;
       row["stopped"] = s.stopped;
       row["response_tokens"] = s.response.size();
-      lines += row.dump() + "\n";
+      lines += row.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";  // invalid UTF-8 -> U+FFFD
       reward += s.score, raw += s.raw_score, length += static_cast<double>(s.response.size());
       eos_share += s.stopped ? 1 : 0, words += static_cast<double>(count_words(text));
     }
@@ -383,7 +400,8 @@ PolicyTrainSummary train_policy(const PolicyTrainConfig& cfg) {
   };
 
   auto trainer_state = [&](int64_t step) {
-    return json{{"step", step}, {"train_seconds", train_seconds}, {"kl_coeff", kl_ctl.value},
+    return json{{"step", step}, {"optimizer_steps", opt.steps()}, {"train_seconds", train_seconds},
+                {"kl_coeff", kl_ctl.value},
                 {"threads", torch::get_num_threads()}, {"fingerprint", fingerprint},
                 // Sampling and minibatch order are pure functions of (seed, step): no other random state exists.
                 {"rng", {{"seed", cfg.seed}, {"derivation", "mix(seed, step, use)"}}}};
@@ -415,7 +433,7 @@ PolicyTrainSummary train_policy(const PolicyTrainConfig& cfg) {
   if (cfg.progress) bar = std::make_unique<Progress>("train-policy", steps, "step", start);
   std::vector<double> step_times;
   double last_reward = 0, last_kl = 0;
-  const torch::Device dev = load.device;
+  const torch::Device dev = parse_device(cfg.device);
 
   for (int64_t step = start; step < steps; ++step) {
     const auto t_step = Clock::now();

@@ -13,9 +13,12 @@
 // the policy adapter in peft layout, the value model, summary.json and logs/.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 
-#include "rlhf/model/transformer.h"
+#include "rlhf/model/model.h"
+#include "rlhf/train/policy_model.h"
+#include "rlhf/train/reward_artifact.h"
 
 namespace rlhf {
 
@@ -78,6 +81,18 @@ struct PolicyTrainSummary {
   double step_seconds_median = 0;
   double final_reward = 0, final_kl = 0;
 };
+
+// The models of a run: the reward model (with its base) and the policy's roles, on the reward
+// model's base when the policy's base is the same model (by content hash), else on a second one.
+struct PolicyRoles {
+  std::unique_ptr<LoadedRewardModel> rm;
+  std::unique_ptr<Model> second;   // the policy's base when it differs from the reward model's
+  Model* policy_base = nullptr;    // rm->base or second
+  std::string policy_base_sha256;
+  std::unique_ptr<PolicyModels> models;
+  bool shared_base() const { return second == nullptr; }
+};
+PolicyRoles load_policy_roles(const PolicyTrainConfig& config);
 
 // Runs the training; throws rlhf::Error on bad input or settings (before any training).
 PolicyTrainSummary train_policy(const PolicyTrainConfig& config);

@@ -1,0 +1,309 @@
+// RL tuning on tiny models: the roles share one base, rollouts are independent of batch
+// composition, PPO raises a reward model's score with the KL kept in check, and a killed run
+// resumes to the same result.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <numeric>
+#include <random>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "rlhf/train/policy_trainer.h"
+#include "rlhf/train/reward_trainer.h"
+#include "test_util.h"
+#include "tiny_model.h"
+
+namespace {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+std::vector<json> read_jsonl(const fs::path& p) {
+  std::vector<json> out;
+  std::ifstream f(p);
+  std::string line;
+  while (std::getline(f, line))
+    if (!line.empty()) out.push_back(json::parse(line));
+  return out;
+}
+
+// Preference pairs whose chosen completion (8 characters) holds more lowercase letters than the
+// rejected one; the rest are digits and punctuation. A reward model trained on them gives a
+// random tiny policy's samples scores that vary with what it writes, which PPO then raises.
+void write_letter_preferences(const fs::path& path, int rows, uint32_t seed) {
+  std::mt19937 rng(seed);
+  const std::string others = "0123456789!?*+=%#@;:";
+  auto completion = [&](int letters) {
+    std::string s(8, ' ');
+    std::vector<int> slots(8);
+    std::iota(slots.begin(), slots.end(), 0);
+    std::shuffle(slots.begin(), slots.end(), rng);
+    for (int i = 0; i < 8; ++i)
+      s[slots[i]] = i < letters ? static_cast<char>('a' + rng() % 26) : others[rng() % others.size()];
+    return s;
+  };
+  std::ofstream f(path);
+  for (int i = 0; i < rows; ++i) {
+    const int good = 3 + static_cast<int>(rng() % 6), bad = static_cast<int>(rng() % (good - 1));
+    const int choice = static_cast<int>(rng() % 2);
+    std::string prompt = "say " + std::to_string(rng() % 1000) + ":";
+    json j = {{"input_text", prompt},
+              {"candidate_0", choice == 0 ? completion(good) : completion(bad)},
+              {"candidate_1", choice == 1 ? completion(good) : completion(bad)},
+              {"choice", choice}};
+    f << j.dump() << "\n";
+  }
+}
+
+// A tiny base model, a reward model on it that likes lowercase letters, and prompts of the same form.
+struct Fixture {
+  fs::path dir, model, rm, prompts;
+};
+
+Fixture make_fixture(int rm_steps) {
+  torch::set_num_threads(1);  // tiny tensors: one thread is fastest and repeats exactly
+  Fixture f;
+  f.dir = rlhf::testing::scratch_dir();
+  f.model = f.dir / "model";
+  f.rm = f.dir / "rm";
+  f.prompts = f.dir / "prompts.jsonl";
+  rlhf::testing::write_tiny_hf_model(f.model);
+  write_letter_preferences(f.dir / "prefs.jsonl", 400, 3);
+  rlhf::RewardTrainConfig c;
+  c.preference_dataset = (f.dir / "prefs.jsonl").string();
+  c.large_model_reference = f.model.string();
+  c.output = f.rm.string();
+  c.train_steps = rm_steps;
+  c.batch_size = 16;
+  c.micro_batch_size = 16;
+  c.learning_rate_multiplier = 50;
+  c.prompt_sequence_length = 32;
+  c.target_sequence_length = 12;
+  c.validation_every = 0;
+  c.checkpoint_every = 1000;
+  c.progress = false;
+  rlhf::train_reward_model(c);
+  std::ofstream p(f.prompts);
+  for (auto& row : read_jsonl(f.dir / "prefs.jsonl")) p << json{{"input_text", row["input_text"]}}.dump() << "\n";
+  return f;
+}
+
+rlhf::PolicyTrainConfig policy_config(const Fixture& f, const std::string& out) {
+  rlhf::PolicyTrainConfig c;
+  c.prompt_dataset = f.prompts.string();
+  c.reward_model = f.rm.string();
+  c.output = (f.dir / out).string();
+  c.prompt_sequence_length = 32;
+  c.target_sequence_length = 8;
+  c.batch_size = 16;
+  c.micro_batch_size = 8;
+  c.lora.rank = 4;
+  c.learning_rate_multiplier = 50;  // 5e-3: a tiny model moves fast
+  c.eos_penalty = false;            // a random tiny model rarely says EOS
+  c.checkpoint_every = 1000;
+  c.progress = false;
+  return c;
+}
+
+std::vector<double> series(const fs::path& metrics, const std::string& tag) {
+  std::vector<double> out;
+  for (const auto& r : read_jsonl(metrics))
+    if (r.contains(tag) && !r.contains("eval/reward")) out.push_back(r[tag].get<double>());
+  return out;
+}
+
+double mean_of(const std::vector<double>& v, size_t from, size_t to) {
+  double s = 0;
+  for (size_t i = from; i < to; ++i) s += v[i];
+  return s / static_cast<double>(to - from);
+}
+
+TEST(PolicyRoles, ShareOneCopyOfTheBase) {
+  Fixture f = make_fixture(2);
+  auto cfg = policy_config(f, "unused");
+  rlhf::PolicyRoles roles = rlhf::load_policy_roles(cfg);
+  ASSERT_TRUE(roles.shared_base());
+  const rlhf::Transformer& reward_net = roles.rm->reward->net();
+  const rlhf::Transformer& policy_net = roles.models->net();
+  EXPECT_EQ(&reward_net, &policy_net);
+  EXPECT_EQ(reward_net.base_storage(), policy_net.base_storage());
+  EXPECT_TRUE(policy_net.has_adapter("policy") && policy_net.has_adapter("value") && policy_net.has_adapter("reward"));
+  EXPECT_TRUE(roles.models->value_from_reward());
+
+  // Reference = the base with no adapter. A new policy adapter changes nothing, so the policy's
+  // log-probs equal the reference's; the value model starts as the reward model, so its value
+  // at the last response token is the reward model's score of the whole sequence.
+  std::vector<int32_t> prompt = {10, 20, 30, 40, 50}, response = {60, 70, 80, 256};
+  auto rb = rlhf::pack_rollouts({&prompt}, {&response}, 257, torch::kCPU);
+  torch::NoGradGuard no_grad;
+  auto pol = roles.models->logprobs(rb, true, 0.7), ref = roles.models->logprobs(rb, false, 0.7);
+  EXPECT_TRUE(torch::equal(pol, ref));
+  EXPECT_LT(pol.max().item<double>(), 0.0);
+  // Value t is read where response token t is predicted: with the reward model's adapter and
+  // head it is the reward model's score of the prompt and the first t response tokens.
+  auto values = roles.models->values(rb);
+  ASSERT_EQ(values.sizes(), (std::vector<int64_t>{1, 4}));
+  for (int t : {0, 3}) {
+    std::vector<int32_t> seq = prompt;
+    seq.insert(seq.end(), response.begin(), response.begin() + t);
+    auto sb = rlhf::pack_sequences({seq}, 257, false, torch::kCPU);
+    EXPECT_NEAR(values[0][t].item<double>(), roles.rm->reward->score(sb).item<double>(), 1e-4) << t;
+  }
+
+  // With another base, the policy is loaded as a second model: its weights are its own.
+  rlhf::testing::write_tiny_hf_model(f.dir / "other", 11);
+  cfg.large_model_reference = (f.dir / "other").string();
+  rlhf::PolicyRoles other = rlhf::load_policy_roles(cfg);
+  EXPECT_FALSE(other.shared_base());
+  EXPECT_NE(other.rm->reward->net().base_storage(), other.models->net().base_storage());
+}
+
+TEST(PolicyRoles, LogprobsAndValuesDoNotDependOnTheBatch) {
+  Fixture f = make_fixture(2);
+  rlhf::PolicyRoles roles = rlhf::load_policy_roles(policy_config(f, "unused"));
+  // Give the policy adapter weights, so the policy differs from the reference.
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& [name, t] : roles.models->policy().named_parameters())
+      if (name.find("lora_B") != std::string::npos) t.normal_(0.0, 0.05);
+  }
+  std::vector<int32_t> p1 = {11, 12, 13}, r1 = {14, 15}, p2 = {21, 22, 23, 24, 25, 26, 27}, r2 = {28, 29, 30, 31, 256};
+  torch::NoGradGuard no_grad;
+  auto alone = rlhf::pack_rollouts({&p1}, {&r1}, 257, torch::kCPU);
+  auto mixed = rlhf::pack_rollouts({&p2, &p1}, {&r2, &r1}, 257, torch::kCPU);
+  EXPECT_EQ(mixed.prompt_width, 7);
+  EXPECT_TRUE(torch::equal(mixed.mask[1], torch::tensor({1.0f, 1.0f, 0.0f, 0.0f, 0.0f})));
+  auto la = roles.models->logprobs(alone, true, 0.7), lm = roles.models->logprobs(mixed, true, 0.7);
+  EXPECT_LT((la[0] - lm[1].narrow(0, 0, 2)).abs().max().item<double>(), 1e-5);
+  auto va = roles.models->values(alone), vm = roles.models->values(mixed);
+  EXPECT_LT((va[0] - vm[1].narrow(0, 0, 2)).abs().max().item<double>(), 1e-5);
+  auto ra = roles.models->logprobs(alone, false, 0.7);
+  EXPECT_GT((la - ra).abs().max().item<double>(), 1e-4);  // the adapter is active for the policy only
+}
+
+TEST(PolicyTraining, RewardRisesWhileKlStaysBounded) {
+  Fixture f = make_fixture(100);
+  const int steps = 60;
+  auto low = policy_config(f, "low_kl");
+  low.train_steps = steps;
+  low.kl_coeff = 0.02;
+  low.eval_dataset = f.prompts.string();
+  low.max_eval_prompts = 16;
+  auto s = rlhf::train_policy(low);
+  EXPECT_EQ(s.steps, steps);
+  const fs::path m = f.dir / "low_kl/logs/metrics.jsonl";
+  auto reward = series(m, "reward"), kl = series(m, "objective/kl");
+  ASSERT_EQ(reward.size(), static_cast<size_t>(steps));
+  const double first = mean_of(reward, 0, 10), last = mean_of(reward, steps - 10, steps);
+  EXPECT_GT(last - first, 0.5) << "reward " << first << " -> " << last;
+  for (double k : kl) EXPECT_LT(k, 40.0);  // nats per sequence of 8 tokens
+
+  // Every step logged the seed's names and the PPO diagnostics.
+  auto rows = read_jsonl(m);
+  while (!rows.empty() && !rows.back().contains("reward")) rows.pop_back();
+  ASSERT_FALSE(rows.empty());
+  for (const char* k : {"reward", "kl_loss", "rl_loss", "objective/kl", "objective/entropy", "objective/scores",
+                        "policy/approxkl", "policy/clipfrac", "loss/policy", "loss/value", "val/clipfrac",
+                        "response_length", "eos_fraction", "learning_rate", "time/generate", "time/score",
+                        "time/train"})
+    EXPECT_TRUE(rows.back().contains(k)) << k;
+  // Evaluation before and after: greedy completions, scored, and better after.
+  auto before = read_jsonl(f.dir / "low_kl/eval/step-0000000.jsonl");
+  auto after = read_jsonl(f.dir / "low_kl/eval/step-0000060.jsonl");
+  ASSERT_EQ(before.size(), 16u);
+  ASSERT_EQ(after.size(), 16u);
+  double rb = 0, ra = 0;
+  for (size_t i = 0; i < 16; ++i) rb += before[i]["reward"].get<double>(), ra += after[i]["reward"].get<double>();
+  EXPECT_GT(ra, rb);
+  EXPECT_EQ(after[3]["input_text"], before[3]["input_text"]);
+  for (const char* file : {"policy.json", "adapter_model.safetensors", "adapter_config.json", "value_head.safetensors",
+                           "value/adapter_model.safetensors", "summary.json"})
+    EXPECT_TRUE(fs::exists(f.dir / "low_kl" / file)) << file;
+
+  // A stronger KL penalty keeps the policy closer to the reference.
+  auto high = policy_config(f, "high_kl");
+  high.train_steps = steps;
+  high.kl_coeff = 1.0;
+  rlhf::train_policy(high);
+  auto kl_high = series(f.dir / "high_kl/logs/metrics.jsonl", "objective/kl");
+  EXPECT_LT(mean_of(kl_high, steps - 10, steps), mean_of(kl, steps - 10, steps));
+}
+
+std::string train_cmd(const Fixture& f, const std::string& out) {
+  return rlhf::testing::cli() + " train-policy --prompt-dataset " + f.prompts.string() + " --reward-model " +
+         f.rm.string() + " --output " + out +
+         " --reinforcement-learning-train-steps 12 --batch-size 8 --micro-batch-size 4 --prompt-sequence-length 32"
+         " --target-sequence-length 8 --lora-rank 4 --reinforcement-learning-rate-multiplier 50 --no-eos-penalty"
+         " --checkpoint-every 2 --threads 1 --no-progress";
+}
+
+TEST(PolicyTraining, ResumeAfterKillRepeatsTheRun) {
+  Fixture f = make_fixture(4);
+  ASSERT_EQ(rlhf::testing::run(train_cmd(f, (f.dir / "whole").string()) + " 2>/dev/null"), 0);
+  const fs::path killed = f.dir / "killed";
+  pid_t pid = fork();
+  if (pid == 0) {
+    execl("/bin/sh", "sh", "-c", ("exec " + train_cmd(f, killed.string()) + " 2>/dev/null").c_str(), (char*)nullptr);
+    _exit(127);
+  }
+  bool killed_early = false;
+  for (int i = 0; i < 20000; ++i) {
+    if (fs::exists(killed / "checkpoints/step-0000004")) {
+      killed_early = !fs::exists(killed / "policy.json");
+      kill(pid, SIGKILL);
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(killed_early) << "the run finished before it could be killed";
+  int rc = 0;
+  std::string out = rlhf::testing::capture(train_cmd(f, killed.string()), &rc, true);
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(out.find("holds an earlier run"), std::string::npos) << out;
+  ASSERT_EQ(rlhf::testing::run(train_cmd(f, killed.string()) + " --resume 2>/dev/null"), 0);
+
+  for (const char* tag : {"reward", "objective/kl", "loss/policy", "loss/value", "policy/clipfrac"}) {
+    auto a = series(f.dir / "whole/logs/metrics.jsonl", tag), b = series(killed / "logs/metrics.jsonl", tag);
+    ASSERT_EQ(a.size(), 12u) << tag;
+    ASSERT_EQ(b.size(), 12u) << tag;
+    for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 1e-6) << tag << " at step " << i + 1;
+  }
+  EXPECT_EQ(rlhf::testing::read_text(f.dir / "whole/adapter_model.safetensors"),
+            rlhf::testing::read_text(killed / "adapter_model.safetensors"));
+}
+
+TEST(PolicyTraining, BadInputFailsBeforeTraining) {
+  auto dir = rlhf::testing::scratch_dir();
+  std::ofstream(dir / "prompts.jsonl") << "{\"input_text\": \"hi\"}\n{\"input_text\": 3}\n";
+  int rc = 0;
+  std::string out = rlhf::testing::capture(rlhf::testing::cli() + " train-policy --prompt-dataset " +
+                                               (dir / "prompts.jsonl").string() + " --reward-model " +
+                                               (dir / "nothing").string() + " --output " + (dir / "out").string(),
+                                           &rc, true);
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(out.find("prompts.jsonl:2"), std::string::npos) << out;
+  EXPECT_NE(out.find("input_text"), std::string::npos) << out;
+  std::ofstream(dir / "prompts.jsonl") << "{\"input_text\": \"hi\"}\n";
+  out = rlhf::testing::capture(rlhf::testing::cli() + " train-policy --prompt-dataset " +
+                                   (dir / "prompts.jsonl").string() + " --reward-model " + (dir / "nothing").string() +
+                                   " --output " + (dir / "out").string(),
+                               &rc, true);
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(out.find("not a reward model folder"), std::string::npos) << out;
+  out = rlhf::testing::capture(rlhf::testing::cli() + " train-policy --prompt-dataset x --reward-model y --output z"
+                                                      " --reinforcement-learning-train-steps 3 --reinforcement-learning-epochs 1",
+                               &rc, true);
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(out.find("not both"), std::string::npos) << out;
+  EXPECT_FALSE(fs::exists(dir / "out"));
+}
+
+}  // namespace
