@@ -444,24 +444,6 @@ std::string gguf_name(const std::string& hf) {
   fail("weight '{}' has no GGUF name", hf);
 }
 
-// llama.cpp's rotary layout for Q/K: GGUF row (h, 2j + s) holds HF row (h, s·hd/2 + j).
-HostTensor permute_rows(const HostTensor& t, int64_t n_head, const std::string& what) {
-  if (t.shape.empty() || t.shape[0] % (2 * n_head) != 0)
-    fail("{}: {} rows cannot hold {} rotary heads", what, t.shape.empty() ? 0 : t.shape[0], n_head);
-  const int64_t rows = t.shape[0], hd = rows / n_head, half = hd / 2;
-  const size_t row_bytes = t.nbytes / static_cast<size_t>(rows);
-  auto buf = std::make_shared<std::vector<uint8_t>>(t.nbytes);
-  for (int64_t h = 0; h < n_head; ++h)
-    for (int64_t j = 0; j < half; ++j)
-      for (int64_t s = 0; s < 2; ++s) {
-        const int64_t dst = h * hd + 2 * j + s, src = h * hd + s * half + j;
-        std::memcpy(buf->data() + dst * row_bytes, t.data + src * row_bytes, row_bytes);
-      }
-  HostTensor out = t;
-  out.data = buf->data();
-  out.owner = buf;
-  return out;
-}
 
 // ---- the export --------------------------------------------------------------------------
 
@@ -752,8 +734,8 @@ std::vector<std::string> write_gguf(const Plan& p, const std::string& path) {
     if (it == p.weights.end()) fail("{}: weight '{}' is missing", p.base.path, name);
     HostTensor t = it->second;
     if (permute) {
-      if (name.find("self_attn.q_proj.") != std::string::npos) t = permute_rows(t, c.num_heads, name);
-      if (name.find("self_attn.k_proj.") != std::string::npos) t = permute_rows(t, c.num_kv_heads, name);
+      if (name.find("self_attn.q_proj.") != std::string::npos) t = llama_cpp_rotary_rows(t, c.num_heads, /*to_gguf=*/true, name);
+      if (name.find("self_attn.k_proj.") != std::string::npos) t = llama_cpp_rotary_rows(t, c.num_kv_heads, /*to_gguf=*/true, name);
     }
     // Norms and biases (1-D) stay F32, as llama.cpp's converter writes them.
     keep.push_back(convert(t, t.shape.size() == 1 ? DType::F32 : p.dtype));

@@ -56,25 +56,6 @@ ModelConfig gguf_config(const gguf::File& f) {
   return c;
 }
 
-// llama.cpp's converter interleaves the two rotary halves of every Q/K head: GGUF row
-// (h, 2j + s) holds HF row (h, s * hd/2 + j). Undo it (any element size).
-HostTensor unpermute_rows(const HostTensor& t, int64_t n_head, const std::string& what) {
-  if (t.shape.empty() || t.shape[0] % (2 * n_head) != 0)
-    fail("tensor {}: {} rows cannot hold {} rotary heads", what, t.shape.empty() ? 0 : t.shape[0], n_head);
-  const int64_t rows = t.shape[0], hd = rows / n_head, half = hd / 2;
-  const size_t row_bytes = t.nbytes / static_cast<size_t>(rows);
-  auto buf = std::make_shared<std::vector<uint8_t>>(t.nbytes);
-  for (int64_t h = 0; h < n_head; ++h)
-    for (int64_t j = 0; j < half; ++j)
-      for (int64_t s = 0; s < 2; ++s) {
-        const int64_t src = h * hd + 2 * j + s, dst = h * hd + s * half + j;
-        std::memcpy(buf->data() + dst * row_bytes, t.data + src * row_bytes, row_bytes);
-      }
-  HostTensor out = t;
-  out.data = buf->data();
-  out.owner = buf;
-  return out;
-}
 
 std::map<std::string, HostTensor> gguf_weights(const gguf::File& f, const ModelConfig& c) {
   std::map<std::string, HostTensor> w;
@@ -109,7 +90,7 @@ std::map<std::string, HostTensor> gguf_weights(const gguf::File& f, const ModelC
       for (auto [name, heads] : {std::pair{"self_attn.q_proj.", c.num_heads}, std::pair{"self_attn.k_proj.", c.num_kv_heads}}) {
         for (const char* kind : {"weight", "bias"}) {
           auto it = w.find(h + name + kind);
-          if (it != w.end()) it->second = unpermute_rows(it->second, heads, f.path() + ":" + it->first);
+          if (it != w.end()) it->second = llama_cpp_rotary_rows(it->second, heads, /*to_gguf=*/false, f.path() + ":" + it->first);
         }
       }
     }
@@ -164,12 +145,6 @@ nlohmann::json read_json(const std::string& path) {
   } catch (const nlohmann::json::parse_error& e) {
     fail("{}: not valid JSON: {}", path, e.what());
   }
-}
-
-std::string token_text(const nlohmann::json& v) {
-  if (v.is_string()) return v.get<std::string>();
-  if (v.is_object() && v.contains("content") && v["content"].is_string()) return v["content"].get<std::string>();
-  return "";
 }
 
 void fill_stop_and_pad(ModelFiles& m, const std::vector<int32_t>& extra_stops) {
@@ -328,6 +303,25 @@ std::string model_content_hash(const std::string& path) {
     // an unwritable cache only costs time
   }
   return h;
+}
+
+HostTensor llama_cpp_rotary_rows(const HostTensor& t, int64_t n_head, bool to_gguf, const std::string& what) {
+  if (t.shape.empty() || t.shape[0] % (2 * n_head) != 0)
+    fail("tensor {}: {} rows cannot hold {} rotary heads", what, t.shape.empty() ? 0 : t.shape[0], n_head);
+  const int64_t rows = t.shape[0], hd = rows / n_head, half = hd / 2;
+  const size_t row_bytes = t.nbytes / static_cast<size_t>(rows);
+  auto buf = std::make_shared<std::vector<uint8_t>>(t.nbytes);
+  for (int64_t h = 0; h < n_head; ++h)
+    for (int64_t j = 0; j < half; ++j)
+      for (int64_t s = 0; s < 2; ++s) {
+        const int64_t gguf_row = h * hd + 2 * j + s, hf_row = h * hd + s * half + j;
+        const int64_t dst = to_gguf ? gguf_row : hf_row, src = to_gguf ? hf_row : gguf_row;
+        std::memcpy(buf->data() + dst * row_bytes, t.data + src * row_bytes, row_bytes);
+      }
+  HostTensor out = t;
+  out.data = buf->data();
+  out.owner = buf;
+  return out;
 }
 
 }  // namespace rlhf

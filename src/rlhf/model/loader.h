@@ -35,6 +35,11 @@ ModelFiles read_model(const std::string& reference, bool weights = true);
 // size and modification time, so only the first call reads the files.
 std::string model_content_hash(const std::string& path);
 
+// llama.cpp's converter interleaves the two rotary halves of every Q/K head: GGUF row
+// (h, 2j + s) holds Hugging Face row (h, s·hd/2 + j). Converts either way (to_gguf: HF -> GGUF),
+// any element size.
+HostTensor llama_cpp_rotary_rows(const HostTensor& t, int64_t n_head, bool to_gguf, const std::string& what);
+
 // The Hugging Face names of the weights a config needs (for checks and for export).
 std::vector<std::string> expected_weight_names(const ModelConfig& c);
 

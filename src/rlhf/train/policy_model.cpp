@@ -109,7 +109,7 @@ std::map<std::string, torch::Tensor> PolicyModels::parameters() const {
 
 void PolicyModels::save_value(const std::string& dir, const std::string& base_reference) const {
   std::filesystem::create_directories(dir + "/value");
-  save_adapter(dir + "/value", *value_, {.base_reference = base_reference, .task_type = "TOKEN_CLS"});
+  save_adapter(dir + "/value", *value_, {.base_reference = base_reference, .task_type = "TOKEN_CLS", .modules_to_save = {}});
   save_tensors(dir + "/value_head.safetensors",
                {{"value_head.weight", value_weight_.view({1, -1})}, {"value_head.bias", value_bias_}},
                {{"format", "pt"}});

@@ -408,7 +408,7 @@ PolicyTrainSummary train_policy(const PolicyTrainConfig& cfg) {
   };
   auto save_ckpt = [&](int64_t step) {
     checkpoint::save(out.string(), step, cfg.keep_checkpoints, trainer_state(step), [&](const std::string& dir) {
-      save_adapter(dir, models.policy(), {.base_reference = policy_model.reference});
+      save_adapter(dir, models.policy(), {.base_reference = policy_model.reference, .task_type = "CAUSAL_LM", .modules_to_save = {}});
       models.save_value(dir, policy_model.reference);
       save_tensors(dir + "/optimizer.safetensors", opt.state());
     });
@@ -584,7 +584,7 @@ PolicyTrainSummary train_policy(const PolicyTrainConfig& cfg) {
                   {"final/kl", last_kl},
                   {"peak_rss_bytes", peak_rss_bytes()},
                   {"threads", torch::get_num_threads()}};
-  save_adapter(cfg.output, models.policy(), {.base_reference = policy_model.reference});
+  save_adapter(cfg.output, models.policy(), {.base_reference = policy_model.reference, .task_type = "CAUSAL_LM", .modules_to_save = {}});
   models.save_value(cfg.output, policy_model.reference);
   RewardModelInfo info;
   info.base_reference = policy_model.reference;
