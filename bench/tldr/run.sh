@@ -41,7 +41,7 @@ done_if prepare
 
 if stage candidates "$OUT/candidates.jsonl"; then
   "$PYTHON" "$here/candidates.py" --format "$FORMAT" --limit "$LIMIT" \
-    --prompts "$OUT/prompts_train.jsonl" --out "$OUT/candidates.jsonl" 2>&1 | grep -v -e Warning -e 'it/s' -e deprecated -e forward_call
+    --prompts "$OUT/prompts_train.jsonl" --out "$OUT/candidates.jsonl" 2>&1 | { grep -v -e Warning -e 'it/s' -e deprecated -e forward_call || true; }
   took candidates
 fi
 done_if candidates
@@ -57,7 +57,7 @@ if stage reward "$OUT/rm/reward_model.json"; then
   rm -rf "$OUT/rm"
   "$RLHF" train-reward --preference-dataset "$OUT/preference_train.jsonl" "${COMMON[@]}" \
     --batch-size 16 --micro-batch-size 4 --reward-model-epochs 2 --reward-model-learning-rate-multiplier 10 \
-    --validation-every 10 --no-progress --output "$OUT/rm" 2>&1 | tee "$OUT/rm.log"
+    --validation-every 11 --no-progress --output "$OUT/rm" 2>&1 | tee "$OUT/rm.log"
   took reward
 fi
 done_if reward
