@@ -39,15 +39,25 @@ if stage prepare "$OUT/prompts_heldout.jsonl"; then
 fi
 done_if prepare
 
+filter() { { grep -v -e Warning -e 'it/s' -e deprecated -e forward_call || true; }; }
 if stage candidates "$OUT/candidates.jsonl"; then
   "$PYTHON" "$here/candidates.py" --format "$FORMAT" --limit "$LIMIT" \
-    --prompts "$OUT/prompts_train.jsonl" --out "$OUT/candidates.jsonl" 2>&1 | { grep -v -e Warning -e 'it/s' -e deprecated -e forward_call || true; }
+    --prompts "$OUT/prompts_train.jsonl" --out "$OUT/candidates.jsonl" 2>&1 | filter
   took candidates
+fi
+if stage candidates-heldout "$OUT/candidates_heldout.jsonl"; then
+  "$PYTHON" "$here/candidates.py" --format "$FORMAT" \
+    --prompts "$OUT/prompts_heldout.jsonl" --out "$OUT/candidates_heldout.jsonl" 2>&1 | filter
+  took candidates-heldout
 fi
 done_if candidates
 
 if stage labels "$OUT/preference_train.jsonl"; then
   "$PYTHON" "$here/labels.py" --candidates "$OUT/candidates.jsonl" --out "$OUT/preference_train.jsonl"; took labels
+fi
+if stage labels-heldout "$OUT/preference_heldout.jsonl"; then
+  "$PYTHON" "$here/labels.py" --candidates "$OUT/candidates_heldout.jsonl" --out "$OUT/preference_heldout.jsonl"
+  took labels-heldout
 fi
 done_if labels
 
@@ -57,8 +67,17 @@ if stage reward "$OUT/rm/reward_model.json"; then
   rm -rf "$OUT/rm"
   "$RLHF" train-reward --preference-dataset "$OUT/preference_train.jsonl" "${COMMON[@]}" \
     --batch-size 16 --micro-batch-size 4 --reward-model-epochs 2 --reward-model-learning-rate-multiplier 10 \
-    --validation-every 11 --no-progress --output "$OUT/rm" 2>&1 | tee "$OUT/rm.log"
+    --eval-dataset "$OUT/preference_heldout.jsonl" --validation-every 25 --no-progress --output "$OUT/rm" 2>&1 |
+    tee "$OUT/rm.log"
   took reward
+fi
+if stage reward-check "$OUT/rm_check.txt"; then
+  "$PYTHON" "$here/rm_check.py" write "$OUT/candidates_heldout.jsonl" "$OUT/score_input_heldout.jsonl"
+  "$RLHF" score --reward-model "$OUT/rm" --input "$OUT/score_input_heldout.jsonl" \
+    --output "$OUT/scored_heldout.jsonl" --threads "$TLDR_THREADS"
+  "$PYTHON" "$here/rm_check.py" read "$OUT/scored_heldout.jsonl" | tee "$OUT/rm_check.txt.tmp"
+  mv "$OUT/rm_check.txt.tmp" "$OUT/rm_check.txt"
+  took reward-check
 fi
 done_if reward
 
