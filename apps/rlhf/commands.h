@@ -24,10 +24,12 @@ struct CommonFlags {
 void add_common(CLI::App* cmd, CommonFlags& f);
 // torch::set_num_threads(threads, or all cores when 0).
 void apply_threads(int threads);
-// For training: every allocation of 128 KiB or more gets its own mapping, returned to the
-// system when freed. glibc otherwise raises that threshold as big blocks are freed and keeps
-// the freed activations of each step cached in its heap: the peak memory nearly doubles.
-void use_mapped_allocations();
+// For training: every allocation of `threshold` bytes or more gets its own mapping, returned
+// to the system when freed (the RLHF_MMAP_THRESHOLD environment variable overrides it). glibc
+// otherwise raises that threshold as big blocks are freed and keeps the freed activations of
+// each step cached in its heap: the peak memory nearly doubles. A lower threshold saves
+// memory and costs page faults.
+void use_mapped_allocations(size_t threshold = 128 * 1024);
 
 Command add_generate(CLI::App& app);
 Command add_tokenize(CLI::App& app);

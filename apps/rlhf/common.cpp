@@ -4,6 +4,7 @@
 #include <malloc.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <thread>
 
 #include "commands.h"
@@ -25,6 +26,9 @@ void apply_threads(int threads) {
   torch::set_num_threads(n);
 }
 
-void use_mapped_allocations() { mallopt(M_MMAP_THRESHOLD, 128 * 1024); }
+void use_mapped_allocations(size_t threshold) {
+  if (const char* env = std::getenv("RLHF_MMAP_THRESHOLD")) threshold = std::strtoull(env, nullptr, 10);
+  mallopt(M_MMAP_THRESHOLD, static_cast<int>(threshold));
+}
 
 }  // namespace rlhf::cli
