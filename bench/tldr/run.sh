@@ -64,11 +64,12 @@ done_if labels
 [[ -x "$RLHF" ]] || { echo "$RLHF: not built" >&2; exit 1; }
 
 if stage reward "$OUT/rm/reward_model.json"; then
-  rm -rf "$OUT/rm"
+  resume=()
+  if [[ -d "$OUT/rm/checkpoints" ]]; then resume=(--resume); else rm -rf "$OUT/rm"; fi  # a stopped run goes on
   "$RLHF" train-reward --preference-dataset "$OUT/preference_train.jsonl" "${COMMON[@]}" \
-    --batch-size 16 --micro-batch-size 4 --reward-model-epochs 2 --reward-model-learning-rate-multiplier 10 \
-    --eval-dataset "$OUT/preference_heldout.jsonl" --validation-every 25 --no-progress --output "$OUT/rm" 2>&1 |
-    tee "$OUT/rm.log"
+    --batch-size 16 --micro-batch-size 4 --reward-model-epochs 2 --reward-model-learning-rate-multiplier 20 \
+    --eval-dataset "$OUT/preference_heldout.jsonl" --validation-every 25 --checkpoint-every 5 --no-progress \
+    --output "$OUT/rm" "${resume[@]}" 2>&1 | tee -a "$OUT/rm.log"
   took reward
 fi
 if stage reward-check "$OUT/rm_check.txt"; then
@@ -82,10 +83,11 @@ fi
 done_if reward
 
 if stage policy "$OUT/policy/policy.json"; then
-  rm -rf "$OUT/policy"
+  resume=()
+  if [[ -d "$OUT/policy/checkpoints" ]]; then resume=(--resume); else rm -rf "$OUT/policy"; fi
   "$RLHF" train-policy --prompt-dataset "$OUT/prompts_train.jsonl" --eval-dataset "$OUT/prompts_heldout.jsonl" \
     --reward-model "$OUT/rm" "${COMMON[@]}" --batch-size 16 --reinforcement-learning-train-steps 20 \
-    --no-progress --output "$OUT/policy" 2>&1 | tee "$OUT/policy.log"
+    --no-progress --output "$OUT/policy" "${resume[@]}" 2>&1 | tee -a "$OUT/policy.log"
   took policy
 fi
 done_if policy
