@@ -1,0 +1,293 @@
+#include "rlhf/eval/autosxs.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "rlhf/util/error.h"
+#include "rlhf/util/fs.h"
+
+namespace rlhf::eval {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+JudgeTask parse_task(const std::string& name) {
+  if (name == "summarization") return JudgeTask::Summarization;
+  if (name == "question_answering" || name == "qa") return JudgeTask::QuestionAnswering;
+  fail("--task is \"{}\"; it must be summarization or question_answering", name);
+}
+
+const char* task_name(JudgeTask task) {
+  return task == JudgeTask::Summarization ? "summarization" : "question_answering";
+}
+
+std::string task_criteria(JudgeTask task) {
+  if (task == JudgeTask::Summarization)
+    return "- Follows the instruction: it is a summary of the text, in the form and length asked for.\n"
+           "- Grounded: it states only what the text says.\n"
+           "- Comprehensive: it keeps the text's main points.\n"
+           "- Brief: no repetition, no filler.\n";
+  return "- Answers the question fully.\n"
+         "- Grounded: it says nothing false or unsupported by the context.\n"
+         "- Relevant: it stays on the question.\n";
+}
+
+std::string judge_prompt(JudgeTask task, const std::string& context, const std::string& first,
+                         const std::string& second) {
+  const bool sum = task == JudgeTask::Summarization;
+  std::string s;
+  s += sum ? "Compare two summaries of the same text.\n\n" : "Compare two answers to the same question.\n\n";
+  s += sum ? "Text and instruction:\n" : "Question and context:\n";
+  s += context;
+  s += "\n\nResponse A:\n";
+  s += first;
+  s += "\n\nResponse B:\n";
+  s += second;
+  s += "\n\nCriteria:\n";
+  s += task_criteria(task);
+  s += "\nWhich response is better, A or B? Answer with one letter.";
+  return s;
+}
+
+std::map<std::string, Choice> parse_label_map(const std::string& spec) {
+  std::map<std::string, Choice> out;
+  std::stringstream ss(spec);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    auto eq = item.find('=');
+    if (eq == std::string::npos || eq == 0)
+      fail("--human-labels: \"{}\" is not VALUE=LABEL (e.g. 1=A,2=B,0=TIE)", item);
+    auto label = parse_choice(json(item.substr(eq + 1)));
+    if (!label || item.substr(eq + 1).empty())
+      fail("--human-labels: \"{}\": the label must be A, B or TIE", item);
+    out[item.substr(0, eq)] = *label;
+  }
+  if (out.empty()) fail("--human-labels is empty; give VALUE=LABEL pairs such as 1=A,2=B,0=TIE");
+  return out;
+}
+
+namespace {
+
+constexpr size_t kMaxInputBytes = size_t(1) << 31;
+
+// The field at a dotted path, or null.
+const json* field_at(const json& row, const std::string& path) {
+  const json* cur = &row;
+  size_t start = 0;
+  while (true) {
+    size_t dot = path.find('.', start);
+    std::string key = path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    if (!cur->is_object()) return nullptr;
+    auto it = cur->find(key);
+    if (it == cur->end()) return nullptr;
+    cur = &*it;
+    if (dot == std::string::npos) return cur;
+    start = dot + 1;
+  }
+}
+
+std::string raw_value(const json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); }
+
+AutoSxsRow parse_row(const json& row, const AutoSxsColumns& cols, const std::string& where, size_t number) {
+  if (!row.is_object()) fail("{}: a row must be a JSON object", where);
+  AutoSxsRow r;
+  r.where = where;
+  auto text_field = [&](const std::string& name, bool required) -> std::optional<std::string> {
+    const json* v = field_at(row, name);
+    if (!v || v->is_null()) {
+      if (required) fail("{}: field '{}' is missing", where, name);
+      return std::nullopt;
+    }
+    if (!v->is_string()) fail("{}: field '{}' must be a string", where, name);
+    return v->get<std::string>();
+  };
+  if (const json* id = field_at(row, cols.id); id && !id->is_null()) r.id = raw_value(*id);
+  else r.id = std::to_string(number);
+  if (cols.context.empty()) {
+    for (const char* name : {"input_text", "inputs.inputs_pretokenized", "prompt"})
+      if (auto t = text_field(name, false)) {
+        r.context = *t;
+        break;
+      }
+    if (r.context.empty() && !field_at(row, "input_text") && !field_at(row, "inputs.inputs_pretokenized") &&
+        !field_at(row, "prompt"))
+      fail("{}: field 'input_text' is missing (the prompt both responses answer; --context-column names another)",
+           where);
+  } else {
+    for (const auto& name : cols.context) {
+      std::string t = *text_field(name, true);
+      if (t.empty()) continue;
+      if (!r.context.empty()) r.context += "\n\n";
+      r.context += t;
+    }
+  }
+  r.response_a = *text_field(cols.response_a, true);
+  r.response_b = *text_field(cols.response_b, true);
+  if (!cols.human.empty()) {
+    std::array<size_t, 3> votes{};
+    for (const auto& name : cols.human) {
+      const json* v = field_at(row, name);
+      if (!v) fail("{}: field '{}' is missing (a human preference column)", where, name);
+      std::optional<Choice> c;
+      if (!cols.human_labels.empty()) {
+        auto it = cols.human_labels.find(raw_value(*v));
+        if (it != cols.human_labels.end()) c = it->second;
+      } else {
+        c = parse_choice(*v);
+      }
+      if (!c)
+        fail("{}: field '{}' is {}, not a label ({})", where, name, v->dump(),
+             cols.human_labels.empty() ? "A, B, TIE, or 0/1 as the seed's choice; --human-labels maps other values"
+                                       : "not in --human-labels");
+      votes[size_t(*c)]++;
+    }
+    const size_t need = cols.human.size() / 2 + 1;  // a strict majority
+    r.human = Choice::Tie;
+    for (size_t k = 0; k < 3; ++k)
+      if (votes[k] >= need) r.human = Choice(k);
+  }
+  return r;
+}
+
+}  // namespace
+
+std::vector<AutoSxsRow> read_autosxs_input(const std::string& path, const AutoSxsColumns& cols) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) fail("{}: no such file", path);
+  const std::string text = read_file(path, kMaxInputBytes);
+  std::vector<AutoSxsRow> rows;
+  size_t first = text.find_first_not_of(" \t\r\n");
+  if (first != std::string::npos && text[first] == '[') {
+    json arr;
+    try {
+      arr = json::parse(text);
+    } catch (const json::parse_error& e) {
+      fail("{}: not valid JSON: {}", path, e.what());
+    }
+    for (size_t i = 0; i < arr.size(); ++i)
+      rows.push_back(parse_row(arr[i], cols, fmt::format("{}[{}]", path, i), i + 1));
+  } else {
+    std::istringstream in(text);
+    std::string line;
+    size_t number = 0;
+    while (std::getline(in, line)) {
+      ++number;
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      const std::string where = fmt::format("{}:{}", path, number);
+      json row;
+      try {
+        row = json::parse(line);
+      } catch (const json::parse_error& e) {
+        fail("{}: not valid JSON: {}", where, e.what());
+      }
+      rows.push_back(parse_row(row, cols, where, number));
+    }
+  }
+  if (rows.empty()) fail("{}: holds no rows", path);
+  return rows;
+}
+
+AutoSxsSummary summarize(const std::vector<Judgment>& judgments, const std::string& judge, JudgeTask task) {
+  AutoSxsSummary s;
+  s.judge = judge;
+  s.task = task_name(task);
+  std::vector<Choice> choices, judged, human;
+  double conf = 0;
+  for (const auto& j : judgments) {
+    choices.push_back(j.verdict.choice);
+    conf += j.verdict.confidence;
+    if (j.human) {
+      judged.push_back(j.verdict.choice);
+      human.push_back(*j.human);
+    }
+  }
+  s.wins = win_rates(choices);
+  s.mean_confidence = judgments.empty() ? 0 : conf / judgments.size();
+  if (!human.empty()) s.agreement = agreement(judged, human);
+  return s;
+}
+
+json AutoSxsSummary::to_json() const {
+  json j = {{"judge", judge},
+            {"task", task},
+            {"rows", wins.n},
+            {"model_a_wins", wins.a},
+            {"model_b_wins", wins.b},
+            {"ties", wins.ties},
+            {"model_a_win_rate", wins.a_rate},
+            {"model_b_win_rate", wins.b_rate},
+            {"tie_rate", wins.tie_rate},
+            {"mean_confidence", mean_confidence}};
+  if (agreement) {
+    const Agreement& g = *agreement;
+    json confusion = json::object();
+    for (size_t h = 0; h < 2; ++h)
+      for (size_t k = 0; k < 3; ++k)
+        confusion[fmt::format("human_{}_judge_{}", choice_name(Choice(h)), choice_name(Choice(k)))] = g.confusion[h][k];
+    j["human_agreement"] = {{"rows", g.n},          {"human_ties_dropped", g.human_ties},
+                            {"judge_ties", g.judge_ties}, {"accuracy", g.accuracy},
+                            {"precision", g.precision},   {"recall", g.recall},
+                            {"f1", g.f1},                 {"cohens_kappa", g.cohens_kappa},
+                            {"positive_class", "A"},      {"confusion", confusion}};
+  }
+  return j;
+}
+
+std::string format_summary(const AutoSxsSummary& s) {
+  std::string out = fmt::format("judge {} ({}), {} pairs: A wins {:.1f}%, B wins {:.1f}%, ties {:.1f}%, mean confidence {:.3f}\n",
+                                s.judge, s.task, s.wins.n, 100 * s.wins.a_rate, 100 * s.wins.b_rate,
+                                100 * s.wins.tie_rate, s.mean_confidence);
+  if (s.agreement) {
+    const Agreement& g = *s.agreement;
+    out += fmt::format("against humans ({} pairs, {} human ties left out, {} judge ties): accuracy {:.3f}, "
+                       "precision {:.3f}, recall {:.3f}, F1 {:.3f}, Cohen's kappa {:.3f}\n",
+                       g.n, g.human_ties, g.judge_ties, g.accuracy, g.precision, g.recall, g.f1, g.cohens_kappa);
+  }
+  return out;
+}
+
+void write_autosxs_output(const std::string& dir, const std::vector<Judgment>& judgments,
+                          const AutoSxsSummary& summary) {
+  const fs::path out(dir);
+  std::error_code ec;
+  if (fs::exists(out, ec) && !(fs::is_directory(out) && (fs::is_empty(out) || fs::exists(out / "metrics.json"))))
+    fail("{}: exists and is not an earlier autosxs output (no metrics.json); choose another --output", dir);
+  const fs::path parent = out.has_parent_path() ? out.parent_path() : fs::path(".");
+  fs::create_directories(parent, ec);
+  const fs::path tmp = parent / fmt::format(".{}.tmp-{}", out.filename().string(), ::getpid());
+  fs::remove_all(tmp, ec);
+  fs::create_directories(tmp);
+  try {
+    std::string lines;
+    for (const auto& j : judgments) {
+      json row = {{"id", j.id},
+                  {"input_text", j.context},
+                  {"response_a", j.response_a},
+                  {"response_b", j.response_b},
+                  {"choice", choice_name(j.verdict.choice)},
+                  {"confidence", j.verdict.confidence},
+                  {"explanation", j.explanation},
+                  {"prob_a", j.verdict.prob_a},
+                  {"prob_a_first", j.prob_a_first},
+                  {"prob_a_second", j.prob_a_second}};
+      if (j.human) row["human_preference"] = choice_name(*j.human);
+      lines += row.dump(-1, ' ', false, json::error_handler_t::replace);
+      lines += '\n';
+    }
+    write_file_atomic((tmp / "judgments.jsonl").string(), lines);
+    write_file_atomic((tmp / "metrics.json").string(), summary.to_json().dump(2) + "\n");
+    fs::remove_all(out, ec);
+    fs::rename(tmp, out);
+  } catch (...) {
+    fs::remove_all(tmp, ec);
+    throw;
+  }
+}
+
+}  // namespace rlhf::eval

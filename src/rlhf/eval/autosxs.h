@@ -1,0 +1,81 @@
+// AutoSxS, the model-free parts: the judge's task criteria and prompt, reading the pairs to
+// judge (JSONL or one JSON array), and the outputs. The judge itself is in judge.h.
+//
+// Input rows: an id, the context (the prompt both responses answer), response A and B, and
+// optionally human preference labels. Columns are named by flags (defaults below); a dotted
+// name reads a nested field ("inputs.inputs_pretokenized"); several context columns are
+// joined with a blank line, skipping empty ones; several human columns are a vote (the
+// majority label, TIE without one).
+#pragma once
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "rlhf/eval/metrics.h"
+
+namespace rlhf::eval {
+
+enum class JudgeTask { Summarization, QuestionAnswering };
+// "summarization", "question_answering" (also "qa"); throws rlhf::Error otherwise.
+JudgeTask parse_task(const std::string& name);
+const char* task_name(JudgeTask task);
+
+// The task's criteria as the judge reads them, one per line.
+std::string task_criteria(JudgeTask task);
+// The judge's instruction for one pair, `first` shown as Response A, `second` as Response B.
+// It ends with the question the judge answers with the letter A or B.
+std::string judge_prompt(JudgeTask task, const std::string& context, const std::string& first,
+                         const std::string& second);
+
+struct AutoSxsColumns {
+  std::string id = "id";                        // absent: the row number (1-based)
+  std::vector<std::string> context = {};        // empty: input_text, inputs.inputs_pretokenized, prompt
+  std::string response_a = "response_a", response_b = "response_b";
+  std::vector<std::string> human;               // human preference column(s); empty: none
+  // Raw human values to labels ("1" -> A ...); empty: parse_choice ("A"/"B"/"TIE", 0/1).
+  std::map<std::string, Choice> human_labels;
+};
+
+// "1=A,2=B,0=TIE" -> map; throws rlhf::Error naming the bad entry.
+std::map<std::string, Choice> parse_label_map(const std::string& spec);
+
+struct AutoSxsRow {
+  std::string id, context, response_a, response_b;
+  std::optional<Choice> human;  // with human columns: the (majority) label
+  std::string where;            // "file:line" or "file[index]"
+};
+
+// Reads and validates every row (a JSONL file, or a file holding one JSON array of objects).
+// Throws rlhf::Error naming file:line (or file[index]) and the field.
+std::vector<AutoSxsRow> read_autosxs_input(const std::string& path, const AutoSxsColumns& columns);
+
+struct Judgment {
+  std::string id, context, response_a, response_b;
+  Verdict verdict;
+  double prob_a_first = 0.5, prob_a_second = 0.5;  // P(A better) with A shown first / second
+  std::string explanation;
+  std::optional<Choice> human;
+};
+
+struct AutoSxsSummary {
+  std::string judge, task;
+  WinRates wins;
+  std::optional<Agreement> agreement;  // with human labels
+  double mean_confidence = 0;
+  nlohmann::json to_json() const;
+};
+AutoSxsSummary summarize(const std::vector<Judgment>& judgments, const std::string& judge, JudgeTask task);
+
+// DIR/judgments.jsonl (id, input_text, response_a, response_b, choice, confidence,
+// explanation, prob_a, prob_a_first, prob_a_second, human_preference?) and DIR/metrics.json,
+// written to a temporary sibling and renamed into place (an earlier output is replaced).
+void write_autosxs_output(const std::string& dir, const std::vector<Judgment>& judgments,
+                          const AutoSxsSummary& summary);
+
+// The summary in a few lines, for the terminal.
+std::string format_summary(const AutoSxsSummary& summary);
+
+}  // namespace rlhf::eval

@@ -1,0 +1,198 @@
+#include "rlhf/eval/judge.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <numeric>
+#include <optional>
+
+#include <fmt/format.h>
+
+#include "rlhf/model/generate.h"
+#include "rlhf/model/registry.h"
+#include "rlhf/train/reward_model.h"
+#include "rlhf/util/error.h"
+#include "rlhf/util/progress.h"
+
+namespace rlhf::eval {
+
+namespace {
+
+// Ids of the spellings of `letter` that are one token: "A" and " A".
+std::vector<int32_t> letter_ids(const text::Tokenizer& tok, const std::string& letter) {
+  std::vector<int32_t> ids;
+  for (const std::string& s : {letter, " " + letter}) {
+    auto e = tok.encode(s, /*parse_special=*/false);
+    if (e.size() == 1 && std::find(ids.begin(), ids.end(), e[0]) == ids.end()) ids.push_back(e[0]);
+  }
+  return ids;
+}
+
+}  // namespace
+
+Judge::Judge(const JudgeConfig& config) : config_(config) {
+  if (config_.batch_size < 1) fail("--batch-size must be at least 1");
+  if (config_.explanation_tokens < 0) fail("--explanation-tokens must not be negative");
+  if (config_.max_prompt_tokens < 64) fail("--max-prompt-tokens must be at least 64");
+  model_ = load_model(config_.model.empty() ? std::string(kDefaultModel) : config_.model,
+                      {parse_dtype(config_.dtype), parse_device(config_.device)});
+  const bool has_template = model_->chat_template.style != text::ChatStyle::None;
+  if (config_.prompt_format == "chat") {
+    if (!has_template) fail("{}: the judge model has no chat template; use --judge-prompt-format raw", model_->path);
+    chat_ = true;
+  } else if (config_.prompt_format == "raw") {
+    chat_ = false;
+  } else if (config_.prompt_format == "auto") {
+    chat_ = has_template;
+  } else {
+    fail("--judge-prompt-format is \"{}\"; it must be chat, raw or auto", config_.prompt_format);
+  }
+  letter_a_ = letter_ids(*model_->tokenizer, "A");
+  letter_b_ = letter_ids(*model_->tokenizer, "B");
+  if (letter_a_.empty() || letter_b_.empty())
+    fail("{}: the tokenizer has no single token for the letter A or B, which the judge answers with", model_->path);
+}
+
+Judge::~Judge() = default;
+
+std::string Judge::reference() const { return model_->reference; }
+
+std::vector<int32_t> Judge::prompt_ids(const PairToJudge& shown) const {
+  std::string context = shown.context;
+  for (int attempt = 0;; ++attempt) {
+    std::string text = judge_prompt(config_.task, context, shown.response_a, shown.response_b);
+    std::vector<int32_t> ids = chat_ ? model_->encode_prompt(text, /*chat=*/true)
+                                     : model_->tokenizer->encode_sequence(text + "\nAnswer:");
+    const int64_t n = static_cast<int64_t>(ids.size());
+    if (n <= config_.max_prompt_tokens) return ids;
+    if (attempt >= 4 || context.empty()) {
+      // The responses alone are too long: keep the end (the question the judge answers).
+      ids.erase(ids.begin(), ids.begin() + (n - config_.max_prompt_tokens));
+      return ids;
+    }
+    // Drop the start of the context, in proportion to the excess (plus a margin).
+    const double excess = double(n - config_.max_prompt_tokens) / double(n);
+    size_t cut = std::min(context.size(), size_t(double(context.size()) * std::min(1.0, excess * 1.5 + 0.02)) + 16);
+    while (cut < context.size() && (static_cast<unsigned char>(context[cut]) & 0xC0) == 0x80) ++cut;
+    context = cut >= context.size() ? std::string() : "..." + context.substr(cut);
+  }
+}
+
+std::vector<double> Judge::prob_first_better(const std::vector<PairToJudge>& shown) const {
+  torch::InferenceMode guard;
+  std::vector<std::vector<int32_t>> prompts;
+  prompts.reserve(shown.size());
+  for (const auto& p : shown) prompts.push_back(prompt_ids(p));
+  // Batches of similar length: less padding.
+  std::vector<size_t> order(prompts.size());
+  std::iota(order.begin(), order.end(), size_t(0));
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return prompts[a].size() < prompts[b].size(); });
+  const Transformer& net = *model_->net;
+  auto ids_a = torch::tensor(std::vector<int64_t>(letter_a_.begin(), letter_a_.end()), torch::kInt64).to(net.device());
+  auto ids_b = torch::tensor(std::vector<int64_t>(letter_b_.begin(), letter_b_.end()), torch::kInt64).to(net.device());
+  std::vector<double> out(prompts.size(), 0.5);
+  const size_t bs = static_cast<size_t>(config_.batch_size);
+  for (size_t s = 0; s < order.size(); s += bs) {
+    std::vector<std::vector<int32_t>> batch;
+    for (size_t k = s; k < std::min(order.size(), s + bs); ++k) batch.push_back(prompts[order[k]]);
+    SequenceBatch sb = pack_sequences(batch, model_->pad_id, /*left_pad=*/true, net.device());
+    ForwardArgs args;
+    args.tokens = sb.tokens;
+    args.positions = sb.positions;
+    args.attn_mask = sb.attn_mask;
+    torch::Tensor h = net.hidden(args);                                         // [b, L, H]
+    torch::Tensor last = h.index({torch::arange(h.size(0), torch::kInt64).to(h.device()), sb.last});  // [b, H]
+    torch::Tensor logp = torch::log_softmax(net.logits(last), -1);             // [b, V] float32
+    torch::Tensor la = torch::logsumexp(logp.index_select(1, ids_a), 1);        // [b]
+    torch::Tensor lb = torch::logsumexp(logp.index_select(1, ids_b), 1);        // [b]
+    torch::Tensor p = torch::sigmoid(la - lb).to(torch::kCPU, torch::kFloat64);  // P(A) / (P(A) + P(B))
+    auto acc = p.accessor<double, 1>();
+    for (size_t k = 0; k < batch.size(); ++k) out[order[s + k]] = acc[int64_t(k)];
+  }
+  return out;
+}
+
+std::vector<JudgedPair> Judge::judge(const std::vector<PairToJudge>& pairs,
+                                     const std::function<void(size_t)>& on_done) const {
+  std::vector<JudgedPair> out(pairs.size());
+  // In chunks, so progress is reported as work goes.
+  const size_t chunk = static_cast<size_t>(config_.batch_size) * 4;
+  for (size_t s = 0; s < pairs.size(); s += chunk) {
+    const size_t e = std::min(pairs.size(), s + chunk);
+    std::vector<PairToJudge> first(pairs.begin() + s, pairs.begin() + e), swapped;
+    for (const auto& p : first) swapped.push_back({p.context, p.response_b, p.response_a});
+    std::vector<double> p1 = prob_first_better(first);
+    std::vector<double> p2 = prob_first_better(swapped);  // P(B better) with B shown first
+    for (size_t k = 0; k < first.size(); ++k) {
+      JudgedPair& j = out[s + k];
+      j.prob_a_first = p1[k];
+      j.prob_a_second = 1.0 - p2[k];
+      j.verdict = combine_orders(j.prob_a_first, j.prob_a_second);
+    }
+    if (config_.explanation_tokens > 0) {
+      torch::InferenceMode guard;
+      std::vector<std::vector<int32_t>> prompts;
+      std::vector<std::string> lead;
+      for (size_t k = 0; k < first.size(); ++k) {
+        const Choice c = out[s + k].verdict.choice;
+        std::string l = c == Choice::Tie ? "Neither response is clearly better:"
+                                         : fmt::format("Response {} is better because", choice_name(c));
+        std::vector<int32_t> ids = prompt_ids(first[k]);
+        auto more = model_->tokenizer->encode(chat_ ? l : " " + l, /*parse_special=*/false);
+        ids.insert(ids.end(), more.begin(), more.end());
+        prompts.push_back(std::move(ids));
+        lead.push_back(std::move(l));
+      }
+      SamplingConfig sampling{.temperature = 0.0, .top_k = 0, .top_p = 1.0,
+                              .max_new_tokens = config_.explanation_tokens, .seed = 0};
+      GenerateOptions opts;
+      opts.stop_ids = model_->stop_ids;
+      opts.pad_id = model_->pad_id;
+      const size_t bs = static_cast<size_t>(config_.batch_size);
+      for (size_t b = 0; b < prompts.size(); b += bs) {
+        std::vector<std::vector<int32_t>> batch(prompts.begin() + b, prompts.begin() + std::min(prompts.size(), b + bs));
+        Generation g = generate(*model_->net, batch, sampling, opts);
+        for (size_t k = 0; k < batch.size(); ++k) {
+          std::string text = model_->tokenizer->decode(g.tokens[k], /*skip_special=*/true);
+          // Invalid UTF-8 from the model would make the output unreadable: drop broken bytes.
+          std::string clean = nlohmann::json(text).dump(-1, ' ', false, nlohmann::json::error_handler_t::ignore);
+          text = nlohmann::json::parse(clean).get<std::string>();
+          out[s + b + k].explanation = lead[b + k] + text;
+        }
+      }
+    }
+    if (on_done) on_done(e);
+  }
+  return out;
+}
+
+AutoSxsSummary run_autosxs(const AutoSxsConfig& config) {
+  if (config.output.empty()) fail("--output is required");
+  std::vector<AutoSxsRow> rows = read_autosxs_input(config.input, config.columns);
+  if (config.max_rows > 0 && rows.size() > size_t(config.max_rows)) rows.resize(size_t(config.max_rows));
+  std::fprintf(stderr, "[rlhf] autosxs: %zu pairs from %s, task %s\n", rows.size(), config.input.c_str(),
+               task_name(config.judge.task));
+  Judge judge(config.judge);
+  std::fprintf(stderr, "[rlhf] judge: %s\n", judge.reference().c_str());
+  std::vector<PairToJudge> pairs;
+  for (const auto& r : rows) pairs.push_back({r.context, r.response_a, r.response_b});
+  std::optional<Progress> progress;
+  if (config.progress) progress.emplace("judging", static_cast<int64_t>(pairs.size()), "pair");
+  std::vector<JudgedPair> judged = judge.judge(pairs, [&](size_t done) {
+    if (progress) progress->update(static_cast<int64_t>(done));
+  });
+  if (progress) progress->finish();
+  std::vector<Judgment> judgments;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    Judgment j{.id = rows[i].id, .context = rows[i].context, .response_a = rows[i].response_a,
+               .response_b = rows[i].response_b, .verdict = judged[i].verdict,
+               .prob_a_first = judged[i].prob_a_first, .prob_a_second = judged[i].prob_a_second,
+               .explanation = judged[i].explanation, .human = rows[i].human};
+    judgments.push_back(std::move(j));
+  }
+  AutoSxsSummary summary = summarize(judgments, judge.reference(), config.judge.task);
+  write_autosxs_output(config.output, judgments, summary);
+  return summary;
+}
+
+}  // namespace rlhf::eval

@@ -1,0 +1,80 @@
+// The AutoSxS judge: a language model that reads two responses to the same prompt and says
+// which is better (`rlhf autosxs`, and `rlhf label --judge`). For each pair it:
+//   1. reads the pair in both orders (A first, then B first) and takes, at the answer's first
+//      token, P(letter) for the letters A and B (each letter with and without a leading
+//      space), normalised over the two: the probability that A is better, once per order;
+//   2. combines the two readings (combine_orders): the mean probability, a confidence in 0..1
+//      and the choice, TIE when the orders disagree (position bias, not content);
+//   3. writes an explanation: the judge continues "Response X is better because" greedily
+//      (X = the choice; for a tie, "Neither response is clearly better:").
+// Any loadable model can judge; the prompt goes through its chat template when it has one.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "rlhf/eval/autosxs.h"
+#include "rlhf/model/model.h"
+
+namespace rlhf::eval {
+
+struct JudgeConfig {
+  std::string model;                 // "" = the embedded default
+  JudgeTask task = JudgeTask::Summarization;
+  std::string prompt_format = "auto";  // chat, raw, auto (chat when the model has a template)
+  int64_t max_prompt_tokens = 2048;  // longer prompts lose the start of their context
+  int64_t explanation_tokens = 48;   // 0 = no explanation
+  int64_t batch_size = 8;            // prompts per forward pass
+  std::string dtype = "fp32", device = "cpu";
+};
+
+struct PairToJudge {
+  std::string context, response_a, response_b;
+};
+
+struct JudgedPair {
+  Verdict verdict;
+  double prob_a_first = 0.5, prob_a_second = 0.5;
+  std::string explanation;
+};
+
+class Judge {
+ public:
+  explicit Judge(const JudgeConfig& config);  // loads the model; throws rlhf::Error
+  ~Judge();
+
+  // Verdicts in input order; on_done (optional) is called with the number of pairs judged.
+  std::vector<JudgedPair> judge(const std::vector<PairToJudge>& pairs,
+                                const std::function<void(size_t done)>& on_done = {}) const;
+
+  // P(the response shown first is better) for each (context, first, second), as the judge
+  // reads them; used by judge() for both orders.
+  std::vector<double> prob_first_better(const std::vector<PairToJudge>& shown) const;
+
+  // The prompt ids the judge reads for a pair shown in this order.
+  std::vector<int32_t> prompt_ids(const PairToJudge& shown) const;
+
+  std::string reference() const;
+  const JudgeConfig& config() const { return config_; }
+
+ private:
+  JudgeConfig config_;
+  std::unique_ptr<Model> model_;
+  bool chat_ = false;
+  std::vector<int32_t> letter_a_, letter_b_;  // single-token spellings of each letter
+};
+
+struct AutoSxsConfig {
+  std::string input, output;
+  AutoSxsColumns columns;
+  JudgeConfig judge;
+  int64_t max_rows = 0;  // 0 = all
+  bool progress = true;
+};
+
+// Reads the pairs, judges them, writes DIR/judgments.jsonl and DIR/metrics.json.
+AutoSxsSummary run_autosxs(const AutoSxsConfig& config);
+
+}  // namespace rlhf::eval

@@ -1,0 +1,199 @@
+#include "rlhf/eval/label.h"
+
+#include <torch/torch.h>
+
+#include <optional>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "rlhf/data/dataset.h"
+#include "rlhf/data/encode.h"
+#include "rlhf/eval/infer.h"
+#include "rlhf/eval/judge.h"
+#include "rlhf/eval/rules.h"
+#include "rlhf/util/error.h"
+#include "rlhf/util/fs.h"
+#include "rlhf/util/progress.h"
+
+namespace rlhf::eval {
+namespace {
+using nlohmann::json;
+
+// The prompt as the judge reads it: the instruction, a blank line, the text (a conversation's
+// turns as "User:"/"Assistant:" paragraphs).
+std::string judge_context(const data::PromptText& p, const std::string& instruction) {
+  std::string body;
+  if (!p.is_chat()) {
+    body = p.text;
+  } else {
+    if (!p.context.empty()) body = p.context + "\n\n";
+    for (const auto& t : p.messages) body += (t.author == "user" ? "User: " : "Assistant: ") + t.content + "\n\n";
+    while (!body.empty() && body.back() == '\n') body.pop_back();
+  }
+  return instruction.empty() ? body : instruction + "\n\n" + body;
+}
+
+void check(const LabelConfig& c) {
+  if (c.prompt_dataset.empty() == c.pairs.empty()) fail("give one of --prompt-dataset (sample candidates) and --pairs (label existing pairs)");
+  if (c.rule.empty() == c.judge.empty()) fail("give one labeler: --rule R or --judge MODEL");
+  if (c.output.empty()) fail("--output is required");
+  if (c.min_confidence < 0 || c.min_confidence > 1) fail("--min-confidence must be in [0, 1]");
+  if (c.batch_size < 1) fail("--batch-size must be at least 1");
+  if (c.max_new_tokens < 1) fail("--max-new-tokens must be at least 1");
+  if (c.temperature_0 < 0 || c.temperature_1 < 0) fail("--temperatures must not be negative");
+  if (!c.pairs.empty() && (!c.model_b.empty() || !c.adapter.empty() || !c.adapter_b.empty()))
+    fail("--pairs labels existing candidates: --adapter, --model-b and --adapter-b do not apply");
+}
+
+struct Candidates {
+  std::vector<data::PromptRow> rows;
+  std::vector<std::string> c0, c1;
+};
+
+// Samples two candidates per prompt: (model, temperature_0, seed) and (model_b or model,
+// temperature_1, seed + 1).
+Candidates sample_candidates(const LabelConfig& c) {
+  Candidates out;
+  data::ReadOptions ro{.skip_invalid = c.skip_invalid, .max_rows = size_t(std::max<int64_t>(0, c.max_rows))};
+  out.rows = data::read_prompt_dataset(c.prompt_dataset, ro);
+  const LoadOptions lo{parse_dtype(c.dtype), parse_device(c.device)};
+  auto side = [&](const std::string& model, const std::string& adapter, double temperature, uint64_t seed,
+                  const char* name) {
+    auto gm = load_generation_model(model, adapter, lo);
+    data::EncodeConfig enc = gm->encode;
+    enc.instruction = c.instruction;
+    enc.prompt_sequence_length = c.prompt_sequence_length;
+    enc.target_sequence_length = std::max<int64_t>(2, c.max_new_tokens);
+    if (c.prompt_format == "auto")
+      enc.format = out.rows.front().prompt.is_chat() ? data::PromptFormat::Chat : data::PromptFormat::Raw;
+    else
+      enc.format = data::parse_prompt_format(c.prompt_format);
+    data::Encoder encoder(*gm->base->tokenizer, gm->base->chat_template, gm->eos_id, enc);
+    std::vector<std::vector<int32_t>> prompts;
+    for (const auto& r : out.rows) {
+      prompts.push_back(encoder.prompt_ids(r.prompt));
+      if (prompts.back().empty()) fail("{}: the prompt encodes to no tokens", r.where);
+    }
+    SamplingConfig s{.temperature = temperature, .top_k = c.top_k, .top_p = c.top_p, .max_new_tokens = c.max_new_tokens,
+                     .seed = seed};
+    std::fprintf(stderr, "[rlhf] %s: %s%s%s, temperature %g\n", name, gm->base->reference.c_str(),
+                 adapter.empty() ? "" : " + ", adapter.c_str(), temperature);
+    std::optional<Progress> progress;
+    if (c.progress) progress.emplace(name, static_cast<int64_t>(prompts.size()), "prompt");
+    auto done = complete_prompts(*gm, prompts, s, c.batch_size, [&](size_t first, const std::vector<Completion>& batch) {
+      if (progress) progress->update(static_cast<int64_t>(first + batch.size()));
+    });
+    if (progress) progress->finish();
+    std::vector<std::string> texts;
+    for (auto& d : done) texts.push_back(std::move(d.text));
+    return texts;
+  };
+  out.c0 = side(c.model, c.adapter, c.temperature_0, c.seed, "candidate_0");
+  const bool second_model = !c.model_b.empty() || !c.adapter_b.empty();
+  out.c1 = side(second_model ? (c.model_b.empty() ? c.model : c.model_b) : c.model, second_model ? c.adapter_b : c.adapter,
+                c.temperature_1, c.seed + 1, "candidate_1");
+  return out;
+}
+
+// Existing pairs: the prompt fields plus candidate_0 and candidate_1 (strings).
+Candidates read_pairs(const LabelConfig& c) {
+  Candidates out;
+  data::ReadOptions ro{.skip_invalid = false, .max_rows = size_t(std::max<int64_t>(0, c.max_rows))};
+  out.rows = data::read_prompt_dataset(c.pairs, ro);
+  for (const auto& r : out.rows) {
+    json j = json::parse(r.json);
+    for (const char* f : {"candidate_0", "candidate_1"}) {
+      auto it = j.find(f);
+      if (it == j.end()) fail("{}: field '{}' is missing (--pairs rows hold input_text, candidate_0, candidate_1)", r.where, f);
+      if (!it->is_string()) fail("{}: field '{}' must be a string", r.where, f);
+    }
+    out.c0.push_back(j["candidate_0"].get<std::string>());
+    out.c1.push_back(j["candidate_1"].get<std::string>());
+  }
+  return out;
+}
+
+}  // namespace
+
+LabelSummary run_label(const LabelConfig& c) {
+  check(c);
+  // The labeler is checked before any sampling.
+  std::optional<LabelRule> rule;
+  if (!c.rule.empty()) rule = LabelRule::parse(c.rule);
+  Candidates cand = c.pairs.empty() ? sample_candidates(c) : read_pairs(c);
+  const size_t n = cand.rows.size();
+
+  LabelSummary sum;
+  sum.pairs = n;
+  std::vector<RuleLabel> labels(n);
+  std::vector<double> prob_a(n, 0.5);
+  if (rule) {
+    sum.labeler = "rule:" + c.rule;
+    for (size_t i = 0; i < n; ++i) labels[i] = rule->label(cand.c0[i], cand.c1[i]);
+  } else {
+    JudgeConfig jc{.model = c.judge, .task = c.task, .prompt_format = "auto", .max_prompt_tokens = 2048,
+                   .explanation_tokens = 0, .batch_size = std::min<int64_t>(c.batch_size, 8), .dtype = c.dtype,
+                   .device = c.device};
+    Judge judge(jc);
+    sum.labeler = "judge:" + judge.reference();
+    std::vector<PairToJudge> pairs;
+    for (size_t i = 0; i < n; ++i) pairs.push_back({judge_context(cand.rows[i].prompt, c.instruction), cand.c0[i], cand.c1[i]});
+    std::optional<Progress> progress;
+    if (c.progress) progress.emplace("judging", static_cast<int64_t>(n), "pair");
+    auto judged = judge.judge(pairs, [&](size_t done) {
+      if (progress) progress->update(static_cast<int64_t>(done));
+    });
+    if (progress) progress->finish();
+    for (size_t i = 0; i < n; ++i) {
+      labels[i] = {judged[i].verdict.choice, judged[i].verdict.confidence};
+      prob_a[i] = judged[i].verdict.prob_a;
+    }
+  }
+
+  std::string lines;
+  double conf = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (cand.c0[i] == cand.c1[i]) {
+      sum.identical++;
+      continue;
+    }
+    RuleLabel l = labels[i];
+    if (l.choice == Choice::Tie) {
+      if (!c.keep_ties) {
+        sum.ties++;
+        continue;
+      }
+      l.choice = prob_a[i] >= 0.5 ? Choice::A : Choice::B;
+    }
+    if (l.confidence < c.min_confidence) {
+      sum.low_confidence++;
+      continue;
+    }
+    json row = json::parse(cand.rows[i].json);
+    for (const char* f : {"candidate_0", "candidate_1", "choice", "confidence", "labeler", "prediction"}) row.erase(f);
+    if (!cand.rows[i].prompt.is_chat()) {  // the prompt as input_text, whatever field held it
+      row.erase("prompt");
+      row.erase("inputs");
+      row["input_text"] = cand.rows[i].prompt.text;
+    }
+    row["candidate_0"] = cand.c0[i];
+    row["candidate_1"] = cand.c1[i];
+    row["choice"] = l.choice == Choice::A ? 0 : 1;
+    row["confidence"] = l.confidence;
+    row["labeler"] = sum.labeler;
+    (l.choice == Choice::A ? sum.chose_0 : sum.chose_1)++;
+    conf += l.confidence;
+    lines += row.dump(-1, ' ', false, json::error_handler_t::replace);
+    lines += '\n';
+    sum.written++;
+  }
+  sum.mean_confidence = sum.written ? conf / double(sum.written) : 0;
+  if (sum.written == 0)
+    fail("no pair was labeled: of {} pairs, {} ties, {} identical, {} below --min-confidence; nothing written to {}", n,
+         sum.ties, sum.identical, sum.low_confidence, c.output);
+  write_file_atomic(c.output, lines);
+  return sum;
+}
+
+}  // namespace rlhf::eval

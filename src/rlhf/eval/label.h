@@ -1,0 +1,60 @@
+// RLAIF (`rlhf label`): a preference dataset labeled without human labelers.
+// Candidates: for each prompt of a prompt dataset, two completions, sampled from one model at
+// two temperatures (and seeds), or from two models (model_b); or existing unlabeled pairs
+// (input_text, candidate_0, candidate_1). Labels: a rule (rules.h) or the AutoSxS judge
+// (judge.h). Output, in the seed's preference format, one line per labeled pair:
+//   input_text, candidate_0, candidate_1, choice (0|1), confidence, labeler
+// Ties (rule undecided, judge readings in disagreement, identical candidates) are left out
+// unless keep_ties (then choice follows the judge's probability, or 0), and so are pairs
+// with confidence below min_confidence. The file is written atomically at the end.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "rlhf/eval/autosxs.h"
+#include "rlhf/model/generate.h"
+
+namespace rlhf::eval {
+
+struct LabelConfig {
+  // Candidates: exactly one of prompt_dataset and pairs.
+  std::string prompt_dataset;
+  std::string pairs;
+  std::string model;                 // candidates' model ("" = the adapter's base, else the default)
+  std::string adapter;               // its LoRA adapter folder ("" = none)
+  std::string model_b, adapter_b;    // a second model for candidate_1 ("" = the first)
+  double temperature_0 = 0.7, temperature_1 = 1.0;
+  double top_p = 1.0;
+  int64_t top_k = 0;
+  int64_t max_new_tokens = 64;       // target_sequence_length
+  int64_t prompt_sequence_length = 512;
+  std::string instruction;           // prepended to every prompt (and shown to the judge)
+  std::string prompt_format = "raw"; // raw, chat, auto
+  uint64_t seed = 0;
+  int64_t batch_size = 16;
+  // Labeler: exactly one of rule and judge.
+  std::string rule;                  // rules.h
+  std::string judge;                 // judge model reference
+  JudgeTask task = JudgeTask::Summarization;
+  int64_t explanation_tokens = 0;    // the judge's explanations are not part of the dataset
+  double min_confidence = 0;
+  bool keep_ties = false;
+  // Run.
+  std::string output;
+  int64_t max_rows = 0;              // 0 = all
+  bool skip_invalid = false;
+  std::string dtype = "fp32", device = "cpu";
+  bool progress = true;
+};
+
+struct LabelSummary {
+  size_t pairs = 0, written = 0;
+  size_t ties = 0, identical = 0, low_confidence = 0;  // left out
+  size_t chose_0 = 0, chose_1 = 0;
+  double mean_confidence = 0;                          // of the written pairs
+  std::string labeler;
+};
+
+LabelSummary run_label(const LabelConfig& config);
+
+}  // namespace rlhf::eval

@@ -1,0 +1,43 @@
+// Labeling rules for `rlhf label --rule`: quick, checkable preferences without a judge model.
+//   max-words=N     the candidate with at most N words wins; both or neither: a tie
+//   regex=PATTERN   the candidate that matches PATTERN (PCRE2, anywhere in the text) wins;
+//                   both or neither: a tie
+//   prefer-shorter  the candidate with fewer words wins (then fewer characters); equal: a tie
+// Words are whitespace-separated. A decisive label has confidence 1, except prefer-shorter,
+// whose confidence is the relative difference in length (1 - shorter/longer).
+#pragma once
+#include <memory>
+#include <string>
+
+#include "rlhf/eval/metrics.h"
+
+namespace rlhf::eval {
+
+struct RuleLabel {
+  Choice choice = Choice::Tie;  // A = candidate_0, B = candidate_1
+  double confidence = 0;
+};
+
+size_t count_words(const std::string& text);
+
+class LabelRule {
+ public:
+  // Parses a rule spec; throws rlhf::Error naming what is wrong.
+  static LabelRule parse(const std::string& spec);
+  RuleLabel label(const std::string& candidate_0, const std::string& candidate_1) const;
+  const std::string& spec() const { return spec_; }
+
+  LabelRule(LabelRule&&) noexcept;
+  LabelRule& operator=(LabelRule&&) noexcept;
+  ~LabelRule();
+
+ private:
+  LabelRule();
+  enum class Kind { MaxWords, Regex, PreferShorter } kind_ = Kind::PreferShorter;
+  std::string spec_;
+  size_t max_words_ = 0;
+  struct Pattern;
+  std::unique_ptr<Pattern> pattern_;
+};
+
+}  // namespace rlhf::eval
