@@ -40,5 +40,6 @@ Command add_train_reward(CLI::App& app);
 Command add_score(CLI::App& app);
 Command add_export(CLI::App& app);
 Command add_train_policy(CLI::App& app);
+Command add_infer(CLI::App& app);
 
 }  // namespace rlhf::cli

@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
       rlhf::cli::add_train_policy(app),
       rlhf::cli::add_score(app),
       rlhf::cli::add_export(app),
+      rlhf::cli::add_infer(app),
   };
 
   try {

@@ -1,0 +1,520 @@
+#include "rlhf/eval/infer.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <optional>
+#include <span>
+
+#include <nlohmann/json.hpp>
+
+#include "rlhf/model/loader.h"
+#include "rlhf/model/registry.h"
+#include "rlhf/text/utf8.h"
+#include "rlhf/train/adapter_io.h"
+#include "rlhf/train/reward_artifact.h"
+#include "rlhf/util/error.h"
+#include "rlhf/util/fs.h"
+#include "rlhf/util/hash.h"
+#include "rlhf/util/progress.h"
+
+namespace rlhf::eval {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using ojson = nlohmann::ordered_json;
+using Clock = std::chrono::steady_clock;
+
+constexpr size_t kMaxJsonBytes = size_t(16) << 20;
+
+json read_json(const std::string& path) {
+  const std::string text = read_file(path, kMaxJsonBytes);
+  try {
+    return json::parse(text);
+  } catch (const json::parse_error& e) {
+    fail("{}: not valid JSON: {}", path, e.what());
+  }
+}
+
+// ---- the adapter folder --------------------------------------------------------------------
+
+struct AdapterMeta {
+  std::string kind;       // "policy" (policy.json) or "peft" (adapter_config.json alone)
+  std::string meta_path;  // the file the settings came from
+  std::string base_reference, base_path, base_sha256;
+  LoraConfig lora;
+  std::optional<RewardModelInfo> policy;  // policy folders: encoding settings, EOS id
+};
+
+// adapter_config.json as peft writes it; plain LoRA only (what Transformer::add_adapter runs).
+LoraConfig read_peft_config(const std::string& path, std::string* base_name) {
+  const json j = read_json(path);
+  if (!j.is_object()) fail("{}: not a JSON object", path);
+  auto bad = [&](const char* field, const std::string& what) { fail("{}: field '{}' {}", path, field, what); };
+  auto str = [&](const char* key) {
+    auto it = j.find(key);
+    return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  if (auto t = str("peft_type"); !t.empty() && t != "LORA") bad("peft_type", fmt::format("is \"{}\"; only LORA adapters run here", t));
+  if (auto t = str("task_type"); t == "SEQ_CLS")
+    bad("task_type", "is \"SEQ_CLS\": a sequence-classification (reward model) adapter does not generate text");
+  LoraConfig c;
+  auto r = j.find("r");
+  if (r == j.end() || !r->is_number_integer() || r->get<int64_t>() <= 0) bad("r", "must be a positive integer");
+  c.rank = r->get<int64_t>();
+  c.alpha = static_cast<double>(c.rank);
+  if (auto a = j.find("lora_alpha"); a != j.end() && !a->is_null()) {
+    if (!a->is_number() || !(a->get<double>() > 0)) bad("lora_alpha", "must be a positive number");
+    c.alpha = a->get<double>();
+  }
+  for (const char* flag : {"use_rslora", "use_dora", "fan_in_fan_out"}) {
+    auto it = j.find(flag);
+    if (it != j.end() && it->is_boolean() && it->get<bool>()) bad(flag, "is true, which is not supported (plain LoRA only)");
+  }
+  for (const char* pat : {"rank_pattern", "alpha_pattern"}) {
+    auto it = j.find(pat);
+    if (it != j.end() && !it->is_null() && !it->empty()) bad(pat, "is set, which is not supported (one rank and alpha for all layers)");
+  }
+  if (auto b = str("bias"); !b.empty() && b != "none") bad("bias", fmt::format("is \"{}\"; only \"none\" is supported", b));
+  c.targets.clear();
+  auto t = j.find("target_modules");
+  if (t != j.end() && t->is_string()) c.targets.push_back(t->get<std::string>());
+  else if (t != j.end() && t->is_array())
+    for (const auto& x : *t) {
+      if (!x.is_string()) bad("target_modules", "must hold strings");
+      c.targets.push_back(x.get<std::string>());
+    }
+  if (c.targets.empty()) bad("target_modules", "is missing or empty");
+  if (base_name) *base_name = str("base_model_name_or_path");
+  return c;
+}
+
+AdapterMeta read_adapter_folder(const std::string& dir) {
+  if (!fs::is_directory(dir)) fail("{}: no such adapter folder", dir);
+  const fs::path d(dir);
+  if (fs::exists(d / "reward_model.json"))
+    fail("{}: holds a reward model (reward_model.json); it scores completions (rlhf score), it does not write them", dir);
+  const std::string peft_path = (d / "adapter_config.json").string();
+  if (!fs::exists(peft_path))
+    fail("{}: adapter_config.json is missing (an adapter folder holds adapter_config.json and "
+         "adapter_model.safetensors; a train-policy folder also policy.json)",
+         dir);
+  if (!fs::exists(d / "adapter_model.safetensors")) fail("{}: adapter_model.safetensors is missing", dir);
+  AdapterMeta m;
+  std::string peft_base;
+  const LoraConfig peft = read_peft_config(peft_path, &peft_base);
+  if (fs::exists(d / "policy.json")) {
+    m.kind = "policy";
+    m.meta_path = (d / "policy.json").string();
+    json j = read_json(m.meta_path);
+    if (!j.is_object()) fail("{}: not a JSON object", m.meta_path);
+    if (!j.contains("format") || !j["format"].is_string() || j["format"].get<std::string>() != "rlhf.policy")
+      fail("{}: field 'format' is not \"rlhf.policy\"", m.meta_path);
+    // policy.json is reward_model.json's layout without the head.
+    j["format"] = "rlhf.reward_model";
+    if (!j.contains("head")) j["head"] = {{"hidden_size", 0}};
+    m.policy = RewardModelInfo::from_json(j, m.meta_path);
+    m.base_reference = m.policy->base_reference;
+    m.base_path = m.policy->base_path;
+    m.base_sha256 = m.policy->base_sha256;
+    m.lora = m.policy->lora;
+    if (m.lora.rank != peft.rank)
+      fail("{}: r = {} but {} records LoRA rank {}", peft_path, peft.rank, m.meta_path, m.lora.rank);
+    if (std::abs(m.lora.alpha - peft.alpha) > 1e-9 * peft.alpha)
+      fail("{}: lora_alpha = {} but {} records alpha {}", peft_path, peft.alpha, m.meta_path, m.lora.alpha);
+  } else {
+    m.kind = "peft";
+    m.meta_path = peft_path;
+    m.lora = peft;
+    m.base_reference = peft_base;
+  }
+  m.lora.dropout = 0;  // inference
+  return m;
+}
+
+// The base a folder names: its recorded absolute path when that still exists, else the
+// reference as given at training time.
+std::string base_of(const AdapterMeta& m) {
+  std::error_code ec;
+  if (!m.base_path.empty() && fs::exists(m.base_path, ec)) return m.base_path;
+  if (!m.base_reference.empty()) return m.base_reference;
+  if (!m.base_path.empty()) return m.base_path;
+  fail("{}: names no base model; pass --model", m.meta_path);
+}
+
+// ---- output lines ----------------------------------------------------------------------------
+
+std::string dump(const ojson& j) { return j.dump(-1, ' ', false, ojson::error_handler_t::replace); }
+
+// Fields this command adds to (or replaces in) every input row.
+constexpr const char* kAddedFields[] = {"inputs", "prediction", "model", "settings", "stopped"};
+
+ojson without_added(ojson j) {
+  for (const char* k : kAddedFields) j.erase(k);
+  return j;
+}
+
+// Why line `got` (parsed) cannot be row i of this run, or "" when it can.
+std::string mismatch(const ojson& got, const ojson& expected_input, const std::string& prompt_text,
+                     const ojson& model, const ojson& settings) {
+  if (!got.is_object()) return "not a JSON object";
+  if (!got.contains("prediction") || !got["prediction"].is_string()) return "field 'prediction' is missing";
+  if (!got.contains("stopped") || !got["stopped"].is_boolean()) return "field 'stopped' is missing";
+  if (!got.contains("settings") || !got["settings"].is_object()) return "field 'settings' is missing";
+  const ojson& s = got["settings"];
+  for (const auto& [k, v] : settings.items())
+    if (!s.contains(k) || s[k] != v)
+      return fmt::format("settings differ: {} was {}, now {}", k, s.contains(k) ? dump(s[k]) : "absent", dump(v));
+  if (s.size() != settings.size()) return "settings differ";
+  if (!got.contains("model") || !got["model"].is_object()) return "field 'model' is missing";
+  const ojson& gm = got["model"];
+  for (const char* k : {"sha256", "adapter_sha256"}) {
+    const bool a = gm.contains(k), b = model.contains(k);
+    if (a != b || (a && gm[k] != model[k]))
+      return fmt::format("the model differs: model.{} was {}, now {}", k, a ? dump(gm[k]) : "absent",
+                         b ? dump(model[k]) : "absent");
+  }
+  if (!got.contains("inputs") || !got["inputs"].is_object() || got["inputs"].value("inputs_pretokenized", "") != prompt_text)
+    return "the prompt differs (inputs.inputs_pretokenized)";
+  if (without_added(got) != without_added(expected_input)) return "the input row differs";
+  return "";
+}
+
+struct PartialScan {
+  size_t lines = 0;       // whole lines that match rows 0..lines-1
+  size_t bytes = 0;       // their length in bytes
+  bool torn = false;      // a last line without its newline was dropped
+  std::string problem;    // first line that does not match, with the reason
+};
+
+// Checks the whole lines of `text` against the rows of this run; stops at the first problem.
+template <class Expect>
+PartialScan scan_lines(const std::string& text, size_t rows, const Expect& check_line) {
+  PartialScan s;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    const size_t nl = text.find('\n', pos);
+    if (nl == std::string::npos) {
+      s.torn = true;
+      break;
+    }
+    const std::string_view line(text.data() + pos, nl - pos);
+    if (s.lines >= rows) {
+      s.problem = fmt::format("line {}: more lines than the input has rows ({})", s.lines + 1, rows);
+      break;
+    }
+    ojson got;
+    try {
+      got = ojson::parse(line);
+    } catch (const ojson::parse_error&) {
+      s.problem = fmt::format("line {}: not valid JSON", s.lines + 1);
+      break;
+    }
+    std::string why = check_line(s.lines, got);
+    if (!why.empty()) {
+      s.problem = fmt::format("line {}: {}", s.lines + 1, why);
+      break;
+    }
+    ++s.lines;
+    pos = nl + 1;
+    s.bytes = pos;
+  }
+  return s;
+}
+
+void write_all(int fd, const std::string& bytes, const std::string& path) {
+  const char* p = bytes.data();
+  size_t left = bytes.size();
+  while (left > 0) {
+    ssize_t n = ::write(fd, p, left);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      fail("{}: write failed: {}", path, std::strerror(errno));
+    }
+    p += n;
+    left -= static_cast<size_t>(n);
+  }
+}
+
+void fsync_dir(const fs::path& file) {
+  fs::path dir = file.has_parent_path() ? file.parent_path() : fs::path(".");
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+const char* dtype_name(torch::Dtype d) {
+  return d == torch::kBFloat16 ? "bf16" : d == torch::kFloat16 ? "fp16" : "fp32";
+}
+
+void check_config(const InferConfig& c) {
+  if (c.input.empty()) fail("--input is required");
+  if (c.output.empty()) fail("--output is required");
+  if (c.batch_size <= 0) fail("--batch-size must be positive (got {})", c.batch_size);
+  if (c.sampling.max_new_tokens < 1) fail("--max-new-tokens must be at least 1 (got {})", c.sampling.max_new_tokens);
+  if (!(c.sampling.temperature >= 0)) fail("--temperature must be >= 0 (got {})", c.sampling.temperature);
+  if (!(c.sampling.top_p > 0 && c.sampling.top_p <= 1)) fail("--top-p must be in (0, 1] (got {})", c.sampling.top_p);
+  if (c.sampling.top_k < 0) fail("--top-k must not be negative (got {})", c.sampling.top_k);
+  if (c.prompt_sequence_length < 0) fail("--prompt-sequence-length must not be negative (got {})", c.prompt_sequence_length);
+  if (!c.prompt_format.empty() && c.prompt_format != "raw" && c.prompt_format != "chat" && c.prompt_format != "auto")
+    fail("--prompt-format '{}': expected raw, chat or auto", c.prompt_format);
+  std::error_code ec;
+  if (fs::is_directory(c.output, ec)) fail("--output {} is a folder; give a file name", c.output);
+}
+
+}  // namespace
+
+std::unique_ptr<GenerationModel> load_generation_model(const std::string& model, const std::string& adapter_dir,
+                                                       const LoadOptions& options) {
+  std::optional<AdapterMeta> meta;
+  if (!adapter_dir.empty()) meta = read_adapter_folder(adapter_dir);
+  const std::string ref = !model.empty() ? model : meta ? base_of(*meta) : std::string(kDefaultModel);
+  auto g = std::make_unique<GenerationModel>();
+  g->base = load_model(ref, options);
+  g->base_sha256 = model_content_hash(g->base->path);
+  if (meta && !meta->base_sha256.empty() && meta->base_sha256 != g->base_sha256)
+    fail("{}: the base model {} ({}) is not the one this adapter was trained on (sha256 {} != {} recorded in {}); "
+         "pass --model with the right model",
+         adapter_dir, ref, g->base->path, g->base_sha256.substr(0, 12), meta->base_sha256.substr(0, 12), meta->meta_path);
+  const int64_t vocab = g->base->config.vocab_size;
+  g->eos_id = completion_eos_id(*g->base);
+  if (meta) {
+    LoraAdapter& ad = g->base->net->add_adapter("infer", meta->lora, /*seed=*/0);
+    load_adapter(adapter_dir, ad);
+    g->adapter = &ad;
+    g->adapter_dir = adapter_dir;
+    g->adapter_sha256 = sha256_file((fs::path(adapter_dir) / "adapter_model.safetensors").string());
+    if (meta->policy) {
+      g->encode = meta->policy->encode;
+      g->encode_from_adapter = true;
+      const int32_t eos = meta->policy->eos_id;
+      if (eos < 0 || eos >= vocab)
+        fail("{}: field 'encoding.eos_id' = {} is not a token id of the base model", meta->meta_path, eos);
+      g->eos_id = eos;
+    }
+  }
+  return g;
+}
+
+std::vector<Completion> complete_prompts(const GenerationModel& m, const std::vector<std::vector<int32_t>>& prompts,
+                                         const SamplingConfig& sampling, int64_t batch_size,
+                                         const std::function<void(size_t, const std::vector<Completion>&)>& on_batch,
+                                         size_t start_row) {
+  if (batch_size <= 0) fail("batch size must be positive (got {})", batch_size);
+  const Model& base = *m.base;
+  GenerateOptions go;
+  go.stop_ids = base.stop_ids;
+  if (m.eos_id >= 0 && std::find(go.stop_ids.begin(), go.stop_ids.end(), m.eos_id) == go.stop_ids.end())
+    go.stop_ids.push_back(m.eos_id);
+  go.pad_id = base.pad_id;
+  if (m.adapter) go.adapters = {m.adapter};
+  const size_t n = prompts.size(), B = static_cast<size_t>(batch_size);
+  std::vector<Completion> out(n);
+  for (size_t b0 = (start_row / B) * B; b0 < n; b0 += B) {
+    const size_t b1 = std::min(n, b0 + B);
+    std::vector<std::vector<int32_t>> batch(prompts.begin() + static_cast<std::ptrdiff_t>(b0),
+                                            prompts.begin() + static_cast<std::ptrdiff_t>(b1));
+    SamplingConfig s = sampling;
+    s.seed = sampling.seed + b0 / B;
+    Generation gen = generate(*base.net, batch, s, go);
+    const size_t first = std::max(b0, start_row);
+    std::vector<Completion> done;
+    done.reserve(b1 - first);
+    for (size_t i = first; i < b1; ++i) {
+      Completion c;
+      c.tokens = std::move(gen.tokens[i - b0]);
+      c.stopped = gen.stopped[i - b0];
+      std::span<const int32_t> body(c.tokens.data(), c.tokens.size() - (c.stopped && !c.tokens.empty() ? 1 : 0));
+      c.text = text::utf8::sanitize(base.tokenizer->decode(body, /*skip_special=*/true));
+      out[i] = c;
+      done.push_back(std::move(c));
+    }
+    if (on_batch) on_batch(first, done);
+  }
+  return out;
+}
+
+InferResult run_inference(const InferConfig& config) {
+  check_config(config);
+  const std::string& output = config.output;
+  const std::string partial = output + ".partial";
+
+  // 1. The input, read and validated in full before anything else.
+  data::ReadOptions ro;
+  ro.skip_invalid = config.skip_invalid;
+  data::ReadReport report;
+  const std::vector<data::PromptRow> rows = data::read_prompt_dataset(config.input, ro, &report);
+  if (rows.empty()) fail("{}: no prompts", config.input);
+
+  // 2. The model and how prompts are encoded.
+  auto m = load_generation_model(config.model, config.adapter,
+                                 {parse_dtype(config.dtype), parse_device(config.device)});
+  data::EncodeConfig enc = m->encode;
+  if (config.prompt_format == "auto")
+    enc.format = rows.front().prompt.is_chat() ? data::PromptFormat::Chat : data::PromptFormat::Raw;
+  else if (!config.prompt_format.empty())
+    enc.format = data::parse_prompt_format(config.prompt_format);
+  if (config.instruction_set) enc.instruction = config.instruction;
+  if (config.prompt_sequence_length > 0) enc.prompt_sequence_length = config.prompt_sequence_length;
+  enc.target_sequence_length = std::max<int64_t>(2, config.sampling.max_new_tokens);
+  const Model& base = *m->base;
+  data::Encoder encoder(*base.tokenizer, base.chat_template, m->eos_id, enc);
+
+  std::vector<std::string> texts(rows.size());
+  std::vector<std::vector<int32_t>> ids(rows.size());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    texts[i] = encoder.prompt_text(rows[i].prompt);
+    ids[i] = encoder.prompt_ids(rows[i].prompt);
+    if (ids[i].empty()) fail("{}: the prompt encodes to no tokens", rows[i].where);
+    const int64_t need = static_cast<int64_t>(ids[i].size()) + config.sampling.max_new_tokens;
+    if (need > base.config.max_position)
+      fail("{}: the prompt ({} tokens) + --max-new-tokens {} exceed the model's context ({}); lower "
+           "--prompt-sequence-length or --max-new-tokens",
+           rows[i].where, ids[i].size(), config.sampling.max_new_tokens, base.config.max_position);
+  }
+
+  // 3. What every output line records.
+  const SamplingConfig& sc = config.sampling;
+  const ojson settings = {{"instruction", enc.instruction},
+                          {"prompt_format", data::prompt_format_name(enc.format)},
+                          {"prompt_sequence_length", enc.prompt_sequence_length},
+                          {"max_new_tokens", sc.max_new_tokens},
+                          {"temperature", sc.temperature},
+                          {"top_p", sc.top_p},
+                          {"top_k", sc.top_k},
+                          {"seed", sc.seed},
+                          {"batch_size", config.batch_size},
+                          {"dtype", dtype_name(parse_dtype(config.dtype))}};
+  ojson model_json = {{"reference", base.reference}, {"sha256", m->base_sha256}};
+  if (m->adapter) {
+    model_json["adapter"] = fs::absolute(m->adapter_dir).lexically_normal().string();
+    model_json["adapter_sha256"] = m->adapter_sha256;
+  }
+  auto input_of = [&](size_t i) {
+    ojson j = ojson::parse(rows[i].json);
+    j["inputs"] = ojson{{"inputs_pretokenized", texts[i]}};
+    return j;
+  };
+  auto line_of = [&](size_t i, const Completion& c) {
+    ojson j = input_of(i);
+    j["prediction"] = c.text;
+    j["model"] = model_json;
+    j["settings"] = settings;
+    j["stopped"] = c.stopped;
+    return dump(j) + "\n";
+  };
+  auto check_line = [&](size_t i, const ojson& got) { return mismatch(got, input_of(i), texts[i], model_json, settings); };
+
+  std::fprintf(stderr, "[rlhf] infer: %zu prompts from %zu file(s)%s; model %s%s; format %s%s\n", rows.size(),
+               report.files.size(),
+               report.skipped ? fmt::format(", {} invalid lines skipped", report.skipped).c_str() : "",
+               base.reference.c_str(), m->adapter ? (" + adapter " + m->adapter_dir).c_str() : "",
+               data::prompt_format_name(enc.format),
+               enc.instruction.empty() ? "" : fmt::format(", instruction \"{}\"", enc.instruction).c_str());
+
+  // 4. Where to start: an existing complete OUTPUT, a .partial to continue, or nothing.
+  InferResult result;
+  result.rows = rows.size();
+  std::error_code ec;
+  if (!config.restart && !fs::exists(partial, ec) && fs::exists(output, ec)) {
+    const std::string text = read_file(output);
+    PartialScan s = scan_lines(text, rows.size(), check_line);
+    if (s.problem.empty() && !s.torn && s.lines == rows.size()) {
+      std::fprintf(stderr, "[rlhf] %s is already complete (same model, settings and %zu prompts): nothing to do\n",
+                   output.c_str(), rows.size());
+      result.resumed_rows = rows.size();
+      return result;
+    }
+    fail("{} exists and was not written by this command with these settings ({}); pass --restart to overwrite it, or "
+         "choose another --output",
+         output, !s.problem.empty() ? s.problem
+                 : s.torn           ? std::string("its last line is incomplete")
+                                    : fmt::format("{} lines for {} prompts", s.lines, rows.size()));
+  }
+
+  const fs::path out_path(output);
+  if (out_path.has_parent_path()) fs::create_directories(out_path.parent_path());
+  const bool existed = fs::exists(partial, ec);
+  const int fd = ::open(partial.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) fail("{}: cannot open: {}", partial, std::strerror(errno));
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) fail("{}: another process is writing this output", partial);
+
+  size_t start = 0, keep_bytes = 0;
+  try {
+    if (existed && !config.restart) {
+      const std::string text = read_file(partial);
+      PartialScan s = scan_lines(text, rows.size(), check_line);
+      if (!s.problem.empty())
+        fail("{} was written by another run ({}); pass --restart to start over, or choose another --output", partial,
+             s.problem);
+      start = s.lines;
+      keep_bytes = s.bytes;
+      if (s.torn) std::fprintf(stderr, "[rlhf] %s: dropped an incomplete last line\n", partial.c_str());
+      std::fprintf(stderr, "[rlhf] continuing %s: %zu of %zu prompts done\n", partial.c_str(), start, rows.size());
+    } else if (existed) {
+      std::fprintf(stderr, "[rlhf] --restart: discarding %s\n", partial.c_str());
+    }
+    if (::ftruncate(fd, static_cast<off_t>(keep_bytes)) != 0 || ::lseek(fd, 0, SEEK_END) < 0 || ::fsync(fd) != 0)
+      fail("{}: cannot truncate: {}", partial, std::strerror(errno));
+  } catch (...) {
+    if (!existed) ::unlink(partial.c_str());
+    throw;
+  }
+  result.resumed_rows = start;
+
+  // 5. The completions, appended one batch at a time.
+  if (start < rows.size()) {
+    std::unique_ptr<Progress> bar;
+    if (config.progress)
+      bar = std::make_unique<Progress>("infer", static_cast<int64_t>(rows.size()), "prompt", static_cast<int64_t>(start));
+    const auto t0 = Clock::now();
+    size_t done_rows = start;
+    complete_prompts(
+        *m, ids, config.sampling, config.batch_size,
+        [&](size_t first, const std::vector<Completion>& batch) {
+          std::string lines;
+          for (size_t k = 0; k < batch.size(); ++k) {
+            lines += line_of(first + k, batch[k]);
+            result.new_tokens += static_cast<int64_t>(batch[k].tokens.size());
+          }
+          write_all(fd, lines, partial);
+          if (::fsync(fd) != 0) fail("{}: cannot flush to disk: {}", partial, std::strerror(errno));
+          done_rows = first + batch.size();
+          const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
+          if (bar) bar->update(static_cast<int64_t>(done_rows), fmt::format("{:.1f} tokens/s", result.new_tokens / std::max(dt, 1e-9)));
+        },
+        start);
+    result.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    if (bar) bar->finish();
+  }
+
+  // 6. Complete: OUTPUT replaces whatever was there.
+  if (::rename(partial.c_str(), output.c_str()) != 0)
+    fail("{}: cannot rename into place: {}", output, std::strerror(errno));
+  fsync_dir(out_path);
+  const size_t generated = rows.size() - start;
+  result.prompts_per_second = result.seconds > 0 ? static_cast<double>(generated) / result.seconds : 0;
+  result.tokens_per_second = result.seconds > 0 ? static_cast<double>(result.new_tokens) / result.seconds : 0;
+  std::fprintf(stderr, "[rlhf] infer: %zu prompts%s in %.2f s: %.2f prompts/s, %.1f tokens/s (%lld new tokens); %s\n",
+               generated, start ? fmt::format(" (+{} from the partial output)", start).c_str() : "", result.seconds,
+               result.prompts_per_second, result.tokens_per_second, static_cast<long long>(result.new_tokens),
+               output.c_str());
+  return result;
+}
+
+}  // namespace rlhf::eval
