@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
       rlhf::cli::add_score(app),
       rlhf::cli::add_export(app),
       rlhf::cli::add_infer(app),
+      rlhf::cli::add_sxs(app),
   };
 
   try {
