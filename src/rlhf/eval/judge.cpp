@@ -47,6 +47,12 @@ Judge::Judge(const JudgeConfig& config) : config_(config) {
   } else {
     fail("--judge-prompt-format is \"{}\"; it must be chat, raw or auto", config_.prompt_format);
   }
+  // The prompt and the explanation must fit the model's context.
+  const int64_t room = model_->config.max_position - config_.explanation_tokens - 1;
+  if (room < 64)
+    fail("{}: the judge's context ({} tokens) leaves no room for a prompt; lower --explanation-tokens", model_->path,
+         model_->config.max_position);
+  config_.max_prompt_tokens = std::min(config_.max_prompt_tokens, room);
   letter_a_ = letter_ids(*model_->tokenizer, "A");
   letter_b_ = letter_ids(*model_->tokenizer, "B");
   if (letter_a_.empty() || letter_b_.empty())
