@@ -251,11 +251,17 @@ TEST(AutoSxsOutput, SummaryAndFiles) {
   add(B, A);
   add(T, B);
   add(A, T);
+  js[0].verdict.prob_a = 0.8;  // A, right
+  js[2].verdict.prob_a = 0.4;  // the tie leans to B: right by probability
   AutoSxsSummary s = summarize(js, "judge-x", JudgeTask::Summarization);
   EXPECT_EQ(s.wins.a, 2u);
   ASSERT_TRUE(s.agreement.has_value());
   EXPECT_EQ(s.agreement->n, 3u);
   EXPECT_NEAR(s.agreement->accuracy, 1.0 / 3.0, 1e-12);
+  // By probability alone (0.5 counts as B): row 0 right, row 1 (0.5) wrong, row 2 right.
+  ASSERT_TRUE(s.agreement_by_probability.has_value());
+  EXPECT_EQ(s.agreement_by_probability->judge_ties, 0u);
+  EXPECT_NEAR(s.agreement_by_probability->accuracy, 2.0 / 3.0, 1e-12);
   const std::string out = (dir / "out").string();
   write_autosxs_output(out, js, s);
   json m = json::parse(rlhf::testing::read_text(dir / "out" / "metrics.json"));

@@ -157,7 +157,19 @@ AutoSxsRow parse_row(const json& row, const AutoSxsColumns& cols, const std::str
 
 }  // namespace
 
-std::vector<AutoSxsRow> read_autosxs_input(const std::string& path, const AutoSxsColumns& cols) {
+std::vector<AutoSxsRow> read_autosxs_input(const std::string& path, const AutoSxsColumns& cols, bool skip_invalid,
+                                           size_t* skipped, std::vector<std::string>* problems) {
+  size_t bad = 0;
+  // A row, or (skip_invalid) a counted problem.
+  auto take = [&](std::vector<AutoSxsRow>& rows, auto&& parse) {
+    try {
+      rows.push_back(parse());
+    } catch (const Error& e) {
+      if (!skip_invalid) throw;
+      ++bad;
+      if (problems && problems->size() < 20) problems->push_back(e.what());
+    }
+  };
   std::error_code ec;
   if (!fs::is_regular_file(path, ec)) fail("{}: no such file", path);
   const std::string text = read_file(path, kMaxInputBytes);
@@ -170,8 +182,9 @@ std::vector<AutoSxsRow> read_autosxs_input(const std::string& path, const AutoSx
     } catch (const json::parse_error& e) {
       fail("{}: not valid JSON: {}", path, e.what());
     }
+    if (!arr.is_array()) fail("{}: not a JSON array of rows", path);
     for (size_t i = 0; i < arr.size(); ++i)
-      rows.push_back(parse_row(arr[i], cols, fmt::format("{}[{}]", path, i), i + 1));
+      take(rows, [&] { return parse_row(arr[i], cols, fmt::format("{}[{}]", path, i), i + 1); });
   } else {
     std::istringstream in(text);
     std::string line;
@@ -180,16 +193,19 @@ std::vector<AutoSxsRow> read_autosxs_input(const std::string& path, const AutoSx
       ++number;
       if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
       const std::string where = fmt::format("{}:{}", path, number);
-      json row;
-      try {
-        row = json::parse(line);
-      } catch (const json::parse_error& e) {
-        fail("{}: not valid JSON: {}", where, e.what());
-      }
-      rows.push_back(parse_row(row, cols, where, number));
+      take(rows, [&] {
+        json row;
+        try {
+          row = json::parse(line);
+        } catch (const json::parse_error& e) {
+          fail("{}: not valid JSON: {}", where, e.what());
+        }
+        return parse_row(row, cols, where, number);
+      });
     }
   }
-  if (rows.empty()) fail("{}: holds no rows", path);
+  if (skipped) *skipped = bad;
+  if (rows.empty()) fail("{}: holds no {}rows", path, bad ? "valid " : "");
   return rows;
 }
 
@@ -197,19 +213,23 @@ AutoSxsSummary summarize(const std::vector<Judgment>& judgments, const std::stri
   AutoSxsSummary s;
   s.judge = judge;
   s.task = task_name(task);
-  std::vector<Choice> choices, judged, human;
+  std::vector<Choice> choices, judged, by_prob, human;
   double conf = 0;
   for (const auto& j : judgments) {
     choices.push_back(j.verdict.choice);
     conf += j.verdict.confidence;
     if (j.human) {
       judged.push_back(j.verdict.choice);
+      by_prob.push_back(j.verdict.prob_a > 0.5 ? Choice::A : Choice::B);
       human.push_back(*j.human);
     }
   }
   s.wins = win_rates(choices);
   s.mean_confidence = judgments.empty() ? 0 : conf / judgments.size();
-  if (!human.empty()) s.agreement = agreement(judged, human);
+  if (!human.empty()) {
+    s.agreement = agreement(judged, human);
+    s.agreement_by_probability = agreement(by_prob, human);
+  }
   return s;
 }
 
@@ -223,19 +243,21 @@ json AutoSxsSummary::to_json() const {
             {"model_a_win_rate", wins.a_rate},
             {"model_b_win_rate", wins.b_rate},
             {"tie_rate", wins.tie_rate},
-            {"mean_confidence", mean_confidence}};
-  if (agreement) {
-    const Agreement& g = *agreement;
+            {"mean_confidence", mean_confidence},
+            {"invalid_rows_skipped", invalid_rows_skipped}};
+  auto agreement_json = [](const Agreement& g) {
     json confusion = json::object();
     for (size_t h = 0; h < 2; ++h)
       for (size_t k = 0; k < 3; ++k)
         confusion[fmt::format("human_{}_judge_{}", choice_name(Choice(h)), choice_name(Choice(k)))] = g.confusion[h][k];
-    j["human_agreement"] = {{"rows", g.n},          {"human_ties_dropped", g.human_ties},
-                            {"judge_ties", g.judge_ties}, {"accuracy", g.accuracy},
-                            {"precision", g.precision},   {"recall", g.recall},
-                            {"f1", g.f1},                 {"cohens_kappa", g.cohens_kappa},
-                            {"positive_class", "A"},      {"confusion", confusion}};
-  }
+    return json{{"rows", g.n},          {"human_ties_dropped", g.human_ties},
+                {"judge_ties", g.judge_ties}, {"accuracy", g.accuracy},
+                {"precision", g.precision},   {"recall", g.recall},
+                {"f1", g.f1},                 {"cohens_kappa", g.cohens_kappa},
+                {"positive_class", "A"},      {"confusion", confusion}};
+  };
+  if (agreement) j["human_agreement"] = agreement_json(*agreement);
+  if (agreement_by_probability) j["human_agreement_by_probability"] = agreement_json(*agreement_by_probability);
   return j;
 }
 
@@ -248,6 +270,11 @@ std::string format_summary(const AutoSxsSummary& s) {
     out += fmt::format("against humans ({} pairs, {} human ties left out, {} judge ties): accuracy {:.3f}, "
                        "precision {:.3f}, recall {:.3f}, F1 {:.3f}, Cohen's kappa {:.3f}\n",
                        g.n, g.human_ties, g.judge_ties, g.accuracy, g.precision, g.recall, g.f1, g.cohens_kappa);
+  }
+  if (s.agreement_by_probability) {
+    const Agreement& g = *s.agreement_by_probability;
+    out += fmt::format("  by mean probability alone (no ties): accuracy {:.3f}, F1 {:.3f}, Cohen's kappa {:.3f}\n", g.accuracy,
+                       g.f1, g.cohens_kappa);
   }
   return out;
 }

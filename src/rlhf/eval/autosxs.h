@@ -49,8 +49,11 @@ struct AutoSxsRow {
 };
 
 // Reads and validates every row (a JSONL file, or a file holding one JSON array of objects).
-// Throws rlhf::Error naming file:line (or file[index]) and the field.
-std::vector<AutoSxsRow> read_autosxs_input(const std::string& path, const AutoSxsColumns& columns);
+// Throws rlhf::Error naming file:line (or file[index]) and the field; with skip_invalid, bad
+// rows are left out and counted in *skipped (and their first problems listed in *problems).
+std::vector<AutoSxsRow> read_autosxs_input(const std::string& path, const AutoSxsColumns& columns,
+                                           bool skip_invalid = false, size_t* skipped = nullptr,
+                                           std::vector<std::string>* problems = nullptr);
 
 struct Judgment {
   std::string id, context, response_a, response_b;
@@ -64,7 +67,11 @@ struct AutoSxsSummary {
   std::string judge, task;
   WinRates wins;
   std::optional<Agreement> agreement;  // with human labels
+  // The same with the judge's choice taken from its mean probability alone (A when
+  // prob_a > 0.5, else B; no ties): how much a judge knows even where it is position-biased.
+  std::optional<Agreement> agreement_by_probability;
   double mean_confidence = 0;
+  size_t invalid_rows_skipped = 0;
   nlohmann::json to_json() const;
 };
 AutoSxsSummary summarize(const std::vector<Judgment>& judgments, const std::string& judge, JudgeTask task);

@@ -174,7 +174,13 @@ std::vector<JudgedPair> Judge::judge(const std::vector<PairToJudge>& pairs,
 
 AutoSxsSummary run_autosxs(const AutoSxsConfig& config) {
   if (config.output.empty()) fail("--output is required");
-  std::vector<AutoSxsRow> rows = read_autosxs_input(config.input, config.columns);
+  size_t skipped = 0;
+  std::vector<std::string> problems;
+  std::vector<AutoSxsRow> rows = read_autosxs_input(config.input, config.columns, config.skip_invalid, &skipped, &problems);
+  if (skipped > 0) {
+    std::fprintf(stderr, "[rlhf] %zu invalid rows left out (--skip-invalid); the first: %s\n", skipped,
+                 problems.empty() ? "" : problems[0].c_str());
+  }
   if (config.max_rows > 0 && rows.size() > size_t(config.max_rows)) rows.resize(size_t(config.max_rows));
   std::fprintf(stderr, "[rlhf] autosxs: %zu pairs from %s, task %s\n", rows.size(), config.input.c_str(),
                task_name(config.judge.task));
@@ -197,6 +203,7 @@ AutoSxsSummary run_autosxs(const AutoSxsConfig& config) {
     judgments.push_back(std::move(j));
   }
   AutoSxsSummary summary = summarize(judgments, judge.reference(), config.judge.task);
+  summary.invalid_rows_skipped = skipped;
   write_autosxs_output(config.output, judgments, summary);
   return summary;
 }

@@ -71,6 +71,7 @@ struct AutoSxsConfig {
   AutoSxsColumns columns;
   JudgeConfig judge;
   int64_t max_rows = 0;  // 0 = all
+  bool skip_invalid = false;  // leave out bad rows (counted) instead of failing
   bool progress = true;
 };
 
