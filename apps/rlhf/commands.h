@@ -41,6 +41,8 @@ Command add_score(CLI::App& app);
 Command add_export(CLI::App& app);
 Command add_train_policy(CLI::App& app);
 Command add_infer(CLI::App& app);
+Command add_autosxs(CLI::App& app);
+Command add_label(CLI::App& app);
 Command add_sxs(CLI::App& app);
 
 }  // namespace rlhf::cli

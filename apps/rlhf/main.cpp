@@ -23,6 +23,8 @@ int main(int argc, char** argv) {
       rlhf::cli::add_score(app),
       rlhf::cli::add_export(app),
       rlhf::cli::add_infer(app),
+      rlhf::cli::add_autosxs(app),
+      rlhf::cli::add_label(app),
       rlhf::cli::add_sxs(app),
   };
 
