@@ -127,7 +127,7 @@ TEST(EvalRules, MaxWords) {
   EXPECT_EQ(r.label("a b c d e f", "a b c d e f g").choice, T);       // neither
   EXPECT_DOUBLE_EQ(r.label("a", "a b c d e f").confidence, 1.0);
   EXPECT_DOUBLE_EQ(r.label("a", "b").confidence, 0.0);
-  EXPECT_EQ(count_words("  tabs\tand\nnewlines  count  "), 4u);
+  EXPECT_EQ(count_words("  tabs\tand\nnewlines  count  "), 4);
 }
 
 TEST(EvalRules, RegexAndPreferShorter) {

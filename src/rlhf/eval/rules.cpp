@@ -10,17 +10,6 @@
 
 namespace rlhf::eval {
 
-size_t count_words(const std::string& text) {
-  size_t n = 0;
-  bool in_word = false;
-  for (unsigned char c : text) {
-    const bool space = std::isspace(c);
-    if (!space && !in_word) ++n;
-    in_word = !space;
-  }
-  return n;
-}
-
 struct LabelRule::Pattern {
   pcre2_code* code = nullptr;
   ~Pattern() {
@@ -77,10 +66,11 @@ RuleLabel LabelRule::label(const std::string& c0, const std::string& c1) const {
     return RuleLabel{ok0 ? Choice::A : Choice::B, 1.0};
   };
   switch (kind_) {
-    case Kind::MaxWords: return decide(count_words(c0) <= max_words_, count_words(c1) <= max_words_);
+    case Kind::MaxWords:
+      return decide(size_t(count_words(c0)) <= max_words_, size_t(count_words(c1)) <= max_words_);
     case Kind::Regex: return decide(pattern_->matches(c0), pattern_->matches(c1));
     case Kind::PreferShorter: {
-      const size_t w0 = count_words(c0), w1 = count_words(c1);
+      const size_t w0 = size_t(count_words(c0)), w1 = size_t(count_words(c1));
       if (w0 != w1) {
         const double conf = 1.0 - double(std::min(w0, w1)) / double(std::max(w0, w1));
         return {w0 < w1 ? Choice::A : Choice::B, conf};

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "rlhf/eval/metrics.h"
+#include "rlhf/eval/sxs.h"  // count_words
 
 namespace rlhf::eval {
 
@@ -17,8 +18,6 @@ struct RuleLabel {
   Choice choice = Choice::Tie;  // A = candidate_0, B = candidate_1
   double confidence = 0;
 };
-
-size_t count_words(const std::string& text);
 
 class LabelRule {
  public:
