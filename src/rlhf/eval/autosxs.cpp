@@ -279,6 +279,29 @@ std::string format_summary(const AutoSxsSummary& s) {
   return out;
 }
 
+void write_autosxs_files(const std::string& dir, const std::vector<Judgment>& judgments,
+                         const AutoSxsSummary& summary) {
+  const fs::path out(dir);
+  std::string lines;
+  for (const auto& j : judgments) {
+    json row = {{"id", j.id},
+                {"input_text", j.context},
+                {"response_a", j.response_a},
+                {"response_b", j.response_b},
+                {"choice", choice_name(j.verdict.choice)},
+                {"confidence", j.verdict.confidence},
+                {"explanation", j.explanation},
+                {"prob_a", j.verdict.prob_a},
+                {"prob_a_first", j.prob_a_first},
+                {"prob_a_second", j.prob_a_second}};
+    if (j.human) row["human_preference"] = choice_name(*j.human);
+    lines += row.dump(-1, ' ', false, json::error_handler_t::replace);
+    lines += '\n';
+  }
+  write_file_atomic((out / "judgments.jsonl").string(), lines);
+  write_file_atomic((out / "metrics.json").string(), summary.to_json().dump(2) + "\n");
+}
+
 void write_autosxs_output(const std::string& dir, const std::vector<Judgment>& judgments,
                           const AutoSxsSummary& summary) {
   const fs::path out(dir);
@@ -291,24 +314,7 @@ void write_autosxs_output(const std::string& dir, const std::vector<Judgment>& j
   fs::remove_all(tmp, ec);
   fs::create_directories(tmp);
   try {
-    std::string lines;
-    for (const auto& j : judgments) {
-      json row = {{"id", j.id},
-                  {"input_text", j.context},
-                  {"response_a", j.response_a},
-                  {"response_b", j.response_b},
-                  {"choice", choice_name(j.verdict.choice)},
-                  {"confidence", j.verdict.confidence},
-                  {"explanation", j.explanation},
-                  {"prob_a", j.verdict.prob_a},
-                  {"prob_a_first", j.prob_a_first},
-                  {"prob_a_second", j.prob_a_second}};
-      if (j.human) row["human_preference"] = choice_name(*j.human);
-      lines += row.dump(-1, ' ', false, json::error_handler_t::replace);
-      lines += '\n';
-    }
-    write_file_atomic((tmp / "judgments.jsonl").string(), lines);
-    write_file_atomic((tmp / "metrics.json").string(), summary.to_json().dump(2) + "\n");
+    write_autosxs_files(tmp.string(), judgments, summary);
     fs::remove_all(out, ec);
     fs::rename(tmp, out);
   } catch (...) {

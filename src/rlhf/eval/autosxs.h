@@ -82,6 +82,10 @@ AutoSxsSummary summarize(const std::vector<Judgment>& judgments, const std::stri
 void write_autosxs_output(const std::string& dir, const std::vector<Judgment>& judgments,
                           const AutoSxsSummary& summary);
 
+// The same two files written (each atomically) into an existing folder, next to whatever else
+// it holds (the pipeline's stage folder).
+void write_autosxs_files(const std::string& dir, const std::vector<Judgment>& judgments, const AutoSxsSummary& summary);
+
 // The summary in a few lines, for the terminal.
 std::string format_summary(const AutoSxsSummary& summary);
 

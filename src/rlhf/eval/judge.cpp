@@ -204,7 +204,8 @@ AutoSxsSummary run_autosxs(const AutoSxsConfig& config) {
   }
   AutoSxsSummary summary = summarize(judgments, judge.reference(), config.judge.task);
   summary.invalid_rows_skipped = skipped;
-  write_autosxs_output(config.output, judgments, summary);
+  if (config.in_place) write_autosxs_files(config.output, judgments, summary);
+  else write_autosxs_output(config.output, judgments, summary);
   return summary;
 }
 

@@ -72,6 +72,7 @@ struct AutoSxsConfig {
   JudgeConfig judge;
   int64_t max_rows = 0;  // 0 = all
   bool skip_invalid = false;  // leave out bad rows (counted) instead of failing
+  bool in_place = false;      // write the files into the existing output folder (the pipeline's)
   bool progress = true;
 };
 

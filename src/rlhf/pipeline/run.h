@@ -1,0 +1,40 @@
+// `rlhf pipeline run`: the stages of a plan, in order, in a run directory (run_dir.h). Each
+// stage runs the same library code as its single command (train-reward, train-policy, infer,
+// sxs, autosxs, label, export). A stage whose manifest is "done" with an unchanged key is
+// skipped; one left "running" or "failed" with the same key (a killed or crashed run) resumes
+// from its own checkpoints (the trainers) or partial output (inference); one whose key
+// changed starts over in an emptied folder. The report is rewritten after every stage.
+#pragma once
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "rlhf/pipeline/plan.h"
+
+namespace rlhf::pipeline {
+
+struct RunOptions {
+  std::string spec;     // the YAML spec
+  std::string run_dir;
+  int threads = 0;      // 0 = the spec's advanced.threads, else all cores
+  bool progress = true;
+};
+
+struct StageOutcome {
+  std::string name;
+  std::string outcome;  // "cached", "ran", "resumed"
+  double seconds = 0;
+  nlohmann::json metrics;
+};
+
+struct RunResult {
+  std::vector<StageOutcome> stages;
+  std::string report;   // path of report.html
+};
+
+// Throws rlhf::Error on bad input (before any stage runs) or when a stage fails (its manifest
+// then says "failed" with the error, and the report shows it).
+RunResult run_pipeline(const RunOptions& options);
+
+}  // namespace rlhf::pipeline

@@ -1,0 +1,52 @@
+// The run directory of `rlhf pipeline run`, and the manifest every stage leaves in it.
+//   DIR/spec.yaml                 the spec as run (copied at each run)
+//   DIR/plan.json                 the resolved plan (stages, parameters, keys)
+//   DIR/<stage>/manifest.json     the stage's state and record (below), written atomically
+//   DIR/<stage>/...               the stage's outputs (see plan.h for each stage's)
+//   DIR/tensorboard/<stage>/      the trainers' TensorBoard event files
+//   DIR/report.html               the report (report.h)
+// A stage is done when its manifest says "done" with the key the plan computes now; a
+// manifest with another key, or "running"/"failed", means the stage runs (again). A stage
+// that was killed resumes from its own checkpoints when its key is unchanged.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace rlhf::pipeline {
+
+struct Manifest {
+  std::string stage;
+  std::string state;            // "running", "done", "failed"
+  std::string key;              // cache key of the stage when it ran
+  nlohmann::json inputs;        // {name: {"path", "sha256"}} and {dep_stage: {"key"}}
+  nlohmann::json params;        // the stage's parameters, defaults filled in
+  std::vector<std::string> outputs;  // paths relative to DIR
+  nlohmann::json metrics;       // headline metrics ({} until done)
+  std::string started, finished;     // ISO 8601 UTC
+  double wall_seconds = 0;
+  int64_t attempts = 0;         // runs of this key (a resumed stage counts again)
+  nlohmann::json versions;      // {"rlhf", "torch"}
+  std::string error;            // when failed
+
+  nlohmann::json to_json() const;
+  static Manifest from_json(const nlohmann::json& j, const std::string& source);
+};
+
+std::string stage_dir(const std::string& run_dir, const std::string& stage);
+std::string manifest_path(const std::string& run_dir, const std::string& stage);
+std::string tensorboard_dir(const std::string& run_dir, const std::string& stage);
+std::string report_path(const std::string& run_dir);
+
+// nullopt when the stage has no manifest; throws rlhf::Error on a corrupt one.
+std::optional<Manifest> read_manifest(const std::string& run_dir, const std::string& stage);
+void write_manifest(const std::string& run_dir, const Manifest& m);
+
+// Now, as "2026-01-02T03:04:05Z".
+std::string utc_now();
+
+}  // namespace rlhf::pipeline

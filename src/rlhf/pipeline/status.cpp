@@ -1,0 +1,98 @@
+#include "rlhf/pipeline/status.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include <fmt/format.h>
+
+#include "rlhf/pipeline/run_dir.h"
+#include "rlhf/util/error.h"
+#include "rlhf/util/fs.h"
+#include "rlhf/util/progress.h"
+
+namespace rlhf::pipeline {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+int try_lock_run_dir(const std::string& run_dir) {
+  fs::create_directories(run_dir);
+  const std::string p = (fs::path(run_dir) / ".lock").string();
+  int fd = ::open(p.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) fail("{}: cannot open: {}", p, std::strerror(errno));
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+bool run_dir_locked(const std::string& run_dir) {
+  const std::string p = (fs::path(run_dir) / ".lock").string();
+  int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  const bool locked = ::flock(fd, LOCK_SH | LOCK_NB) != 0;
+  ::close(fd);
+  return locked;
+}
+
+std::vector<StageStatus> run_status(const std::string& run_dir) {
+  const fs::path plan_path = fs::path(run_dir) / "plan.json";
+  std::error_code ec;
+  if (!fs::exists(plan_path, ec)) fail("{}: no pipeline run here (plan.json is missing)", run_dir);
+  json plan;
+  try {
+    plan = json::parse(read_file(plan_path.string(), size_t(64) << 20));
+  } catch (const json::parse_error& e) {
+    fail("{}: not valid JSON: {}", plan_path.string(), e.what());
+  }
+  if (!plan.contains("stages") || !plan["stages"].is_array()) fail("{}: field 'stages' is missing", plan_path.string());
+  const bool live = run_dir_locked(run_dir);
+  std::vector<StageStatus> out;
+  for (const auto& st : plan["stages"]) {
+    StageStatus s;
+    s.name = st.value("name", "");
+    s.title = st.value("title", "");
+    const std::string key = st.value("key", "");
+    auto m = read_manifest(run_dir, s.name);
+    if (!m) {
+      s.state = "pending";
+    } else {
+      s.started = m->started;
+      s.finished = m->finished;
+      s.wall_seconds = m->wall_seconds;
+      s.metrics = m->metrics;
+      s.error = m->error;
+      if (m->key != key) s.state = "stale";
+      else if (m->state == "running") s.state = live ? "running" : "interrupted";
+      else s.state = m->state;
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+std::string format_status(const std::vector<StageStatus>& stages) {
+  std::string out;
+  for (const auto& s : stages) {
+    std::string line = fmt::format("{:<14} {:<12}", s.name, s.state);
+    if (s.state == "done" || s.state == "failed" || s.state == "stale")
+      line += fmt::format(" {:>8}  {}", Progress::format_duration(s.wall_seconds), s.finished);
+    else if (s.state == "running" || s.state == "interrupted")
+      line += fmt::format(" since {}", s.started);
+    std::string metrics;
+    if (s.metrics.is_object())
+      for (auto it = s.metrics.begin(); it != s.metrics.end(); ++it) {
+        if (!it.value().is_number()) continue;
+        metrics += fmt::format("{}{} {:.4g}", metrics.empty() ? "" : ", ", it.key(), it.value().get<double>());
+      }
+    if (!metrics.empty()) line += "  " + metrics;
+    out += line + "\n";
+    if (s.state == "failed" && !s.error.empty()) out += "    error: " + s.error + "\n";
+  }
+  return out;
+}
+
+}  // namespace rlhf::pipeline

@@ -1,0 +1,28 @@
+// `rlhf pipeline status`: each stage of a run directory with its state (done, running,
+// interrupted, failed with its error, stale — done under another key —, pending), times and
+// headline metrics. A stage left "running" by a run that no longer holds the directory's lock
+// is "interrupted": `pipeline run` with the same spec resumes it.
+#pragma once
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace rlhf::pipeline {
+
+struct StageStatus {
+  std::string name, title, state, started, finished, error;
+  double wall_seconds = 0;
+  nlohmann::json metrics;
+};
+
+// Reads DIR/plan.json and the manifests. Throws rlhf::Error when DIR holds no run.
+std::vector<StageStatus> run_status(const std::string& run_dir);
+std::string format_status(const std::vector<StageStatus>& stages);
+
+// The run directory's lock, held by `pipeline run` while it works (flock on DIR/.lock).
+// try_lock returns -1 when another process holds it; otherwise the descriptor to keep open.
+int try_lock_run_dir(const std::string& run_dir);
+bool run_dir_locked(const std::string& run_dir);
+
+}  // namespace rlhf::pipeline

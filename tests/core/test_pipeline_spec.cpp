@@ -1,0 +1,246 @@
+// The pipeline spec and plan: defaults, every kind of error named by its key, steps from
+// epochs, and cache keys that change only downstream of a changed parameter.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "model/tiny_model.h"
+#include "rlhf/pipeline/plan.h"
+#include "rlhf/pipeline/spec.h"
+#include "rlhf/util/error.h"
+#include "test_util.h"
+
+namespace rlhf::pipeline {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string error_of(const std::string& yaml) {
+  try {
+    parse_spec(yaml, "spec.yaml", "/data");
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+const char* kMinimal = "preference_dataset: prefs.jsonl\nprompt_dataset: prompts.jsonl\n";
+
+TEST(PipelineSpec, DefaultsAreTheSeeds) {
+  PipelineSpec s = parse_spec(kMinimal, "spec.yaml", "/data");
+  EXPECT_EQ(s.preference_dataset, "/data/prefs.jsonl");  // relative to the spec's folder
+  EXPECT_EQ(s.prompt_dataset, "/data/prompts.jsonl");
+  EXPECT_EQ(s.prompt_sequence_length, 512);
+  EXPECT_EQ(s.target_sequence_length, 64);
+  EXPECT_EQ(s.reward_model_train_steps, 1000);
+  EXPECT_EQ(s.reinforcement_learning_train_steps, 1000);
+  EXPECT_DOUBLE_EQ(s.reward_model_learning_rate_multiplier, 1.0);
+  EXPECT_DOUBLE_EQ(s.reinforcement_learning_rate_multiplier, 1.0);
+  EXPECT_DOUBLE_EQ(s.kl_coeff, 0.1);
+  EXPECT_EQ(s.advanced.reward_model_lora_rank, 4);
+  EXPECT_EQ(s.advanced.policy_lora_rank, 1);
+  EXPECT_EQ(s.advanced.ppo_epochs, 4);
+  EXPECT_DOUBLE_EQ(s.advanced.lam, 0.95);
+  EXPECT_FALSE(s.rlaif.enabled);
+  EXPECT_FALSE(s.autosxs.enabled);
+  auto j = s.to_json();
+  EXPECT_EQ(j["kl_coeff"], 0.1);
+  EXPECT_EQ(j["advanced"]["cliprange"], 0.2);
+}
+
+TEST(PipelineSpec, ReadsEveryBlock) {
+  PipelineSpec s = parse_spec(R"(
+prompt_dataset: /abs/prompts.jsonl
+eval_dataset: eval.jsonl
+instruction: "Summarize in less than 50 words."
+reward_model_epochs: 2
+reinforcement_learning_epochs: 0.5
+kl_coeff: 0
+rlaif:
+  prompt_dataset: pp.jsonl
+  rule: max-words=50
+  temperatures: [0.5, 1.5]
+  min_confidence: 0.5
+autosxs:
+  task: question_answering
+  explanation_tokens: 0
+advanced:
+  prompt_format: chat
+  ppo_epochs: 2
+  reinforcement_learning_batch_size: 8
+  reinforcement_learning_micro_batch_size: 4
+  num_mini_batches: 2
+  export_format: none
+  seed: 7
+)",
+                              "spec.yaml", "/data");
+  EXPECT_EQ(s.prompt_dataset, "/abs/prompts.jsonl");
+  EXPECT_EQ(s.instruction, "Summarize in less than 50 words.");
+  EXPECT_DOUBLE_EQ(s.reward_model_epochs, 2);
+  EXPECT_DOUBLE_EQ(s.kl_coeff, 0);
+  EXPECT_TRUE(s.rlaif.enabled);
+  EXPECT_EQ(s.rlaif.prompt_dataset, "/data/pp.jsonl");
+  EXPECT_EQ(s.rlaif.temperatures, (std::vector<double>{0.5, 1.5}));
+  EXPECT_TRUE(s.autosxs.enabled);
+  EXPECT_EQ(s.autosxs.task, "question_answering");
+  EXPECT_EQ(s.advanced.prompt_format, "chat");
+  EXPECT_EQ(s.advanced.num_mini_batches, 2);
+  EXPECT_EQ(s.advanced.seed, 7u);
+}
+
+TEST(PipelineSpec, ErrorsNameTheKey) {
+  struct Case {
+    std::string yaml, needle;
+  };
+  const std::string base = kMinimal;
+  std::vector<Case> cases = {
+      {base + "kl_coef: 0.1\n", "key 'kl_coef' is unknown (did you mean 'kl_coeff'?)"},
+      {base + "advanced:\n  ppo_epoch: 2\n", "key 'advanced.ppo_epoch' is unknown (did you mean 'advanced.ppo_epochs'?)"},
+      {base + "kl_coeff: lots\n", "spec.yaml:3: key 'kl_coeff': must be a number"},
+      {base + "kl_coeff: -1\n", "key 'kl_coeff': must be in [0"},
+      {base + "reward_model_train_steps: 0\n", "key 'reward_model_train_steps': must be at least 1"},
+      {base + "reward_model_train_steps: 1.5\n", "key 'reward_model_train_steps': must be an integer"},
+      {base + "reward_model_train_steps: \"10\"\n", "key 'reward_model_train_steps': must be an integer"},
+      {base + "target_sequence_length: 1\n", "key 'target_sequence_length'"},
+      {base + "reward_model_train_steps: 10\nreward_model_epochs: 2\n", "key 'reward_model_epochs': give reward_model_train_steps or"},
+      {base + "instruction: [a, b]\n", "key 'instruction': must be a string"},
+      {base + "advanced: 3\n", "key 'advanced': must be a mapping"},
+      {base + "advanced:\n  prompt_format: html\n", "key 'advanced.prompt_format': is \"html\"; it must be one of raw, chat, auto"},
+      {base + "advanced:\n  eos_penalty: maybe\n", "key 'advanced.eos_penalty': must be true or false"},
+      {base + "advanced:\n  reinforcement_learning_batch_size: 6\n  reinforcement_learning_micro_batch_size: 2\n  num_mini_batches: 4\n",
+       "key 'advanced.num_mini_batches': must divide"},
+      {base + "advanced:\n  reward_model_batch_size: 4\n  reward_model_micro_batch_size: 8\n", "key 'advanced.reward_model_micro_batch_size'"},
+      {base + "autosxs:\n  task: poetry\n", "key 'autosxs.task'"},
+      {base + "autosxs:\n  judge: x\n", "key 'autosxs': needs eval_dataset"},
+      {"prompt_dataset: p.jsonl\n", "key 'preference_dataset': is required"},
+      {"preference_dataset: p.jsonl\n", "key 'prompt_dataset': is required"},
+      {"prompt_dataset: p.jsonl\nrlaif:\n  prompt_dataset: q.jsonl\n", "key 'rlaif.rule': give one labeler"},
+      {"prompt_dataset: p.jsonl\nrlaif:\n  prompt_dataset: q.jsonl\n  rule: max-words=x\n", "key 'rlaif.rule': --rule max-words=x"},
+      {"prompt_dataset: p.jsonl\nrlaif:\n  rule: prefer-shorter\n", "key 'rlaif.prompt_dataset': is required"},
+      {"prompt_dataset: p.jsonl\nrlaif:\n  prompt_dataset: q.jsonl\n  rule: prefer-shorter\n  temperatures: [1]\n",
+       "key 'rlaif.temperatures': must be a list of two"},
+      {base + "rlaif:\n  prompt_dataset: q.jsonl\n  rule: prefer-shorter\n", "key 'preference_dataset': give preference_dataset or an rlaif block"},
+      {"- a\n- b\n", "must be a mapping"},
+      {"", "the spec is empty"},
+      {base + "kl_coeff: [\n", "not valid YAML"},
+  };
+  for (const auto& c : cases) {
+    std::string e = error_of(c.yaml);
+    EXPECT_NE(e.find(c.needle), std::string::npos) << "spec:\n" << c.yaml << "\nerror: " << e;
+  }
+}
+
+TEST(PipelineSpec, StepsFromEpochs) {
+  EXPECT_EQ(steps_from_epochs(100, 64, 1), 2);
+  EXPECT_EQ(steps_from_epochs(128, 64, 2), 4);
+  EXPECT_EQ(steps_from_epochs(3000, 64, 1), 47);
+  EXPECT_EQ(steps_from_epochs(10, 64, 0.5), 1);
+  EXPECT_EQ(steps_from_epochs(200, 8, 0.5), 13);
+}
+
+// A tiny model and data next to a spec.
+struct TinyRun {
+  fs::path dir;
+  explicit TinyRun(const fs::path& d) : dir(d) {
+    rlhf::testing::write_tiny_hf_model(dir / "model");
+    rlhf::testing::write_marker_preferences(dir / "prefs.jsonl", 10, 3);
+    std::ofstream p(dir / "prompts.jsonl");
+    for (int i = 0; i < 12; ++i) p << nlohmann::json{{"input_text", "say: word " + std::to_string(i) + " ->"}}.dump() << "\n";
+  }
+  std::string spec(const std::string& extra = "") const {
+    return "preference_dataset: prefs.jsonl\nprompt_dataset: prompts.jsonl\neval_dataset: prompts.jsonl\n"
+           "large_model_reference: model\nprompt_sequence_length: 32\ntarget_sequence_length: 8\n"
+           "reward_model_epochs: 2\nreinforcement_learning_train_steps: 3\n" + extra;
+  }
+  Plan compile(const std::string& yaml) const {
+    std::ofstream(dir / "spec.yaml") << yaml;
+    return compile_plan(read_spec((dir / "spec.yaml").string()), (dir / "run").string());
+  }
+};
+
+TEST(PipelinePlan, StagesParametersAndKeys) {
+  TinyRun t(rlhf::testing::scratch_dir());
+  Plan p = t.compile(t.spec("advanced:\n  reward_model_batch_size: 4\n  reward_model_micro_batch_size: 4\n"));
+  std::vector<std::string> names;
+  for (const auto& s : p.stages) names.push_back(s.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"validate", "train_reward", "train_policy", "infer_untuned", "infer_tuned",
+                                             "sxs", "export"}));
+  EXPECT_EQ(p.checks.preference_pairs, 10u);
+  EXPECT_EQ(p.checks.prompts, 12u);
+  EXPECT_EQ(p.find("train_reward")->params["train_steps"], 6);  // ceil(10 / 4) × 2
+  EXPECT_EQ(p.find("train_policy")->params["kl_coeff"], 0.1);
+  EXPECT_NE(p.format().find("train_policy: RL tuning"), std::string::npos);
+
+  // The same spec gives the same keys; a changed parameter changes its stage and downstream.
+  Plan same = t.compile(t.spec("advanced:\n  reward_model_batch_size: 4\n  reward_model_micro_batch_size: 4\n"));
+  for (size_t i = 0; i < p.stages.size(); ++i) EXPECT_EQ(p.stages[i].key, same.stages[i].key) << p.stages[i].name;
+  Plan kl = t.compile(t.spec("kl_coeff: 0.2\nadvanced:\n  reward_model_batch_size: 4\n  reward_model_micro_batch_size: 4\n"));
+  for (const char* unchanged : {"validate", "train_reward", "infer_untuned"})
+    EXPECT_EQ(p.find(unchanged)->key, kl.find(unchanged)->key) << unchanged;
+  for (const char* changed : {"train_policy", "infer_tuned", "sxs", "export"})
+    EXPECT_NE(p.find(changed)->key, kl.find(changed)->key) << changed;
+  // A changed data file changes the stages that read it.
+  std::ofstream(t.dir / "prefs.jsonl", std::ios::app)
+      << nlohmann::json{{"input_text", "x"}, {"candidate_0", "a"}, {"candidate_1", "b"}, {"choice", 0}}.dump() << "\n";
+  Plan data = t.compile(t.spec("advanced:\n  reward_model_batch_size: 4\n  reward_model_micro_batch_size: 4\n"));
+  EXPECT_NE(p.find("train_reward")->key, data.find("train_reward")->key);
+  EXPECT_EQ(p.find("infer_untuned")->key, data.find("infer_untuned")->key);
+}
+
+TEST(PipelinePlan, CompileRejectsBadDataAndImpossibleLengths) {
+  TinyRun t(rlhf::testing::scratch_dir());
+  auto error_of_compile = [&](const std::string& yaml) -> std::string {
+    try {
+      t.compile(yaml);
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "";
+  };
+  std::string y = t.spec();
+  y.replace(y.find("prompt_sequence_length: 32"), 26, "prompt_sequence_length: 510");
+  std::string e = error_of_compile(y);
+  EXPECT_NE(e.find("key 'prompt_sequence_length'"), std::string::npos) << e;
+  EXPECT_NE(e.find("context of 512"), std::string::npos) << e;
+  std::ofstream(t.dir / "bad.jsonl") << R"({"input_text": "ok"})" << "\n" << R"({"text": "no"})" << "\n";
+  y = t.spec();
+  y.replace(y.find("prompt_dataset: prompts.jsonl"), 29, "prompt_dataset: bad.jsonl");
+  e = error_of_compile(y);
+  EXPECT_NE(e.find("key 'prompt_dataset'"), std::string::npos) << e;
+  EXPECT_NE(e.find("bad.jsonl:2"), std::string::npos) << e;
+  y = t.spec();
+  y.replace(y.find("large_model_reference: model"), 28, "large_model_reference: no-such-model");
+  e = error_of_compile(y);
+  EXPECT_NE(e.find("key 'large_model_reference'"), std::string::npos) << e;
+  y = t.spec();
+  y.replace(y.find("eval_dataset: prompts.jsonl"), 27, "eval_dataset: missing/*.jsonl");
+  e = error_of_compile(y);
+  EXPECT_NE(e.find("key 'eval_dataset'"), std::string::npos) << e;
+}
+
+TEST(PipelinePlan, CompilesTheCourseRun) {
+  const fs::path course = rlhf::testing::source_dir().parent_path() / "shared" / "data" / "course";
+  if (!fs::exists(course)) GTEST_SKIP() << "the course data (../shared/data/course) is absent";
+  auto model = rlhf::testing::default_model_gguf();
+  if (!model) GTEST_SKIP() << "the default model is absent: run scripts/setup";
+  auto dir = rlhf::testing::scratch_dir();
+  const std::string yaml = fmt::format(
+      "preference_dataset: {0}/sample_preference.jsonl\nprompt_dataset: {0}/sample_prompt.jsonl\n"
+      "eval_dataset: {0}/sample_prompt.jsonl\nlarge_model_reference: {1}\n"
+      "instruction: \"Summarize in less than 50 words\"\nreward_model_train_steps: 1410\n"
+      "reinforcement_learning_train_steps: 320\nkl_coeff: 0.1\n",
+      course.string(), *model);
+  std::ofstream(dir / "course.yaml") << yaml;
+  Plan p = compile_plan(read_spec((dir / "course.yaml").string()));
+  EXPECT_EQ(p.find("train_reward")->params["train_steps"], 1410);
+  EXPECT_EQ(p.find("train_policy")->params["train_steps"], 320);
+  EXPECT_EQ(p.find("train_policy")->params["kl_coeff"], 0.1);
+  EXPECT_EQ(p.find("train_policy")->params["instruction"], "Summarize in less than 50 words");
+  EXPECT_EQ(p.checks.preference_pairs, 5u);
+  EXPECT_EQ(p.checks.prompts, 6u);
+  EXPECT_EQ(p.checks.model_format, "gguf");
+}
+
+}  // namespace
+}  // namespace rlhf::pipeline
