@@ -632,7 +632,7 @@ std::string sxs_section(const std::string& run_dir, const std::vector<StageView>
   }
   bool scored = false;
   for (const auto& r : table.rows) scored |= r.contains("score_a") || r.contains("score_b");
-  if (table.lines > table.rows.size() + table.bad || table.rows.size() == kSxsRows) {
+  if (table.lines > table.rows.size() + table.bad) {
     h += fmt::format("<p class=\"notes\">The first {} of {} rows", table.rows.size(), table.lines);
     std::error_code ec;
     if (fs::exists(dir / "sxs.html", ec)) h += "; all of them in <a href=\"sxs/sxs.html\">sxs/sxs.html</a>";
