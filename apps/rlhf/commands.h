@@ -44,5 +44,6 @@ Command add_infer(CLI::App& app);
 Command add_autosxs(CLI::App& app);
 Command add_label(CLI::App& app);
 Command add_sxs(CLI::App& app);
+Command add_pipeline(CLI::App& app);
 
 }  // namespace rlhf::cli

@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
       rlhf::cli::add_autosxs(app),
       rlhf::cli::add_label(app),
       rlhf::cli::add_sxs(app),
+      rlhf::cli::add_pipeline(app),
   };
 
   try {
