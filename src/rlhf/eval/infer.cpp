@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "rlhf/model/loader.h"
+#include "rlhf/model/peft_config.h"
 #include "rlhf/model/registry.h"
 #include "rlhf/text/utf8.h"
 #include "rlhf/train/adapter_io.h"
@@ -55,46 +56,17 @@ struct AdapterMeta {
   std::optional<RewardModelInfo> policy;  // policy folders: encoding settings, EOS id
 };
 
-// adapter_config.json as peft writes it; plain LoRA only (what Transformer::add_adapter runs).
+// adapter_config.json (peft_config.h), for a generating adapter.
 LoraConfig read_peft_config(const std::string& path, std::string* base_name) {
-  const json j = read_json(path);
-  if (!j.is_object()) fail("{}: not a JSON object", path);
-  auto bad = [&](const char* field, const std::string& what) { fail("{}: field '{}' {}", path, field, what); };
-  auto str = [&](const char* key) {
-    auto it = j.find(key);
-    return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
-  };
-  if (auto t = str("peft_type"); !t.empty() && t != "LORA") bad("peft_type", fmt::format("is \"{}\"; only LORA adapters run here", t));
-  if (auto t = str("task_type"); t == "SEQ_CLS")
-    bad("task_type", "is \"SEQ_CLS\": a sequence-classification (reward model) adapter does not generate text");
+  const PeftLoraConfig p = read_peft_lora_config(path);
+  if (p.task_type == "SEQ_CLS")
+    fail("{}: field 'task_type' is \"SEQ_CLS\": a sequence-classification (reward model) adapter does not generate text", path);
+  if (p.targets.empty()) fail("{}: field 'target_modules' is missing or empty", path);
   LoraConfig c;
-  auto r = j.find("r");
-  if (r == j.end() || !r->is_number_integer() || r->get<int64_t>() <= 0) bad("r", "must be a positive integer");
-  c.rank = r->get<int64_t>();
-  c.alpha = static_cast<double>(c.rank);
-  if (auto a = j.find("lora_alpha"); a != j.end() && !a->is_null()) {
-    if (!a->is_number() || !(a->get<double>() > 0)) bad("lora_alpha", "must be a positive number");
-    c.alpha = a->get<double>();
-  }
-  for (const char* flag : {"use_rslora", "use_dora", "fan_in_fan_out"}) {
-    auto it = j.find(flag);
-    if (it != j.end() && it->is_boolean() && it->get<bool>()) bad(flag, "is true, which is not supported (plain LoRA only)");
-  }
-  for (const char* pat : {"rank_pattern", "alpha_pattern"}) {
-    auto it = j.find(pat);
-    if (it != j.end() && !it->is_null() && !it->empty()) bad(pat, "is set, which is not supported (one rank and alpha for all layers)");
-  }
-  if (auto b = str("bias"); !b.empty() && b != "none") bad("bias", fmt::format("is \"{}\"; only \"none\" is supported", b));
-  c.targets.clear();
-  auto t = j.find("target_modules");
-  if (t != j.end() && t->is_string()) c.targets.push_back(t->get<std::string>());
-  else if (t != j.end() && t->is_array())
-    for (const auto& x : *t) {
-      if (!x.is_string()) bad("target_modules", "must hold strings");
-      c.targets.push_back(x.get<std::string>());
-    }
-  if (c.targets.empty()) bad("target_modules", "is missing or empty");
-  if (base_name) *base_name = str("base_model_name_or_path");
+  c.rank = p.rank;
+  c.alpha = p.alpha;
+  c.targets = p.targets;
+  if (base_name) *base_name = p.base_model;
   return c;
 }
 

@@ -14,6 +14,7 @@
 
 #include "rlhf/model/gguf.h"
 #include "rlhf/model/gguf_write.h"
+#include "rlhf/model/peft_config.h"
 #include "rlhf/model/registry.h"
 #include "rlhf/model/safetensors.h"
 #include "rlhf/text/pretokenizer.h"
@@ -154,40 +155,17 @@ void read_base_fields(const json& j, const std::string& source, Adapter& ad) {
 
 // adapter_config.json (peft): rank, alpha, targets; only plain LoRA is merged here.
 void read_peft_config(const std::string& path, Adapter& ad) {
-  json j = read_json(path);
-  if (!j.is_object()) fail("{}: not a JSON object", path);
-  auto bad = [&](const char* field, const std::string& what) { fail("{}: field '{}' {}", path, field, what); };
-  if (auto t = json_string(j, "peft_type"); !t.empty() && t != "LORA") bad("peft_type", fmt::format("is \"{}\"; only LORA adapters are merged", t));
-  auto r = j.find("r");
-  if (r == j.end() || !r->is_number_integer() || r->get<int64_t>() <= 0) bad("r", "must be a positive integer");
-  const int64_t rank = r->get<int64_t>();
-  double alpha = static_cast<double>(rank);
-  if (auto a = j.find("lora_alpha"); a != j.end() && !a->is_null()) {
-    if (!a->is_number() || a->get<double>() <= 0) bad("lora_alpha", "must be a positive number");
-    alpha = a->get<double>();
-  }
-  for (const char* flag : {"use_rslora", "use_dora", "fan_in_fan_out"}) {
-    auto it = j.find(flag);
-    if (it != j.end() && it->is_boolean() && it->get<bool>()) bad(flag, "is true, which is not supported (plain LoRA only)");
-  }
-  for (const char* pat : {"rank_pattern", "alpha_pattern"}) {
-    auto it = j.find(pat);
-    if (it != j.end() && !it->is_null() && !it->empty()) bad(pat, "is set, which is not supported (one rank and alpha for all layers)");
-  }
-  if (auto b = json_string(j, "bias"); !b.empty() && b != "none") bad("bias", fmt::format("is \"{}\"; only \"none\" is supported", b));
-  if (auto t = j.find("target_modules"); t != j.end()) {
-    if (t->is_string()) ad.targets.push_back(t->get<std::string>());
-    else if (t->is_array())
-      for (const auto& x : *t)
-        if (x.is_string()) ad.targets.push_back(x.get<std::string>());
-  }
+  const PeftLoraConfig p = read_peft_lora_config(path);
+  const int64_t rank = p.rank;
+  const double alpha = p.alpha;
+  ad.targets = p.targets;
   if (ad.rank != 0 && ad.rank != rank)
     fail("{}: r = {} but {} records LoRA rank {}", path, rank, ad.meta_path, ad.rank);
   if (ad.alpha != 0 && std::abs(ad.alpha - alpha) > 1e-9 * alpha)
     fail("{}: lora_alpha = {} but {} records alpha {}", path, alpha, ad.meta_path, ad.alpha);
   ad.rank = rank;
   ad.alpha = alpha;
-  if (ad.base_reference.empty() && ad.base_path.empty()) ad.base_reference = json_string(j, "base_model_name_or_path");
+  if (ad.base_reference.empty() && ad.base_path.empty()) ad.base_reference = p.base_model;
 }
 
 // What the adapter folder is and which base it names; tensors are read later (read_lora).
