@@ -25,6 +25,7 @@
 #include "rlhf/util/error.h"
 #include "rlhf/util/fs.h"
 #include "rlhf/util/hash.h"
+#include "rlhf/util/json_file.h"
 #include "rlhf/util/progress.h"
 
 namespace rlhf::eval {
@@ -37,14 +38,7 @@ using Clock = std::chrono::steady_clock;
 
 constexpr size_t kMaxJsonBytes = size_t(16) << 20;
 
-json read_json(const std::string& path) {
-  const std::string text = read_file(path, kMaxJsonBytes);
-  try {
-    return json::parse(text);
-  } catch (const json::parse_error& e) {
-    fail("{}: not valid JSON: {}", path, e.what());
-  }
-}
+json read_json(const std::string& path) { return read_json_file(path, kMaxJsonBytes); }
 
 // ---- the adapter folder --------------------------------------------------------------------
 

@@ -10,6 +10,7 @@
 
 #include "rlhf/model/generate.h"
 #include "rlhf/model/registry.h"
+#include "rlhf/text/utf8.h"
 #include "rlhf/train/reward_model.h"
 #include "rlhf/util/error.h"
 #include "rlhf/util/progress.h"
@@ -159,11 +160,9 @@ std::vector<JudgedPair> Judge::judge(const std::vector<PairToJudge>& pairs,
         std::vector<std::vector<int32_t>> batch(prompts.begin() + b, prompts.begin() + std::min(prompts.size(), b + bs));
         Generation g = generate(*model_->net, batch, sampling, opts);
         for (size_t k = 0; k < batch.size(); ++k) {
-          std::string text = model_->tokenizer->decode(g.tokens[k], /*skip_special=*/true);
-          // Invalid UTF-8 from the model would make the output unreadable: drop broken bytes.
-          std::string clean = nlohmann::json(text).dump(-1, ' ', false, nlohmann::json::error_handler_t::ignore);
-          text = nlohmann::json::parse(clean).get<std::string>();
-          out[s + b + k].explanation = lead[b + k] + text;
+          // Invalid UTF-8 from the model is replaced (U+FFFD): the output stays readable JSON.
+          out[s + b + k].explanation =
+              lead[b + k] + text::utf8::sanitize(model_->tokenizer->decode(g.tokens[k], /*skip_special=*/true));
         }
       }
     }

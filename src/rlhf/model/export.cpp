@@ -21,6 +21,7 @@
 #include "rlhf/text/tokenizer.h"
 #include "rlhf/util/error.h"
 #include "rlhf/util/fs.h"
+#include "rlhf/util/json_file.h"
 
 namespace rlhf {
 namespace {
@@ -32,14 +33,7 @@ using ojson = nlohmann::ordered_json;
 constexpr size_t kMaxJsonBytes = size_t(64) << 20;
 constexpr const char* kProjNames[] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
 
-json read_json(const std::string& path) {
-  std::string text = read_file(path, kMaxJsonBytes);
-  try {
-    return json::parse(text);
-  } catch (const json::parse_error& e) {
-    fail("{}: not valid JSON: {}", path, e.what());
-  }
-}
+json read_json(const std::string& path) { return read_json_file(path, kMaxJsonBytes); }
 
 std::string json_string(const json& j, const char* key) {
   auto it = j.find(key);

@@ -12,6 +12,7 @@
 #include "rlhf/util/error.h"
 #include "rlhf/util/fs.h"
 #include "rlhf/util/hash.h"
+#include "rlhf/util/json_file.h"
 
 namespace rlhf {
 namespace fs = std::filesystem;
@@ -138,14 +139,6 @@ text::TokenizerSpec gguf_tokenizer_spec(const gguf::File& f) {
 
 // ---- Hugging Face folder -----------------------------------------------------------------
 
-nlohmann::json read_json(const std::string& path) {
-  std::string text = read_file(path, 64u << 20);
-  try {
-    return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
-    fail("{}: not valid JSON: {}", path, e.what());
-  }
-}
 
 void fill_stop_and_pad(ModelFiles& m, const std::vector<int32_t>& extra_stops) {
   const text::Tokenizer& tok = *m.tokenizer;
@@ -189,7 +182,7 @@ void read_gguf(ModelFiles& m, bool weights) {
 void read_hf_folder(ModelFiles& m, bool weights) {
   const fs::path dir(m.path);
   m.format = "hf";
-  m.config = parse_hf_config(read_json((dir / "config.json").string()), (dir / "config.json").string());
+  m.config = parse_hf_config(read_json_file((dir / "config.json").string()), (dir / "config.json").string());
   const std::string tcfg = fs::exists(dir / "tokenizer_config.json") ? (dir / "tokenizer_config.json").string() : "";
   if (fs::exists(dir / "tokenizer.json")) {
     m.tokenizer = text::load_tokenizer_json((dir / "tokenizer.json").string(), tcfg);
@@ -200,7 +193,7 @@ void read_hf_folder(ModelFiles& m, bool weights) {
   }
   std::string jinja;
   if (!tcfg.empty()) {
-    auto j = read_json(tcfg);
+    auto j = read_json_file(tcfg);
     if (j.contains("chat_template") && j["chat_template"].is_string()) jinja = j["chat_template"];
   }
   if (jinja.empty() && fs::exists(dir / "chat_template.jinja")) jinja = read_file((dir / "chat_template.jinja").string());
@@ -209,7 +202,7 @@ void read_hf_folder(ModelFiles& m, bool weights) {
   std::vector<int32_t> extra;
   if (fs::exists(dir / "generation_config.json")) {
     const std::string gpath = (dir / "generation_config.json").string();
-    auto g = read_json(gpath);
+    auto g = read_json_file(gpath);
     if (auto it = g.find("eos_token_id"); it != g.end()) {
       if (it->is_number_integer()) extra.push_back(it->get<int32_t>());
       else if (it->is_array())

@@ -5,17 +5,12 @@
 #include <fmt/format.h>
 
 #include "rlhf/util/error.h"
-#include "rlhf/util/fs.h"
+#include "rlhf/util/json_file.h"
 
 namespace rlhf {
 
 PeftLoraConfig read_peft_lora_config(const std::string& path) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(read_file(path, size_t(16) << 20));
-  } catch (const nlohmann::json::parse_error& e) {
-    fail("{}: not valid JSON: {}", path, e.what());
-  }
+  const nlohmann::json j = read_json_file(path, size_t(16) << 20);
   if (!j.is_object()) fail("{}: not a JSON object", path);
   auto bad = [&](const char* field, const std::string& what) { fail("{}: field '{}' {}", path, field, what); };
   auto str = [&](const char* key) {

@@ -7,6 +7,7 @@
 
 #include "rlhf/util/error.h"
 #include "rlhf/util/fs.h"
+#include "rlhf/util/json_file.h"
 
 namespace rlhf::pipeline {
 namespace fs = std::filesystem;
@@ -66,13 +67,7 @@ std::optional<Manifest> read_manifest(const std::string& run_dir, const std::str
   const std::string p = manifest_path(run_dir, stage);
   std::error_code ec;
   if (!fs::exists(p, ec)) return std::nullopt;
-  json j;
-  try {
-    j = json::parse(read_file(p, size_t(16) << 20));
-  } catch (const json::parse_error& e) {
-    fail("{}: not valid JSON: {}", p, e.what());
-  }
-  return Manifest::from_json(j, p);
+  return Manifest::from_json(read_json_file(p, size_t(16) << 20), p);
 }
 
 void write_manifest(const std::string& run_dir, const Manifest& m) {

@@ -10,7 +10,7 @@
 
 #include "rlhf/pipeline/run_dir.h"
 #include "rlhf/util/error.h"
-#include "rlhf/util/fs.h"
+#include "rlhf/util/json_file.h"
 #include "rlhf/util/progress.h"
 
 namespace rlhf::pipeline {
@@ -42,12 +42,7 @@ std::vector<StageStatus> run_status(const std::string& run_dir) {
   const fs::path plan_path = fs::path(run_dir) / "plan.json";
   std::error_code ec;
   if (!fs::exists(plan_path, ec)) fail("{}: no pipeline run here (plan.json is missing)", run_dir);
-  json plan;
-  try {
-    plan = json::parse(read_file(plan_path.string(), size_t(64) << 20));
-  } catch (const json::parse_error& e) {
-    fail("{}: not valid JSON: {}", plan_path.string(), e.what());
-  }
+  const json plan = read_json_file(plan_path.string());
   if (!plan.contains("stages") || !plan["stages"].is_array()) fail("{}: field 'stages' is missing", plan_path.string());
   const bool live = run_dir_locked(run_dir);
   std::vector<StageStatus> out;
