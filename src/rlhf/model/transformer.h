@@ -14,6 +14,7 @@
 
 #include "rlhf/model/config.h"
 #include "rlhf/model/host_tensor.h"
+#include "rlhf/model/lora_config.h"
 
 namespace rlhf {
 
@@ -21,12 +22,6 @@ namespace rlhf {
 enum Proj : int { kQ, kK, kV, kO, kGate, kUp, kDown, kNumProj };
 const char* proj_name(int p);  // "q_proj", ..., "down_proj"
 
-struct LoraConfig {
-  int64_t rank = 4;
-  double alpha = 0.0;    // scale = alpha / rank; 0 means alpha = rank (scale 1)
-  double dropout = 0.0;  // on the adapter's input, training only
-  std::vector<std::string> targets = {"q_proj", "v_proj"};  // or {"all-linear"}
-};
 
 struct LoraAdapter {
   std::string name;

@@ -1,0 +1,53 @@
+// The CLI flags of a settings table: one option per row (its flag, its help with the allowed
+// values and the default), read after parsing through the table's own parser and checks, so
+// a flag and a spec key given the same text set the same value.
+#pragma once
+#include <CLI/CLI.hpp>
+
+#include <deque>
+#include <string>
+#include <vector>
+
+#include "rlhf/util/settings.h"
+
+namespace rlhf::cli {
+
+class SettingFlags {
+ public:
+  template <class Config>
+  SettingFlags(CLI::App* app, const SettingsTable<Config>& table, Config& config)
+      : rows_(&table.rows), config_(&config) {
+    add(app);
+  }
+
+  // Writes the given flags into the config and returns their names; throws rlhf::Error naming
+  // the flag when a value is not allowed. The whole config is not checked here (see the
+  // trainer's check_*_config, which the caller runs with the returned names).
+  SettingNames apply();
+  // The first name of a row's flag ("--batch-size").
+  static std::string flag_name(const SettingRow& row);
+
+ private:
+  void add(CLI::App* app);
+
+  const std::vector<SettingRow>* rows_;
+  void* config_;
+  std::vector<CLI::Option*> options_, shortcuts_;
+  std::deque<std::string> text_;
+  std::deque<std::vector<std::string>> lists_;
+  std::deque<bool> flags_;
+};
+
+[[noreturn]] void throw_setting_error(const std::string& flag, const std::string& problem);
+
+// Runs `check` (a check_*_config) and turns a SettingError into an rlhf::Error naming the flag.
+template <class Config, class Check>
+void check_flags(const SettingsTable<Config>& table, const Config& config, const SettingNames& given, Check check) {
+  try {
+    check(config, given);
+  } catch (const SettingError& e) {
+    const SettingRow* r = table.find(e.setting());
+    throw_setting_error(r ? SettingFlags::flag_name(*r) : e.setting(), e.what());
+  }
+}
+}  // namespace rlhf::cli
