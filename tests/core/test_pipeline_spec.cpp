@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include "model/tiny_model.h"
 #include "rlhf/pipeline/plan.h"
@@ -31,17 +32,17 @@ TEST(PipelineSpec, DefaultsAreTheSeeds) {
   PipelineSpec s = parse_spec(kMinimal, "spec.yaml", "/data");
   EXPECT_EQ(s.preference_dataset, "/data/prefs.jsonl");  // relative to the spec's folder
   EXPECT_EQ(s.prompt_dataset, "/data/prompts.jsonl");
-  EXPECT_EQ(s.prompt_sequence_length, 512);
-  EXPECT_EQ(s.target_sequence_length, 64);
-  EXPECT_EQ(s.reward_model_train_steps, 1000);
-  EXPECT_EQ(s.reinforcement_learning_train_steps, 1000);
-  EXPECT_DOUBLE_EQ(s.reward_model_learning_rate_multiplier, 1.0);
-  EXPECT_DOUBLE_EQ(s.reinforcement_learning_rate_multiplier, 1.0);
-  EXPECT_DOUBLE_EQ(s.kl_coeff, 0.1);
-  EXPECT_EQ(s.advanced.reward_model_lora_rank, 4);
-  EXPECT_EQ(s.advanced.policy_lora_rank, 1);
-  EXPECT_EQ(s.advanced.ppo_epochs, 4);
-  EXPECT_DOUBLE_EQ(s.advanced.lam, 0.95);
+  EXPECT_EQ(s.prompt_sequence_length(), 512);
+  EXPECT_EQ(s.target_sequence_length(), 64);
+  EXPECT_EQ(s.reward.train_steps, 1000);
+  EXPECT_EQ(s.policy.train_steps, 1000);
+  EXPECT_DOUBLE_EQ(s.reward.learning_rate_multiplier, 1.0);
+  EXPECT_DOUBLE_EQ(s.policy.learning_rate_multiplier, 1.0);
+  EXPECT_DOUBLE_EQ(s.policy.kl_coeff, 0.1);
+  EXPECT_EQ(s.reward.lora.rank, 4);
+  EXPECT_EQ(s.policy.lora.rank, 1);
+  EXPECT_EQ(s.policy.ppo_epochs, 4);
+  EXPECT_DOUBLE_EQ(s.policy.lam, 0.95);
   EXPECT_FALSE(s.rlaif.enabled);
   EXPECT_FALSE(s.autosxs.enabled);
   auto j = s.to_json();
@@ -76,17 +77,24 @@ advanced:
 )",
                               "spec.yaml", "/data");
   EXPECT_EQ(s.prompt_dataset, "/abs/prompts.jsonl");
-  EXPECT_EQ(s.instruction, "Summarize in less than 50 words.");
-  EXPECT_DOUBLE_EQ(s.reward_model_epochs, 2);
-  EXPECT_DOUBLE_EQ(s.kl_coeff, 0);
+  EXPECT_EQ(s.instruction(), "Summarize in less than 50 words.");
+  EXPECT_EQ(s.policy.instruction, "Summarize in less than 50 words.");  // a key both trainers have sets both
+  EXPECT_DOUBLE_EQ(s.reward.epochs, 2);
+  EXPECT_DOUBLE_EQ(s.policy.epochs, 0.5);
+  EXPECT_DOUBLE_EQ(s.policy.kl_coeff, 0);
   EXPECT_TRUE(s.rlaif.enabled);
   EXPECT_EQ(s.rlaif.prompt_dataset, "/data/pp.jsonl");
   EXPECT_EQ(s.rlaif.temperatures, (std::vector<double>{0.5, 1.5}));
   EXPECT_TRUE(s.autosxs.enabled);
   EXPECT_EQ(s.autosxs.task, "question_answering");
-  EXPECT_EQ(s.advanced.prompt_format, "chat");
-  EXPECT_EQ(s.advanced.num_mini_batches, 2);
-  EXPECT_EQ(s.advanced.seed, 7u);
+  EXPECT_EQ(s.prompt_format(), "chat");
+  EXPECT_EQ(s.policy.prompt_format, "chat");
+  EXPECT_EQ(s.policy.num_mini_batches, 2);
+  EXPECT_EQ(s.policy.batch_size, 8);
+  EXPECT_EQ(s.reward.batch_size, 64);
+  EXPECT_EQ(s.reward.seed, 7u);
+  EXPECT_EQ(s.policy.seed, 7u);
+  EXPECT_EQ(s.advanced.export_format, "none");
 }
 
 TEST(PipelineSpec, ErrorsNameTheKey) {
@@ -98,13 +106,20 @@ TEST(PipelineSpec, ErrorsNameTheKey) {
       {base + "kl_coef: 0.1\n", "key 'kl_coef' is unknown (did you mean 'kl_coeff'?)"},
       {base + "advanced:\n  ppo_epoch: 2\n", "key 'advanced.ppo_epoch' is unknown (did you mean 'advanced.ppo_epochs'?)"},
       {base + "kl_coeff: lots\n", "spec.yaml:3: key 'kl_coeff': must be a number"},
-      {base + "kl_coeff: -1\n", "key 'kl_coeff': must be in [0"},
-      {base + "reward_model_train_steps: 0\n", "key 'reward_model_train_steps': must be at least 1"},
+      {base + "kl_coeff: -1\n", "key 'kl_coeff': must be a number in [0, 1000000] (it is -1)"},
+      {base + "kl_coeff: .nan\n", "key 'kl_coeff': must be a number"},
+      {base + "reward_model_train_steps: 0\n", "key 'reward_model_train_steps': must be an integer at least 1 (it is 0)"},
+      {base + "reward_model_train_steps: -3\n", "key 'reward_model_train_steps': must be an integer at least 1 (it is -3)"},
+      {base + "advanced:\n  seed: -1\n", "key 'advanced.seed': must be a whole number"},
+      {base + "advanced:\n  dtype: fp16\n", "spec.yaml:4: key 'advanced.dtype': is \"fp16\"; it must be one of fp32, bf16"},
+      {base + "advanced:\n  threads: 100000\n", "key 'advanced.threads': must be an integer in [0, 1024] (it is 100000)"},
+      {base + "advanced:\n  adaptive_kl: true\nkl_coeff: 0\n", "key 'advanced.adaptive_kl': needs a positive kl_coeff"},
+      {base + "advanced:\n  device: gpu\n", "key 'advanced.device': is \"gpu\"; it must be cpu, cuda or cuda:N"},
       {base + "reward_model_train_steps: 1.5\n", "key 'reward_model_train_steps': must be an integer"},
-      {base + "reward_model_train_steps: \"10\"\n", "key 'reward_model_train_steps': must be an integer"},
+      {base + "reward_model_train_steps: \"10\"\n", "key 'reward_model_train_steps': must be an integer at least 1, not the quoted text"},
       {base + "target_sequence_length: 1\n", "key 'target_sequence_length'"},
-      {base + "reward_model_train_steps: 10\nreward_model_epochs: 2\n", "key 'reward_model_epochs': give reward_model_train_steps or"},
-      {base + "instruction: [a, b]\n", "key 'instruction': must be a string"},
+      {base + "reward_model_train_steps: 10\nreward_model_epochs: 2\n", "key 'reward_model_epochs': give the train steps or the epochs, not both"},
+      {base + "instruction: [a, b]\n", "key 'instruction': must be one value, not a list"},
       {base + "advanced: 3\n", "key 'advanced': must be a mapping"},
       {base + "advanced:\n  prompt_format: html\n", "key 'advanced.prompt_format': is \"html\"; it must be one of raw, chat, auto"},
       {base + "advanced:\n  eos_penalty: maybe\n", "key 'advanced.eos_penalty': must be true or false"},
@@ -132,11 +147,54 @@ TEST(PipelineSpec, ErrorsNameTheKey) {
 }
 
 TEST(PipelineSpec, StepsFromEpochs) {
-  EXPECT_EQ(steps_from_epochs(100, 64, 1), 2);
-  EXPECT_EQ(steps_from_epochs(128, 64, 2), 4);
-  EXPECT_EQ(steps_from_epochs(3000, 64, 1), 47);
-  EXPECT_EQ(steps_from_epochs(10, 64, 0.5), 1);
-  EXPECT_EQ(steps_from_epochs(200, 8, 0.5), 13);
+  auto steps = [](int64_t rows, int64_t batch, double epochs) {
+    RewardTrainConfig c;
+    c.batch_size = batch, c.epochs = epochs;
+    PolicyTrainConfig p;
+    p.batch_size = batch, p.epochs = epochs;
+    EXPECT_EQ(c.steps_for(rows), p.steps_for(rows));
+    return c.steps_for(rows);
+  };
+  EXPECT_EQ(steps(100, 64, 1), 2);
+  EXPECT_EQ(steps(128, 64, 2), 4);
+  EXPECT_EQ(steps(3000, 64, 1), 47);
+  EXPECT_EQ(steps(10, 64, 0.5), 1);
+  EXPECT_EQ(steps(200, 8, 0.5), 13);
+  RewardTrainConfig c;
+  EXPECT_EQ(c.steps_for(100), c.train_steps);  // no epochs: the steps
+}
+
+// The spec's defaults are the single commands' (the config structs' initialisers), every key.
+TEST(PipelineSpec, DefaultsAreTheCommands) {
+  PipelineSpec s = parse_spec(kMinimal, "spec.yaml", "/data");
+  const RewardTrainConfig r;
+  const PolicyTrainConfig p;
+  for (const auto& row : reward_settings().rows)
+    EXPECT_EQ(setting_json(reward_settings().ref(row, s.reward)), setting_json(reward_settings().ref(row, r))) << row.name;
+  for (const auto& row : policy_settings().rows)
+    EXPECT_EQ(setting_json(policy_settings().ref(row, s.policy)), setting_json(policy_settings().ref(row, p))) << row.name;
+  EXPECT_EQ(s.reward.checkpoint_every, 100);  // train-reward's, not another copy
+  EXPECT_EQ(s.policy.checkpoint_every, 10);
+  // A key both trainers have whose defaults differ shows both; given once, it sets both.
+  auto j = s.to_json();
+  EXPECT_EQ(j["advanced"]["checkpoint_every"]["train_reward"], 100);
+  EXPECT_EQ(j["advanced"]["checkpoint_every"]["train_policy"], 10);
+  PipelineSpec t = parse_spec(std::string(kMinimal) + "advanced:\n  checkpoint_every: 5\n", "spec.yaml", "/data");
+  EXPECT_EQ(t.reward.checkpoint_every, 5);
+  EXPECT_EQ(t.policy.checkpoint_every, 5);
+  EXPECT_EQ(t.to_json()["advanced"]["checkpoint_every"], 5);
+}
+
+// Every key of the report's order is one the spec reads, and every trainer key is in it.
+TEST(PipelineSpec, KeyOrderCoversTheTables) {
+  const auto& order = spec_key_order();
+  for (const auto* rows : {&reward_settings().rows}) (void)rows;
+  for (const auto& r : reward_settings().rows)
+    EXPECT_NE(std::find(order.begin(), order.end(), r.spec_key), order.end()) << r.spec_key;
+  for (const auto& r : policy_settings().rows)
+    EXPECT_NE(std::find(order.begin(), order.end(), r.spec_key), order.end()) << r.spec_key;
+  std::set<std::string> seen(order.begin(), order.end());
+  EXPECT_EQ(seen.size(), order.size());
 }
 
 // A tiny model and data next to a spec.

@@ -69,11 +69,12 @@ Plan make_plan() {
   p.spec.preference_dataset = "/data/prefs.jsonl";
   p.spec.prompt_dataset = "/data/prompts.jsonl";
   p.spec.eval_dataset = "/data/eval.jsonl";
-  p.spec.instruction = "Summarize in less than 50 words.";
-  p.spec.kl_coeff = 0.05;
+  p.spec.reward.instruction = "Summarize in less than 50 words.";
+  p.spec.policy.instruction = p.spec.reward.instruction;
+  p.spec.policy.kl_coeff = 0.05;
   p.spec.autosxs.enabled = true;
   p.spec.autosxs.judge = "judge-model";
-  p.spec.advanced.seed = 1234;
+  p.spec.reward.seed = p.spec.policy.seed = 1234;
   p.checks.model_path = "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
   p.checks.model_format = "gguf";
   p.checks.model_sha256 = std::string(64, 'a');

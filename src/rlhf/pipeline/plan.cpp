@@ -50,11 +50,6 @@ std::string human_bytes(uint64_t b) {
 
 }  // namespace
 
-int64_t steps_from_epochs(size_t rows, int64_t batch, double epochs) {
-  const double per_epoch = std::ceil(double(rows) / double(std::max<int64_t>(1, batch)));
-  return std::max<int64_t>(1, static_cast<int64_t>(std::ceil(per_epoch * epochs)));
-}
-
 const Stage* Plan::find(const std::string& name) const {
   for (const auto& s : stages)
     if (s.name == name) return &s;
@@ -80,11 +75,11 @@ Plan compile_plan(const PipelineSpec& spec, const std::string& run_dir) {
   ck.model_format = mf.format;
   ck.context_length = mf.config.max_position;
   ck.model_bytes = path_bytes(mf.path);
-  if (spec.prompt_sequence_length + spec.target_sequence_length > ck.context_length)
+  if (spec.prompt_sequence_length() + spec.target_sequence_length() > ck.context_length)
     fail("{}: key 'prompt_sequence_length': prompt_sequence_length + target_sequence_length = {} + {} exceeds the "
          "model's context of {} tokens",
-         where, spec.prompt_sequence_length, spec.target_sequence_length, ck.context_length);
-  if ((adv.prompt_format == "chat") && mf.chat_template.style == text::ChatStyle::None)
+         where, spec.prompt_sequence_length(), spec.target_sequence_length(), ck.context_length);
+  if ((spec.prompt_format() == "chat") && mf.chat_template.style == text::ChatStyle::None)
     fail("{}: key 'advanced.prompt_format': \"chat\", but {} has no chat template", where, mf.path);
   ck.model_sha256 = model_content_hash(mf.path);
   const StageInput model_in{"model", mf.path, ck.model_sha256};
@@ -130,15 +125,15 @@ Plan compile_plan(const PipelineSpec& spec, const std::string& run_dir) {
            human_bytes(need), adv.export_format);
   }
 
-  const json encoding = {{"instruction", spec.instruction},
-                         {"prompt_format", adv.prompt_format},
-                         {"prompt_sequence_length", spec.prompt_sequence_length},
-                         {"target_sequence_length", spec.target_sequence_length}};
+  const json encoding = {{"instruction", spec.instruction()},
+                         {"prompt_format", spec.prompt_format()},
+                         {"prompt_sequence_length", spec.prompt_sequence_length()},
+                         {"target_sequence_length", spec.target_sequence_length()}};
   auto with = [](json a, const json& b) {
     for (auto it = b.begin(); it != b.end(); ++it) a[it.key()] = it.value();
     return a;
   };
-  const json runtime = {{"dtype", adv.dtype}, {"device", adv.device}, {"seed", adv.seed}};
+  const json runtime = {{"dtype", spec.dtype()}, {"device", spec.device()}, {"seed", spec.seed()}};
 
   // validate
   {
@@ -161,7 +156,7 @@ Plan compile_plan(const PipelineSpec& spec, const std::string& run_dir) {
                                                {"temperatures", r.temperatures},
                                                {"min_confidence", r.min_confidence},
                                                {"keep_ties", r.keep_ties},
-                                               {"max_new_tokens", spec.target_sequence_length},
+                                               {"max_new_tokens", spec.target_sequence_length()},
                                                {"batch_size", adv.inference_batch_size}});
     plan.stages.push_back(std::move(s));
   }
@@ -170,21 +165,10 @@ Plan compile_plan(const PipelineSpec& spec, const std::string& run_dir) {
     Stage s{"train_reward", "train the reward model (pairwise loss, LoRA + head)", {}, {model_in}, {}, {"train_reward/model"}, ""};
     if (spec.rlaif.enabled) s.deps.push_back("label");
     else s.inputs.push_back(dataset_input("preference_dataset", spec.preference_dataset));
-    json p = with(with(encoding, runtime), {{"learning_rate_multiplier", spec.reward_model_learning_rate_multiplier},
-                                            {"batch_size", adv.reward_model_batch_size},
-                                            {"micro_batch_size", adv.reward_model_micro_batch_size},
-                                            {"lora_rank", adv.reward_model_lora_rank},
-                                            {"validation_fraction", adv.validation_fraction},
-                                            {"checkpoint_every", adv.checkpoint_every}});
-    if (spec.reward_model_epochs > 0) {
-      p["epochs"] = spec.reward_model_epochs;
-      if (!spec.rlaif.enabled)
-        p["train_steps"] = steps_from_epochs(ck.preference_pairs, adv.reward_model_batch_size, spec.reward_model_epochs);
-      else
-        p["train_steps"] = "from the labeled pairs";
-    } else {
-      p["train_steps"] = spec.reward_model_train_steps;
-    }
+    // Every setting that changes the model (the settings table's result rows), steps resolved.
+    json p = settings_json(reward_settings(), spec.reward, /*result_only=*/true);
+    if (spec.reward.epochs > 0 && spec.rlaif.enabled) p["train_steps"] = "from the labeled pairs";
+    else p["train_steps"] = spec.reward.steps_for(static_cast<int64_t>(ck.preference_pairs));
     s.params = p;
     plan.stages.push_back(std::move(s));
   }
@@ -192,36 +176,16 @@ Plan compile_plan(const PipelineSpec& spec, const std::string& run_dir) {
   {
     Stage s{"train_policy", "RL tuning: PPO with the KL penalty (LoRA)", {"train_reward"}, {model_in}, {}, {"train_policy/model"}, ""};
     s.inputs.push_back(dataset_input("prompt_dataset", spec.prompt_dataset));
-    json p = with(with(encoding, runtime), {{"learning_rate_multiplier", spec.reinforcement_learning_rate_multiplier},
-                                            {"kl_coeff", spec.kl_coeff},
-                                            {"batch_size", adv.reinforcement_learning_batch_size},
-                                            {"micro_batch_size", adv.reinforcement_learning_micro_batch_size},
-                                            {"lora_rank", adv.policy_lora_rank},
-                                            {"ppo_epochs", adv.ppo_epochs},
-                                            {"num_mini_batches", adv.num_mini_batches},
-                                            {"cliprange", adv.cliprange},
-                                            {"cliprange_value", adv.cliprange_value},
-                                            {"vf_coef", adv.vf_coef},
-                                            {"gamma", adv.gamma},
-                                            {"lam", adv.lam},
-                                            {"temperature", adv.temperature},
-                                            {"eos_penalty", adv.eos_penalty},
-                                            {"missing_eos_penalty", adv.missing_eos_penalty},
-                                            {"checkpoint_every", adv.checkpoint_every}});
-    if (spec.reinforcement_learning_epochs > 0) {
-      p["epochs"] = spec.reinforcement_learning_epochs;
-      p["train_steps"] = steps_from_epochs(ck.prompts, adv.reinforcement_learning_batch_size, spec.reinforcement_learning_epochs);
-    } else {
-      p["train_steps"] = spec.reinforcement_learning_train_steps;
-    }
+    json p = settings_json(policy_settings(), spec.policy, /*result_only=*/true);
+    p["train_steps"] = spec.policy.steps_for(static_cast<int64_t>(ck.prompts));
     s.params = p;
     plan.stages.push_back(std::move(s));
   }
   if (!spec.eval_dataset.empty()) {
-    const json infer = with(with(encoding, runtime), {{"max_new_tokens", spec.target_sequence_length},
+    const json infer = with(with(encoding, runtime), {{"max_new_tokens", spec.target_sequence_length()},
                                                       {"temperature", 0.0},
                                                       {"batch_size", adv.inference_batch_size},
-                                                      {"max_eval_prompts", adv.max_eval_prompts}});
+                                                      {"max_eval_prompts", spec.policy.max_eval_prompts}});
     const StageInput eval_in = dataset_input("eval_dataset", spec.eval_dataset);
     plan.stages.push_back({"infer_untuned", "bulk inference of the untuned model on eval_dataset", {}, {model_in, eval_in}, infer,
                            {"infer_untuned/predictions.jsonl"}, ""});
@@ -254,7 +218,7 @@ Plan compile_plan(const PipelineSpec& spec, const std::string& run_dir) {
     }
     s.key = sha256_hex(k.dump());
   }
-  if (spec.rlaif.enabled && spec.kl_coeff == 0) ck.notes.push_back("kl_coeff 0: no reference model, nothing keeps the policy near the base");
+  if (spec.rlaif.enabled && spec.policy.kl_coeff == 0) ck.notes.push_back("kl_coeff 0: no reference model, nothing keeps the policy near the base");
   return plan;
 }
 

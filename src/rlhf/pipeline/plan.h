@@ -68,7 +68,5 @@ struct Plan {
 // space for the run) and resolves the plan. Throws rlhf::Error naming the file, line, key.
 Plan compile_plan(const PipelineSpec& spec, const std::string& run_dir = "");
 
-// Steps from epochs: ceil(rows / batch) × epochs, at least 1.
-int64_t steps_from_epochs(size_t rows, int64_t batch, double epochs);
 
 }  // namespace rlhf::pipeline

@@ -16,7 +16,7 @@
 #include "rlhf/eval/label.h"
 #include "rlhf/eval/sxs.h"
 #include "rlhf/eval/sxs_score.h"
-#include "rlhf/model/export.h"
+#include "rlhf/export/export.h"
 #include "rlhf/pipeline/report.h"
 #include "rlhf/pipeline/run_dir.h"
 #include "rlhf/pipeline/status.h"
@@ -93,11 +93,11 @@ json stage_label(const Ctx& c) {
   l.model = c.model_ref;
   l.temperature_0 = r.temperatures[0];
   l.temperature_1 = r.temperatures[1];
-  l.max_new_tokens = c.spec.target_sequence_length;
-  l.prompt_sequence_length = c.spec.prompt_sequence_length;
-  l.instruction = c.spec.instruction;
-  l.prompt_format = adv(c).prompt_format;
-  l.seed = adv(c).seed;
+  l.max_new_tokens = c.spec.target_sequence_length();
+  l.prompt_sequence_length = c.spec.prompt_sequence_length();
+  l.instruction = c.spec.instruction();
+  l.prompt_format = c.spec.prompt_format();
+  l.seed = c.spec.seed();
   l.batch_size = adv(c).inference_batch_size;
   l.rule = r.rule;
   l.judge = r.judge;
@@ -105,8 +105,8 @@ json stage_label(const Ctx& c) {
   l.min_confidence = r.min_confidence;
   l.keep_ties = r.keep_ties;
   l.output = c.path("label/preferences.jsonl");
-  l.dtype = adv(c).dtype;
-  l.device = adv(c).device;
+  l.dtype = c.spec.dtype();
+  l.device = c.spec.device();
   l.progress = c.progress;
   eval::LabelSummary s = eval::run_label(l);
   return {{"pairs_labeled", s.written}, {"ties_left_out", s.ties}, {"identical_left_out", s.identical},
@@ -114,27 +114,11 @@ json stage_label(const Ctx& c) {
 }
 
 json stage_train_reward(const Ctx& c) {
-  RewardTrainConfig t;
+  RewardTrainConfig t = c.spec.reward;  // every setting, from the spec
   t.preference_dataset = c.spec.rlaif.enabled ? c.path("label/preferences.jsonl") : c.spec.preference_dataset;
-  t.prompt_format = adv(c).prompt_format;
-  t.instruction = c.spec.instruction;
-  t.prompt_sequence_length = c.spec.prompt_sequence_length;
-  t.target_sequence_length = c.spec.target_sequence_length;
-  t.validation_fraction = adv(c).validation_fraction;
   t.large_model_reference = c.model_ref;
-  t.dtype = adv(c).dtype;
-  t.device = adv(c).device;
-  t.lora.rank = adv(c).reward_model_lora_rank;
-  t.train_steps = c.spec.reward_model_train_steps;
-  t.epochs = c.spec.reward_model_epochs;
-  t.batch_size = adv(c).reward_model_batch_size;
-  t.micro_batch_size = adv(c).reward_model_micro_batch_size;
-  t.learning_rate_multiplier = c.spec.reward_model_learning_rate_multiplier;
-  t.seed = adv(c).seed;
   t.output = c.path("train_reward/model");
   t.resume = c.resume && fs::exists(t.output);
-  t.checkpoint_every = adv(c).checkpoint_every;
-  t.validation_every = adv(c).checkpoint_every;
   t.progress = c.progress;
   RewardTrainSummary s = train_reward_model(t);
   publish_curves(t.output + "/logs", c.dir, "train_reward");
@@ -143,37 +127,12 @@ json stage_train_reward(const Ctx& c) {
 }
 
 json stage_train_policy(const Ctx& c) {
-  PolicyTrainConfig t;
+  PolicyTrainConfig t = c.spec.policy;  // every setting, from the spec
   t.prompt_dataset = c.spec.prompt_dataset;
-  t.instruction = c.spec.instruction;
-  t.instruction_set = true;
-  t.prompt_sequence_length = c.spec.prompt_sequence_length;
-  t.target_sequence_length = c.spec.target_sequence_length;
   t.reward_model = c.path("train_reward/model");
   t.large_model_reference = c.model_ref;
-  t.dtype = adv(c).dtype;
-  t.device = adv(c).device;
-  t.lora.rank = adv(c).policy_lora_rank;
-  t.train_steps = c.spec.reinforcement_learning_train_steps;
-  t.epochs = c.spec.reinforcement_learning_epochs;
-  t.batch_size = adv(c).reinforcement_learning_batch_size;
-  t.micro_batch_size = adv(c).reinforcement_learning_micro_batch_size;
-  t.num_mini_batches = adv(c).num_mini_batches;
-  t.ppo_epochs = adv(c).ppo_epochs;
-  t.learning_rate_multiplier = c.spec.reinforcement_learning_rate_multiplier;
-  t.kl_coeff = c.spec.kl_coeff;
-  t.gamma = adv(c).gamma;
-  t.lam = adv(c).lam;
-  t.cliprange = adv(c).cliprange;
-  t.cliprange_value = adv(c).cliprange_value;
-  t.vf_coef = adv(c).vf_coef;
-  t.temperature = adv(c).temperature;
-  t.eos_penalty = adv(c).eos_penalty;
-  t.missing_eos_penalty = adv(c).missing_eos_penalty;
-  t.seed = adv(c).seed;
   t.output = c.path("train_policy/model");
   t.resume = c.resume && fs::exists(t.output);
-  t.checkpoint_every = adv(c).checkpoint_every;
   t.progress = c.progress;
   PolicyTrainSummary s = train_policy(t);
   publish_curves(t.output + "/logs", c.dir, "train_policy");
@@ -187,17 +146,17 @@ json stage_infer(const Ctx& c, bool tuned) {
   if (tuned) i.adapter = c.path("train_policy/model");
   i.input = c.spec.eval_dataset;
   i.output = c.path(tuned ? "infer_tuned/predictions.jsonl" : "infer_untuned/predictions.jsonl");
-  i.instruction = c.spec.instruction;
+  i.instruction = c.spec.instruction();
   i.instruction_set = true;
-  i.prompt_format = adv(c).prompt_format;
-  i.prompt_sequence_length = c.spec.prompt_sequence_length;
+  i.prompt_format = c.spec.prompt_format();
+  i.prompt_sequence_length = c.spec.prompt_sequence_length();
   i.sampling.temperature = 0.0;
-  i.sampling.max_new_tokens = c.spec.target_sequence_length;
-  i.sampling.seed = adv(c).seed;
+  i.sampling.max_new_tokens = c.spec.target_sequence_length();
+  i.sampling.seed = c.spec.seed();
   i.batch_size = adv(c).inference_batch_size;
   i.restart = !c.resume;
-  i.dtype = adv(c).dtype;
-  i.device = adv(c).device;
+  i.dtype = c.spec.dtype();
+  i.device = c.spec.device();
   i.progress = c.progress;
   eval::InferResult r = eval::run_inference(i);
   return {{"rows", r.rows}, {"resumed_rows", r.resumed_rows}, {"prompts_per_second", r.prompts_per_second},
@@ -211,7 +170,7 @@ json stage_sxs(const Ctx& c) {
   table.b.label = "tuned";
   eval::SxsScoreOptions so;
   so.reward_model = c.path("train_reward/model");
-  so.load = {parse_dtype(adv(c).dtype), parse_device(adv(c).device)};
+  so.load = {parse_dtype(c.spec.dtype()), parse_device(c.spec.device())};
   so.batch_size = adv(c).inference_batch_size;
   so.progress = c.progress;
   eval::score_sxs(table, so);
@@ -242,8 +201,8 @@ json stage_autosxs(const Ctx& c) {
   x.judge.model = a.judge;
   x.judge.task = eval::parse_task(a.task);
   x.judge.explanation_tokens = a.explanation_tokens;
-  x.judge.dtype = adv(c).dtype;
-  x.judge.device = adv(c).device;
+  x.judge.dtype = c.spec.dtype();
+  x.judge.device = c.spec.device();
   x.progress = c.progress;
   eval::AutoSxsSummary s = eval::run_autosxs(x);
   std::fputs(eval::format_summary(s).c_str(), stdout);
@@ -305,7 +264,7 @@ RunResult run_pipeline(const RunOptions& o) {
     ~Unlock() { ::close(fd); }
   } unlock{lock};
 
-  const int threads = o.threads > 0 ? o.threads : static_cast<int>(spec.advanced.threads);
+  const int threads = o.threads > 0 ? o.threads : static_cast<int>(spec.threads());
   if (threads > 0) torch::set_num_threads(threads);
   write_file_atomic((fs::path(o.run_dir) / "spec.yaml").string(), read_file(o.spec, size_t(1) << 20));
   write_file_atomic((fs::path(o.run_dir) / "plan.json").string(), plan.to_json().dump(2) + "\n");

@@ -142,6 +142,113 @@ class Block {
   std::set<std::string> known_;
 };
 
+
+// The keys of the trainers' settings tables within one block ("" or "advanced."): each value
+// is parsed by the table's own parser into every config that has the key, and the configs are
+// checked as the trainers check them, the errors naming the key.
+class TableKeys {
+ public:
+  TableKeys(PipelineSpec& s, std::string source) : s_(s), source_(std::move(source)) {}
+
+  void read(Block& block, const std::string& prefix) {
+    std::set<std::string> keys;
+    for (const auto& r : reward_settings().rows) keys.insert(r.spec_key);
+    for (const auto& r : policy_settings().rows) keys.insert(r.spec_key);
+    for (const auto& full : keys) {
+      if (full.rfind(prefix, 0) != 0 || full.find('.', prefix.size()) != std::string::npos) continue;
+      const std::string key = full.substr(prefix.size());
+      YAML::Node v = block.get(key);
+      if (!v || v.IsNull()) continue;
+      std::string text;
+      if (v.IsScalar()) {
+        text = v.Scalar();
+        // A quoted scalar is text: "10" is not the number 10.
+        if (v.Tag() == "!" && !is_text_key(full))
+          block.bad(key, fmt::format("must be {}, not the quoted text \"{}\"", range_of(full), text));
+      } else if (v.IsSequence()) {
+        for (const auto& item : v) {
+          if (!item.IsScalar()) block.bad(key, "must be a list of values");
+          text += (text.empty() ? "" : ",") + item.Scalar();
+        }
+      } else {
+        block.bad(key, "must be a value, not a mapping");
+      }
+      if (v.IsSequence() && !is_list_key(full)) block.bad(key, "must be one value, not a list");
+      try {
+        assign(reward_settings(), s_.reward, full, text, reward_given_);
+        assign(policy_settings(), s_.policy, full, text, policy_given_);
+      } catch (const SettingError& e) {
+        block.bad(key, e.what());
+      }
+      s_.given.insert(full);
+      lines_[full] = v.Mark().line >= 0 ? v.Mark().line + 1 : 0;
+    }
+  }
+
+  // The checks the trainers apply, naming the spec key of the setting at fault.
+  void check(Block& top) {
+    auto run = [&](const auto& table, const auto& config, const SettingNames& given, auto fn) {
+      try {
+        fn(config, given);
+      } catch (const SettingError& e) {
+        const SettingRow* r = table.find(e.setting());
+        const std::string full = r ? r->spec_key : e.setting();
+        auto it = lines_.find(full);
+        if (it != lines_.end() && it->second > 0) fail("{}:{}: key '{}': {}", source_, it->second, full, e.what());
+        top.bad(full, e.what());
+      }
+    };
+    run(reward_settings(), s_.reward, reward_given_, check_reward_config);
+    run(policy_settings(), s_.policy, policy_given_, check_policy_config);
+  }
+
+ private:
+  static bool is_text_key(const std::string& full) {
+    for (const auto& r : reward_settings().rows)
+      if (r.spec_key == full) {
+        SettingRef ref = reward_settings().ref(r, RewardTrainConfig{});
+        return std::holds_alternative<std::string*>(ref) || is_list(ref);
+      }
+    for (const auto& r : policy_settings().rows)
+      if (r.spec_key == full) {
+        SettingRef ref = policy_settings().ref(r, PolicyTrainConfig{});
+        return std::holds_alternative<std::string*>(ref) || std::holds_alternative<std::optional<std::string>*>(ref) ||
+               is_list(ref);
+      }
+    return false;
+  }
+  static std::string range_of(const std::string& full) {
+    static const RewardTrainConfig r{};
+    static const PolicyTrainConfig p{};
+    for (const auto& row : reward_settings().rows)
+      if (row.spec_key == full) return setting_range_text(row, reward_settings().ref(row, r));
+    for (const auto& row : policy_settings().rows)
+      if (row.spec_key == full) return setting_range_text(row, policy_settings().ref(row, p));
+    return "a value";
+  }
+  static bool is_list_key(const std::string& full) {
+    for (const auto& r : reward_settings().rows)
+      if (r.spec_key == full) return is_list(reward_settings().ref(r, RewardTrainConfig{}));
+    for (const auto& r : policy_settings().rows)
+      if (r.spec_key == full) return is_list(policy_settings().ref(r, PolicyTrainConfig{}));
+    return false;
+  }
+  template <class Config>
+  static void assign(const SettingsTable<Config>& t, Config& c, const std::string& full, const std::string& text,
+                     SettingNames& given) {
+    for (const auto& r : t.rows)
+      if (r.spec_key == full) {
+        parse_setting(r, t.ref(r, c), text);
+        given.insert(r.name);
+      }
+  }
+
+  PipelineSpec& s_;
+  SettingNames reward_given_, policy_given_;
+  std::string source_;
+  std::map<std::string, int> lines_;
+};
+
 }  // namespace
 
 PipelineSpec parse_spec(const std::string& text, const std::string& source, const std::string& base_dir) {
@@ -166,20 +273,9 @@ PipelineSpec parse_spec(const std::string& text, const std::string& source, cons
     if (s.large_model_reference.front() != '/' && !base_dir.empty() && fs::exists(rel))
       s.large_model_reference = rel.lexically_normal().string();
   }
-  b.integer("prompt_sequence_length", s.prompt_sequence_length, 1, 1 << 20);
-  b.integer("target_sequence_length", s.target_sequence_length, 2, 1 << 20);
-  b.integer("reward_model_train_steps", s.reward_model_train_steps, 1);
-  b.number("reward_model_epochs", s.reward_model_epochs, 0, 1e6, /*open_min=*/true);
-  b.integer("reinforcement_learning_train_steps", s.reinforcement_learning_train_steps, 1);
-  b.number("reinforcement_learning_epochs", s.reinforcement_learning_epochs, 0, 1e6, true);
-  b.number("reward_model_learning_rate_multiplier", s.reward_model_learning_rate_multiplier, 0, 1e6, true);
-  b.number("reinforcement_learning_rate_multiplier", s.reinforcement_learning_rate_multiplier, 0, 1e6, true);
-  b.number("kl_coeff", s.kl_coeff, 0, 1e6);
-  b.text("instruction", s.instruction);
-  if (b.has("reward_model_train_steps") && b.has("reward_model_epochs"))
-    b.bad("reward_model_epochs", "give reward_model_train_steps or reward_model_epochs, not both");
-  if (b.has("reinforcement_learning_train_steps") && b.has("reinforcement_learning_epochs"))
-    b.bad("reinforcement_learning_epochs", "give reinforcement_learning_train_steps or reinforcement_learning_epochs, not both");
+  // The trainers' keys at the top level (instruction, lengths, steps, kl_coeff, ...).
+  TableKeys trainer_keys(s, source);
+  trainer_keys.read(b, "");
 
   if (auto r = b.block("rlaif")) {
     RlaifSpec& l = s.rlaif;
@@ -220,42 +316,14 @@ PipelineSpec parse_spec(const std::string& text, const std::string& source, cons
     a->done();
   }
   if (auto v = b.block("advanced")) {
+    trainer_keys.read(*v, "advanced.");
     AdvancedSpec& x = s.advanced;
-    v->choice("prompt_format", x.prompt_format, {"raw", "chat", "auto"});
-    v->integer("reward_model_batch_size", x.reward_model_batch_size, 1);
-    v->integer("reward_model_micro_batch_size", x.reward_model_micro_batch_size, 1);
-    v->integer("reward_model_lora_rank", x.reward_model_lora_rank, 1, 4096);
-    v->number("validation_fraction", x.validation_fraction, 0, 0.9);
-    v->integer("reinforcement_learning_batch_size", x.reinforcement_learning_batch_size, 1);
-    v->integer("reinforcement_learning_micro_batch_size", x.reinforcement_learning_micro_batch_size, 1);
-    v->integer("policy_lora_rank", x.policy_lora_rank, 1, 4096);
-    v->integer("ppo_epochs", x.ppo_epochs, 1, 1000);
-    v->integer("num_mini_batches", x.num_mini_batches, 1);
-    v->number("cliprange", x.cliprange, 0, 10, true);
-    v->number("cliprange_value", x.cliprange_value, 0, 1e6, true);
-    v->number("vf_coef", x.vf_coef, 0, 1e6);
-    v->number("gamma", x.gamma, 0, 1);
-    v->number("lam", x.lam, 0, 1);
-    v->number("temperature", x.temperature, 0, 100, true);
-    v->number("missing_eos_penalty", x.missing_eos_penalty, -1e6, 1e6);
-    v->boolean("eos_penalty", x.eos_penalty);
-    v->integer("checkpoint_every", x.checkpoint_every, 1);
     v->integer("inference_batch_size", x.inference_batch_size, 1, 4096);
-    v->integer("max_eval_prompts", x.max_eval_prompts, 1);
     v->integer("max_words", x.max_words, 1);
     v->choice("export_format", x.export_format, {"hf", "gguf", "none"});
-    v->unsigned_integer("seed", x.seed);
-    v->choice("dtype", x.dtype, {"fp32", "bf16", "fp16"});
-    v->text("device", x.device);
-    v->integer("threads", x.threads, 0, 4096);
-    if (x.reward_model_micro_batch_size > x.reward_model_batch_size)
-      v->bad("reward_model_micro_batch_size", "must not exceed reward_model_batch_size");
-    if (x.reinforcement_learning_micro_batch_size > x.reinforcement_learning_batch_size)
-      v->bad("reinforcement_learning_micro_batch_size", "must not exceed reinforcement_learning_batch_size");
-    if (x.reinforcement_learning_batch_size % x.num_mini_batches != 0)
-      v->bad("num_mini_batches", "must divide reinforcement_learning_batch_size");
     v->done();
   }
+  trainer_keys.check(b);
   b.done();
 
   if (s.prompt_dataset.empty()) b.bad("prompt_dataset", "is required: the prompts RL tuning completes");
@@ -281,52 +349,54 @@ nlohmann::json PipelineSpec::to_json() const {
   json j = {{"preference_dataset", preference_dataset},
             {"prompt_dataset", prompt_dataset},
             {"eval_dataset", eval_dataset},
-            {"large_model_reference", large_model_reference},
-            {"prompt_sequence_length", prompt_sequence_length},
-            {"target_sequence_length", target_sequence_length},
-            {"reward_model_train_steps", reward_model_train_steps},
-            {"reward_model_epochs", reward_model_epochs},
-            {"reinforcement_learning_train_steps", reinforcement_learning_train_steps},
-            {"reinforcement_learning_epochs", reinforcement_learning_epochs},
-            {"reward_model_learning_rate_multiplier", reward_model_learning_rate_multiplier},
-            {"reinforcement_learning_rate_multiplier", reinforcement_learning_rate_multiplier},
-            {"kl_coeff", kl_coeff},
-            {"instruction", instruction}};
+            {"large_model_reference", large_model_reference}};
+  auto put = [&](const std::string& key, const json& v) {
+    if (key.rfind("advanced.", 0) == 0) j["advanced"][key.substr(9)] = v;
+    else j[key] = v;
+  };
+  // The trainers' keys: one value, or each trainer's when they differ (a shared key left at
+  // defaults that differ, e.g. checkpoint_every). An unset optional is the other's value.
+  std::map<std::string, json> reward_values, policy_values;
+  for (const auto& r : reward_settings().rows) reward_values[r.spec_key] = setting_json(reward_settings().ref(r, reward));
+  for (const auto& r : policy_settings().rows) policy_values[r.spec_key] = setting_json(policy_settings().ref(r, policy));
+  for (const auto& [key, v] : reward_values) {
+    auto it = policy_values.find(key);
+    if (it == policy_values.end() || it->second.is_null() || it->second == v) put(key, v);
+    else put(key, json{{"train_reward", v}, {"train_policy", it->second}});
+  }
+  for (const auto& [key, v] : policy_values)
+    if (!reward_values.count(key)) put(key, v);
   if (rlaif.enabled)
     j["rlaif"] = {{"prompt_dataset", rlaif.prompt_dataset}, {"rule", rlaif.rule},       {"judge", rlaif.judge},
                   {"task", rlaif.task},                     {"temperatures", rlaif.temperatures},
                   {"min_confidence", rlaif.min_confidence}, {"keep_ties", rlaif.keep_ties}};
   if (autosxs.enabled)
     j["autosxs"] = {{"judge", autosxs.judge}, {"task", autosxs.task}, {"explanation_tokens", autosxs.explanation_tokens}};
-  const AdvancedSpec& a = advanced;
-  j["advanced"] = {{"prompt_format", a.prompt_format},
-                   {"reward_model_batch_size", a.reward_model_batch_size},
-                   {"reward_model_micro_batch_size", a.reward_model_micro_batch_size},
-                   {"reward_model_lora_rank", a.reward_model_lora_rank},
-                   {"validation_fraction", a.validation_fraction},
-                   {"reinforcement_learning_batch_size", a.reinforcement_learning_batch_size},
-                   {"reinforcement_learning_micro_batch_size", a.reinforcement_learning_micro_batch_size},
-                   {"policy_lora_rank", a.policy_lora_rank},
-                   {"ppo_epochs", a.ppo_epochs},
-                   {"num_mini_batches", a.num_mini_batches},
-                   {"cliprange", a.cliprange},
-                   {"cliprange_value", a.cliprange_value},
-                   {"vf_coef", a.vf_coef},
-                   {"gamma", a.gamma},
-                   {"lam", a.lam},
-                   {"temperature", a.temperature},
-                   {"missing_eos_penalty", a.missing_eos_penalty},
-                   {"eos_penalty", a.eos_penalty},
-                   {"checkpoint_every", a.checkpoint_every},
-                   {"inference_batch_size", a.inference_batch_size},
-                   {"max_eval_prompts", a.max_eval_prompts},
-                   {"max_words", a.max_words},
-                   {"export_format", a.export_format},
-                   {"seed", a.seed},
-                   {"dtype", a.dtype},
-                   {"device", a.device},
-                   {"threads", a.threads}};
+  j["advanced"]["inference_batch_size"] = advanced.inference_batch_size;
+  j["advanced"]["max_words"] = advanced.max_words;
+  j["advanced"]["export_format"] = advanced.export_format;
   return j;
+}
+
+const std::vector<std::string>& spec_key_order() {
+  static const std::vector<std::string> order = [] {
+    // The seed's parameters in their usual order, then the trainers' other keys, then the rest.
+    std::vector<std::string> o = {"preference_dataset", "prompt_dataset", "eval_dataset", "large_model_reference"};
+    auto add = [&](const std::string& k) {
+      if (std::find(o.begin(), o.end(), k) == o.end()) o.push_back(k);
+    };
+    for (const auto& r : reward_settings().rows)
+      if (r.spec_key.find('.') == std::string::npos) add(r.spec_key);
+    for (const auto& r : policy_settings().rows)
+      if (r.spec_key.find('.') == std::string::npos) add(r.spec_key);
+    add("rlaif");
+    add("autosxs");
+    for (const auto& r : reward_settings().rows) add(r.spec_key);
+    for (const auto& r : policy_settings().rows) add(r.spec_key);
+    for (const char* k : {"advanced.inference_batch_size", "advanced.max_words", "advanced.export_format"}) add(k);
+    return o;
+  }();
+  return order;
 }
 
 }  // namespace rlhf::pipeline

@@ -1,4 +1,4 @@
-// The pipeline spec: one YAML file with the seed's parameter names (DESIGN.md §4), read and
+// The pipeline spec: one YAML file with the seed's parameter names (docs/pipeline.md), read and
 // checked in full. Every problem is an rlhf::Error naming the file, the key (dotted for nested
 // blocks: "advanced.ppo_epochs") and its line. Unknown keys are errors (a typo must not
 // silently fall back to a default). Relative paths are taken from the spec's folder.
@@ -18,12 +18,18 @@
 //   rlaif:    {prompt_dataset, rule | judge, task, temperatures: [0.7, 1.0], min_confidence}
 //   autosxs:  {judge, task, explanation_tokens}
 //   advanced: {prompt_format, batch sizes, LoRA ranks, PPO knobs, seed, ...}
+//
+// The trainers' keys and their checks come from the settings tables (docs/settings.md): a
+// value the trainer would refuse is refused here, naming the key.
 #pragma once
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "rlhf/train/policy_config.h"
+#include "rlhf/train/reward_config.h"
 
 namespace rlhf::pipeline {
 
@@ -46,54 +52,46 @@ struct AutoSxsSpec {
   int64_t explanation_tokens = 32;
 };
 
-// Knobs a user never has to touch (DESIGN.md §4, §6); the defaults are the single commands'.
+// The advanced keys that belong to no trainer (the trainers' own keys come from their
+// settings tables: reward_settings(), policy_settings()).
 struct AdvancedSpec {
-  std::string prompt_format = "auto";         // raw, chat, auto (chat when the data is chat)
-  int64_t reward_model_batch_size = 64;
-  int64_t reward_model_micro_batch_size = 8;
-  int64_t reward_model_lora_rank = 4;
-  double validation_fraction = 0.1;
-  int64_t reinforcement_learning_batch_size = 64;
-  int64_t reinforcement_learning_micro_batch_size = 8;
-  int64_t policy_lora_rank = 1;
-  int64_t ppo_epochs = 4;
-  int64_t num_mini_batches = 1;
-  double cliprange = 0.2, cliprange_value = 0.2, vf_coef = 0.1;
-  double gamma = 1.0, lam = 0.95;
-  double temperature = 0.7;                   // rollouts
-  double missing_eos_penalty = -1.0;
-  bool eos_penalty = true;
-  int64_t checkpoint_every = 10;              // both trainers, in steps
-  int64_t inference_batch_size = 16;
-  int64_t max_eval_prompts = 500;
+  int64_t inference_batch_size = 16;          // label, infer, sxs scoring
   int64_t max_words = 50;                     // side by side: the share of completions over it
   std::string export_format = "hf";           // hf, gguf, none
-  uint64_t seed = 0;
-  std::string dtype = "fp32", device = "cpu";
-  int64_t threads = 0;                        // 0 = all cores
 };
 
 struct PipelineSpec {
   std::string path;                           // the spec file
   std::string preference_dataset, prompt_dataset, eval_dataset;
   std::string large_model_reference;          // "" = the embedded default
-  int64_t prompt_sequence_length = 512;
-  int64_t target_sequence_length = 64;
-  int64_t reward_model_train_steps = 1000;
-  double reward_model_epochs = 0;             // > 0: steps = ceil(pairs / batch) × epochs
-  int64_t reinforcement_learning_train_steps = 1000;
-  double reinforcement_learning_epochs = 0;
-  double reward_model_learning_rate_multiplier = 1.0;
-  double reinforcement_learning_rate_multiplier = 1.0;
-  double kl_coeff = 0.1;
-  std::string instruction;
+  // The two trainers' settings, each from the keys of its settings table (instruction,
+  // prompt_sequence_length, kl_coeff, advanced.ppo_epochs, ...); a key both tables have sets
+  // both. The data paths, model and outputs of the trainers are filled in by the stages.
+  RewardTrainConfig reward;
+  PolicyTrainConfig policy;
+  SettingNames given;                         // the spec keys present in the file
   RlaifSpec rlaif;
   AutoSxsSpec autosxs;
   AdvancedSpec advanced;
 
-  // Every value, defaults filled in (what `pipeline compile` prints and manifests record).
+  // Settings every stage shares (the same keys in both tables).
+  const std::string& instruction() const { return reward.instruction; }
+  const std::string& prompt_format() const { return reward.prompt_format; }
+  int64_t prompt_sequence_length() const { return reward.prompt_sequence_length; }
+  int64_t target_sequence_length() const { return reward.target_sequence_length; }
+  uint64_t seed() const { return reward.seed; }
+  const std::string& dtype() const { return reward.dtype; }
+  const std::string& device() const { return reward.device; }
+  int64_t threads() const { return reward.threads; }
+
+  // Every value, defaults filled in (what `pipeline compile` prints and manifests record). A
+  // key both trainers have and whose defaults differ shows {"train_reward": .., "train_policy": ..}.
   nlohmann::json to_json() const;
 };
+
+// Every key a spec may hold, in the order the report shows them ("advanced.ppo_epochs" for
+// nested ones), with the block keys ("rlaif", "autosxs") as their block's name.
+const std::vector<std::string>& spec_key_order();
 
 // Reads and checks a spec file. Throws rlhf::Error naming the file, key and line.
 PipelineSpec read_spec(const std::string& path);
