@@ -18,6 +18,7 @@ struct AutoSxsFlags {
 };
 
 int run_autosxs(AutoSxsFlags& f) {
+  eval::claim_autosxs_output(f.config.output);
   apply_threads(f.threads);
   f.config.judge.task = eval::parse_task(f.task);
   if (!f.human_labels.empty()) f.config.columns.human_labels = eval::parse_label_map(f.human_labels);
@@ -49,15 +50,15 @@ Command add_autosxs(CLI::App& app) {
   g->add_option("--human-labels", f->human_labels, "map raw human values to labels, e.g. 1=A,2=B,0=TIE");
   g->add_option("--judge-prompt-format", c.judge.prompt_format, "chat, raw or auto")->capture_default_str();
   g->add_option("--explanation-tokens", c.judge.explanation_tokens, "explanation length (0 = none)")
-      ->capture_default_str()->check(CLI::Range(0, 4096));
+      ->capture_default_str()->check(whole_in(0, 4096));
   g->add_option("--max-prompt-tokens", c.judge.max_prompt_tokens, "judge prompt limit (the context is cut from its start)")
-      ->capture_default_str()->check(CLI::Range(64, 1 << 20));
-  g->add_option("--batch-size", c.judge.batch_size, "prompts per forward pass")->capture_default_str()->check(CLI::Range(1, 4096));
-  g->add_option("--max-rows", c.max_rows, "judge the first N rows only (0 = all)")->capture_default_str()->check(CLI::NonNegativeNumber);
+      ->capture_default_str()->check(whole_in(64, 1 << 20));
+  g->add_option("--batch-size", c.judge.batch_size, "prompts per forward pass")->capture_default_str()->check(whole_in(1, 4096));
+  g->add_option("--max-rows", c.max_rows, "judge the first N rows only (0 = all)")->capture_default_str()->check(whole_in(0, INT64_MAX));
   g->add_flag("--skip-invalid", c.skip_invalid, "leave out invalid rows (counted) instead of failing");
   g->add_option("--dtype", c.judge.dtype, "fp32, bf16, fp16")->capture_default_str();
   g->add_option("--device", c.judge.device, "cpu, cuda, cuda:N")->capture_default_str();
-  g->add_option("--threads", f->threads, "CPU threads (0 = all cores)");
+  g->add_option("--threads", f->threads, "CPU threads (0 = all cores)")->check(whole_in(0, kMaxThreads));
   g->add_flag("--quiet,-q", f->quiet, "no progress bar");
   return {g, [f] { return run_autosxs(*f); }};
 }

@@ -67,14 +67,14 @@ Command add_generate(CLI::App& app) {
   g->add_option("--prompt,-p", f->prompts, "prompt text (repeat for a batch)")->required();
   g->add_flag("--chat", f->chat, "format the prompt with the model's chat template");
   g->add_option("--max-new-tokens,-n", f->sampling.max_new_tokens, "tokens to generate at most")
-      ->capture_default_str()->check(CLI::Range(0, 1 << 20));
+      ->capture_default_str()->check(whole_in(0, 1 << 20));
   g->add_option("--temperature,-t", f->sampling.temperature, "0 = greedy")->capture_default_str()
-      ->check(CLI::Range(0.0, 100.0));
+      ->check(real_in(0.0, 100.0));
   g->add_option("--top-p", f->sampling.top_p, "nucleus sampling mass")->capture_default_str()
-      ->check(CLI::Range(0.0, 1.0));
+      ->check(real_in(0.0, 1.0));
   g->add_option("--top-k", f->sampling.top_k, "keep the k most likely tokens (0 = off)")->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
-  g->add_option("--seed", f->sampling.seed, "sampling seed")->capture_default_str();
+      ->check(whole_in(0, INT32_MAX));
+  g->add_option("--seed", f->sampling.seed, "sampling seed")->capture_default_str()->check(unsigned_whole());
   return {g, [f] { return run_generate(*f); }};
 }
 

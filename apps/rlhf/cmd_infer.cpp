@@ -2,8 +2,11 @@
 // resumable after a kill).
 #include <memory>
 
+#include <fmt/format.h>
+
 #include "commands.h"
 #include "rlhf/eval/infer.h"
+#include "rlhf/util/interrupt.h"
 
 namespace rlhf::cli {
 namespace {
@@ -25,6 +28,7 @@ int run_infer(InferFlags& f) {
   c.instruction_set = f.instruction->count() > 0;
   c.progress = !f.no_progress;
   apply_threads(f.common.threads);
+  interrupt::note_kept(fmt::format("the prompts completed so far are kept in {}.partial", c.output));
   eval::run_inference(c);
   return 0;
 }
@@ -46,20 +50,22 @@ Command add_infer(CLI::App& app) {
   s->add_option("--prompt-format", c.prompt_format, "raw, chat or auto (default: the adapter's, else raw)");
   s->add_option("--prompt-sequence-length", c.prompt_sequence_length,
                 "prompt tokens kept, the last ones (default: the adapter's, else 512)")
-      ->check(CLI::PositiveNumber);
+      ->check(whole_in(1, 1 << 24));
   s->add_option("--max-new-tokens,--target-sequence-length,-n", c.sampling.max_new_tokens, "tokens to generate at most")
       ->capture_default_str()
-      ->check(CLI::Range(1, 1 << 20));
-  s->add_option("--temperature,-t", c.sampling.temperature, "0 = greedy")->capture_default_str()->check(CLI::Range(0.0, 100.0));
-  s->add_option("--top-p", c.sampling.top_p, "nucleus sampling mass")->capture_default_str()->check(CLI::Range(0.0, 1.0));
+      ->check(whole_in(1, 1 << 20));
+  s->add_option("--temperature,-t", c.sampling.temperature, "0 = greedy")->capture_default_str()->check(real_in(0.0, 100.0));
+  s->add_option("--top-p", c.sampling.top_p, "nucleus sampling mass")->capture_default_str()->check(real_in(0.0, 1.0));
   s->add_option("--top-k", c.sampling.top_k, "keep the k most likely tokens (0 = off)")->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
-  s->add_option("--seed", c.sampling.seed, "sampling seed (batch i uses seed + i)")->capture_default_str();
-  s->add_option("--batch-size", c.batch_size, "prompts generated together")->capture_default_str()->check(CLI::PositiveNumber);
+      ->check(whole_in(0, INT32_MAX));
+  s->add_option("--seed", c.sampling.seed, "sampling seed (batch i uses seed + i)")->capture_default_str()
+      ->check(unsigned_whole());
+  s->add_option("--batch-size", c.batch_size, "prompts generated together")->capture_default_str()
+      ->check(whole_in(1, 65536));
   s->add_flag("--skip-invalid", c.skip_invalid, "leave out invalid lines instead of stopping");
   s->add_flag("--restart", c.restart, "start over: discard OUTPUT.partial and overwrite OUTPUT");
   s->add_flag("--no-progress", f->no_progress, "no progress bar");
-  return {s, [f] { return run_infer(*f); }};
+  return {s, [f] { return run_infer(*f); }, [] { return Continuation::Same; }};
 }
 
 }  // namespace rlhf::cli

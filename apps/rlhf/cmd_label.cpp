@@ -1,5 +1,6 @@
 // rlhf label: RLAIF. Two candidates per prompt (or existing pairs), labeled by a rule or a
 // judge model, written as a preference dataset in the seed's format.
+#include <cmath>
 #include <cstdio>
 #include <memory>
 #include <sstream>
@@ -37,6 +38,9 @@ int run_label(LabelFlags& f) {
     } catch (const std::exception&) {
       fail("--temperatures is \"{}\"; give T0,T1 (e.g. 0.7,1.0)", f.temperatures);
     }
+    for (double t : {c.temperature_0, c.temperature_1})
+      if (!std::isfinite(t) || t < 0 || t > 100)
+        fail("--temperatures is \"{}\"; each must be a number from 0 to 100", f.temperatures);
   }
   c.progress = !f.quiet;
   eval::LabelSummary s = eval::run_label(c);
@@ -64,23 +68,25 @@ Command add_label(CLI::App& app) {
   g->add_option("--model-b", c.model_b, "a second model for candidate_1");
   g->add_option("--adapter-b", c.adapter_b, "LoRA adapter folder for candidate_1");
   g->add_option("--temperatures", f->temperatures, "sampling temperatures of candidate_0 and candidate_1")->capture_default_str();
-  g->add_option("--top-p", c.top_p, "nucleus sampling mass")->capture_default_str()->check(CLI::Range(0.0, 1.0));
-  g->add_option("--top-k", c.top_k, "keep the k most likely tokens (0 = off)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  g->add_option("--top-p", c.top_p, "nucleus sampling mass")->capture_default_str()->check(real_in(0.0, 1.0));
+  g->add_option("--top-k", c.top_k, "keep the k most likely tokens (0 = off)")->capture_default_str()->check(whole_in(0, INT32_MAX));
   g->add_option("--max-new-tokens,--target-sequence-length", c.max_new_tokens, "candidate length limit (tokens)")
-      ->capture_default_str()->check(CLI::Range(1, 1 << 20));
+      ->capture_default_str()->check(whole_in(1, 1 << 20));
   g->add_option("--prompt-sequence-length", c.prompt_sequence_length, "prompt tokens kept (the last ones)")
-      ->capture_default_str()->check(CLI::Range(1, 1 << 24));
+      ->capture_default_str()->check(whole_in(1, 1 << 24));
   g->add_option("--instruction", c.instruction, "prepended to every prompt (and shown to the judge)");
   g->add_option("--prompt-format", c.prompt_format, "raw, chat or auto")->capture_default_str();
-  g->add_option("--seed", c.seed, "sampling seed (candidate_1 uses seed + 1)")->capture_default_str();
-  g->add_option("--batch-size", c.batch_size, "prompts generated together")->capture_default_str()->check(CLI::Range(1, 4096));
-  g->add_option("--min-confidence", c.min_confidence, "leave out pairs labeled with less confidence")->capture_default_str();
+  g->add_option("--seed", c.seed, "sampling seed (candidate_1 uses seed + 1)")->capture_default_str()
+      ->check(unsigned_whole());
+  g->add_option("--batch-size", c.batch_size, "prompts generated together")->capture_default_str()->check(whole_in(1, 4096));
+  g->add_option("--min-confidence", c.min_confidence, "leave out pairs labeled with less confidence")
+      ->capture_default_str()->check(real_in(0.0, 1.0));
   g->add_flag("--keep-ties", c.keep_ties, "keep pairs the labeler cannot separate (choice by the judge's probability, else 0)");
-  g->add_option("--max-rows", c.max_rows, "use the first N rows only (0 = all)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  g->add_option("--max-rows", c.max_rows, "use the first N rows only (0 = all)")->capture_default_str()->check(whole_in(0, INT64_MAX));
   g->add_flag("--skip-invalid", c.skip_invalid, "leave out invalid prompt lines (counted) instead of failing");
   g->add_option("--dtype", c.dtype, "fp32, bf16, fp16")->capture_default_str();
   g->add_option("--device", c.device, "cpu, cuda, cuda:N")->capture_default_str();
-  g->add_option("--threads", f->threads, "CPU threads (0 = all cores)");
+  g->add_option("--threads", f->threads, "CPU threads (0 = all cores)")->check(whole_in(0, kMaxThreads));
   g->add_flag("--quiet,-q", f->quiet, "no progress bars");
   return {g, [f] { return run_label(*f); }};
 }

@@ -8,6 +8,7 @@
 #include "rlhf/pipeline/plan.h"
 #include "rlhf/pipeline/run.h"
 #include "rlhf/pipeline/status.h"
+#include "rlhf/util/interrupt.h"
 
 namespace rlhf::cli {
 namespace {
@@ -44,6 +45,7 @@ int run_pipeline_command(PipelineFlags& f) {
     return 0;
   }
   if (f.run->parsed()) {
+    interrupt::note_kept(fmt::format("the finished stages are kept in {}", f.run_dir));
     pipeline::RunResult r = pipeline::run_pipeline({.spec = f.spec, .run_dir = f.run_dir, .threads = f.threads, .progress = !f.quiet});
     size_t cached = 0;
     for (const auto& s : r.stages) cached += s.outcome == "cached";
@@ -77,12 +79,14 @@ Command add_pipeline(CLI::App& app) {
   f->run = p->add_subcommand("run", "run the stages, skipping those already done with the same inputs and parameters");
   f->run->add_option("spec", f->spec, "pipeline spec (YAML)")->required();
   f->run->add_option("--run-dir", f->run_dir, "where every stage's outputs, manifests and the report go")->required();
-  f->run->add_option("--threads", f->threads, "CPU threads (0 = the spec's advanced.threads, else all cores)");
+  f->run->add_option("--threads", f->threads, "CPU threads (0 = the spec's advanced.threads, else all cores)")
+      ->check(whole_in(0, kMaxThreads));
   f->run->add_flag("--quiet,-q", f->quiet, "no progress bars");
   f->status = p->add_subcommand("status", "each stage's state, times and headline metrics");
   f->status->add_option("run_dir", f->run_dir, "the run directory")->required();
   f->status->add_flag("--json", f->json, "print JSON");
-  return {p, [f] { return run_pipeline_command(*f); }};
+  return {p, [f] { return run_pipeline_command(*f); },
+          [f] { return f->run->parsed() ? Continuation::Same : Continuation::None; }};
 }
 
 }  // namespace rlhf::cli

@@ -76,18 +76,18 @@ Command add_sxs(CLI::App& app) {
   s->add_option("--reward-model", f->reward_model, "folder written by train-reward: score both responses");
   s->add_option("--max-words", f->max_words, "the summary counts responses longer than this")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(whole_in(0, INT32_MAX));
   s->add_option("--label-a", f->label_a, "name of A on the page (default: its model, else the file name)");
   s->add_option("--label-b", f->label_b, "name of B on the page");
   s->add_option("--join-on", f->join_on, "auto, inputs_pretokenized, input_text")->capture_default_str();
   s->add_flag("--skip-invalid", f->skip_invalid, "leave out invalid lines instead of stopping");
   s->add_option("--batch-size", f->batch_size, "sequences per reward-model forward")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(whole_in(1, 65536));
   s->add_option("--large-model-reference,--model,-m", f->common.model, "the reward model's base, when it moved");
   s->add_option("--dtype", f->common.dtype, "fp32, bf16")->capture_default_str();
   s->add_option("--device", f->common.device, "cpu, cuda, cuda:N")->capture_default_str();
-  s->add_option("--threads", f->common.threads, "CPU threads (0 = all cores)");
+  s->add_option("--threads", f->common.threads, "CPU threads (0 = all cores)")->check(whole_in(0, kMaxThreads));
   s->add_flag("--no-progress", f->no_progress, "no progress line while scoring");
   return {s, [f] { return run_sxs(*f); }};
 }

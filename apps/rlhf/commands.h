@@ -3,16 +3,36 @@
 #pragma once
 #include <CLI/CLI.hpp>
 
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
 
 namespace rlhf::cli {
 
+// What continues a command after Ctrl-C or SIGTERM (the line printed then names it).
+enum class Continuation {
+  None,    // nothing: it starts over
+  Same,    // the same command line (without --restart, which would discard what was kept)
+  Resume,  // the same command line with --resume
+};
+
 struct Command {
   CLI::App* sub = nullptr;
   std::function<int()> run;  // called when `sub` was parsed; returns the exit code
+  // Called after parsing; absent: Resume when `sub` has a --resume option, else None.
+  std::function<Continuation()> continuation = {};
 };
+
+// Flag checks that speak in plain numbers. A finite number in [lo, hi] (NaN and the
+// infinities are refused):
+CLI::Validator real_in(double lo, double hi);
+// A whole number in [lo, hi]; "-1" for a count is refused, never wrapped around:
+CLI::Validator whole_in(int64_t lo, int64_t hi);
+// A whole number from 0 to 2^64-1 (a seed); a minus sign is refused:
+CLI::Validator unsigned_whole();
+// --threads: 0 (all cores) to this many.
+inline constexpr int64_t kMaxThreads = 1024;
 
 // Flags every model-running command shares.
 struct CommonFlags {

@@ -3,9 +3,34 @@
 #include <torch/torch.h>
 
 #include <cstdio>
+#include <string_view>
 
 #include "commands.h"
 #include "rlhf/util/error.h"
+#include "rlhf/util/interrupt.h"
+
+namespace {
+
+// The command line that continues the parsed command after an interruption ("" = none).
+std::string continue_command(const rlhf::cli::Command& c, int argc, char** argv) {
+  using rlhf::cli::Continuation;
+  const Continuation how = c.continuation                            ? c.continuation()
+                           : c.sub->get_option_no_throw("--resume") ? Continuation::Resume
+                                                                     : Continuation::None;
+  if (how == Continuation::None) return "";
+  std::vector<const char*> args;
+  bool has_resume = false;
+  for (int i = 0; i < argc; ++i) {
+    const std::string_view a = argv[i];
+    if (i > 0 && how == Continuation::Same && a == "--restart") continue;
+    has_resume = has_resume || (i > 0 && (a == "--resume" || a.starts_with("--resume=")));
+    args.push_back(argv[i]);
+  }
+  if (how == Continuation::Resume && !has_resume) args.push_back("--resume");
+  return rlhf::interrupt::quote_command_line(static_cast<int>(args.size()), args.data());
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"rlhf: tune a language model to human preferences (RLHF), natively"};
@@ -35,8 +60,12 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
   try {
-    for (auto& c : commands)
-      if (c.sub->parsed()) return c.run();
+    for (auto& c : commands) {
+      if (!c.sub->parsed()) continue;
+      rlhf::interrupt::install(continue_command(c, argc, argv));
+      if (c.sub->get_option_no_throw("--resume")) rlhf::interrupt::note_kept("no new checkpoint was written");
+      return c.run();
+    }
   } catch (const rlhf::Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;

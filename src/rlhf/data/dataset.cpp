@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 #include <initializer_list>
+#include <memory>
 #include <optional>
 #include <string_view>
 
@@ -13,7 +14,9 @@
 
 #include "rlhf/text/utf8.h"
 #include "rlhf/util/error.h"
+#include "rlhf/util/json_file.h"
 #include "rlhf/util/mapped_file.h"
+#include "rlhf/util/path_kind.h"
 
 namespace rlhf::data {
 namespace {
@@ -252,7 +255,9 @@ json parse_line(std::string_view line) {
   }
   json j;
   try {
-    j = json::parse(line);
+    j = parse_json_unique_keys(line);
+  } catch (const RepeatedKeyError& e) {
+    bad("key '{}' appears twice in the line's JSON (which value is meant is ambiguous); keep one", e.key());
   } catch (const json::parse_error& e) {
     // "[json.exception.parse_error.101] parse error at line 1, column 5: ..." -> "column 5: ...",
     // kept short: its "last read" excerpt can be most of the line.
@@ -270,6 +275,24 @@ bool is_blank_line(std::string_view line) {
   return line.find_first_not_of(" \t\r\n\f\v") == std::string_view::npos;
 }
 
+// The refusal of a path that is neither a regular file nor a folder (nor missing).
+[[noreturn]] void not_a_dataset_file(const std::string& path, const PathInfo& info) {
+  fail("{}: this path is {}; a dataset is a JSONL file, a folder of them or a glob", path, info.words);
+}
+
+// A dataset file, mapped: checked to be a regular file first (opening a FIFO would wait for
+// a writer), and at most kMaxFileBytes.
+std::shared_ptr<MappedFile> open_dataset_file(const std::string& path) {
+  const PathInfo info = inspect_path(path);
+  if (info.kind == PathKind::Missing) fail("{}: no such file", path);
+  if (info.kind != PathKind::File) not_a_dataset_file(path, info);
+  std::error_code ec;
+  uintmax_t size = std::filesystem::file_size(path, ec);
+  if (ec) fail("{}: cannot read: {}", path, ec.message());
+  if (size > kMaxFileBytes) fail("{}: file is {} bytes; dataset files are limited to 4 GiB (split it)", path, size);
+  return MappedFile::open(path);
+}
+
 // Reads every line of the files `spec` names. parse(object) builds a row or throws BadLine;
 // the problems are collected and reported as ReadOptions asks.
 template <class Row, class Parse>
@@ -280,11 +303,7 @@ std::vector<Row> read_rows(const std::string& spec, const ReadOptions& options, 
   std::vector<Row> rows;
   size_t lines = 0, problems = 0;
   for (const std::string& path : r.files) {
-    std::error_code ec;
-    uintmax_t size = std::filesystem::file_size(path, ec);
-    if (ec) fail("{}: cannot read: {}", path, ec.message());
-    if (size > kMaxFileBytes) fail("{}: file is {} bytes; dataset files are limited to 4 GiB (split it)", path, size);
-    auto file = MappedFile::open(path);
+    auto file = open_dataset_file(path);
     std::string_view text(reinterpret_cast<const char*>(file->data()), file->size());
     size_t number = 0;
     for (size_t begin = 0; begin < text.size();) {
@@ -352,25 +371,37 @@ class SplitMix64 {
 
 std::vector<std::string> expand_paths(const std::string& spec) {
   namespace fs = std::filesystem;
-  std::error_code ec;
-  if (fs::is_regular_file(spec, ec)) return {spec};
-  if (fs::is_directory(spec, ec)) {
+  const PathInfo info = inspect_path(spec);
+  if (info.kind == PathKind::File) return {spec};
+  if (info.kind == PathKind::Folder) {
     std::vector<std::string> files;
-    for (const auto& e : fs::directory_iterator(spec, ec))
-      if (e.path().extension() == ".jsonl" && e.is_regular_file(ec)) files.push_back(e.path().string());
+    std::error_code ec;
+    for (fs::directory_iterator it(spec, ec), end; !ec && it != end; it.increment(ec)) {
+      if (it->path().extension() != ".jsonl") continue;
+      const std::string path = it->path().string();
+      const PathInfo entry = inspect_path(path);
+      if (entry.kind == PathKind::File) files.push_back(path);
+      else if (entry.kind != PathKind::Folder) not_a_dataset_file(path, entry);
+    }
     if (ec) fail("{}: cannot list the folder: {}", spec, ec.message());
     if (files.empty()) fail("{}: the folder holds no *.jsonl files", spec);
     std::sort(files.begin(), files.end());
     return files;
   }
+  if (info.kind == PathKind::Other) not_a_dataset_file(spec, info);
   if (spec.find_first_of("*?[") == std::string::npos) fail("{}: no such file or folder", spec);
   glob_t g{};
   int rc = ::glob(spec.c_str(), 0, nullptr, &g);
   std::vector<std::string> files;
-  for (size_t i = 0; rc == 0 && i < g.gl_pathc; ++i)
-    if (fs::is_regular_file(g.gl_pathv[i], ec)) files.push_back(g.gl_pathv[i]);
+  std::optional<std::pair<std::string, PathInfo>> special;  // the first match that is not a file
+  for (size_t i = 0; rc == 0 && i < g.gl_pathc; ++i) {
+    const PathInfo match = inspect_path(g.gl_pathv[i]);
+    if (match.kind == PathKind::File) files.push_back(g.gl_pathv[i]);
+    else if (match.kind == PathKind::Other && !special) special.emplace(g.gl_pathv[i], match);
+  }
   ::globfree(&g);
   if (rc != 0 && rc != GLOB_NOMATCH) fail("{}: cannot expand the pattern (glob error {})", spec, rc);
+  if (special) not_a_dataset_file(special->first, special->second);
   if (files.empty()) fail("{}: no file matches this pattern", spec);
   std::sort(files.begin(), files.end());
   return files;
@@ -402,7 +433,7 @@ std::vector<ScoredRow> read_scored_dataset(const std::string& spec, const ReadOp
 
 bool has_preference_fields(const std::string& spec) {
   for (const std::string& path : expand_paths(spec)) {
-    auto file = MappedFile::open(path);
+    auto file = open_dataset_file(path);
     std::string_view text(reinterpret_cast<const char*>(file->data()), file->size());
     for (size_t begin = 0; begin < text.size();) {
       size_t end = std::min(text.find('\n', begin), text.size());

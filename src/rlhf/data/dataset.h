@@ -8,7 +8,9 @@
 //               the seed's or the common completion fields
 //   prompt      {"input_text"} or {"prompt"} or {"messages", "context"?}, or the seed's
 //               bulk-inference output {"inputs": {"inputs_pretokenized"}, "prediction"}
-// A path may be a file, a directory (its *.jsonl files, sorted) or a glob.
+// A path may be a file, a directory (its *.jsonl files, sorted) or a glob; anything else
+// there (a device, a FIFO, a socket, a symbolic-link loop) is refused, naming what it is.
+// A line whose JSON repeats a key in one object is invalid (which value is meant is ambiguous).
 // Every problem names file:line and the field; by default the first problem stops the read
 // (after the whole dataset was checked, all problems listed), with skip_invalid the bad lines
 // are counted and left out.
@@ -67,7 +69,8 @@ struct ReadReport {
 };
 
 // The files a path names: itself, a directory's *.jsonl (sorted), or a glob's matches
-// (sorted). Throws rlhf::Error when nothing matches.
+// (sorted; folders among them left out). Throws rlhf::Error when nothing matches, and when a
+// path or a match is neither a regular file nor a folder.
 std::vector<std::string> expand_paths(const std::string& spec);
 
 // Readers. Throw rlhf::Error listing the problems (up to 20, then a count) unless

@@ -1,6 +1,5 @@
 #include "rlhf/eval/autosxs.h"
 
-#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
@@ -12,6 +11,9 @@
 
 #include "rlhf/util/error.h"
 #include "rlhf/util/fs.h"
+#include "rlhf/util/json_file.h"
+#include "rlhf/util/output_dir.h"
+#include "rlhf/util/path_kind.h"
 
 namespace rlhf::eval {
 namespace fs = std::filesystem;
@@ -170,17 +172,21 @@ std::vector<AutoSxsRow> read_autosxs_input(const std::string& path, const AutoSx
       if (problems && problems->size() < 20) problems->push_back(e.what());
     }
   };
-  std::error_code ec;
-  if (!fs::is_regular_file(path, ec)) fail("{}: no such file", path);
+  const PathInfo info = inspect_path(path);
+  if (info.kind == PathKind::Missing) fail("{}: no such file", path);
+  if (info.kind != PathKind::File) fail("{}: this path is {}, not a file of rows to judge", path, info.words);
   const std::string text = read_file(path, kMaxInputBytes);
   std::vector<AutoSxsRow> rows;
   size_t first = text.find_first_not_of(" \t\r\n");
   if (first != std::string::npos && text[first] == '[') {
     json arr;
     try {
-      arr = json::parse(text);
+      arr = parse_json_unique_keys(text);
     } catch (const json::parse_error& e) {
       fail("{}: not valid JSON: {}", path, e.what());
+    } catch (const RepeatedKeyError& e) {
+      fail("{}:{}: key '{}' appears twice in one object (which value is meant is ambiguous); keep one", path, e.line(),
+           e.key());
     }
     if (!arr.is_array()) fail("{}: not a JSON array of rows", path);
     for (size_t i = 0; i < arr.size(); ++i)
@@ -196,9 +202,11 @@ std::vector<AutoSxsRow> read_autosxs_input(const std::string& path, const AutoSx
       take(rows, [&] {
         json row;
         try {
-          row = json::parse(line);
+          row = parse_json_unique_keys(line);
         } catch (const json::parse_error& e) {
           fail("{}: not valid JSON: {}", where, e.what());
+        } catch (const RepeatedKeyError& e) {
+          fail("{}: key '{}' appears twice in one object (which value is meant is ambiguous); keep one", where, e.key());
         }
         return parse_row(row, cols, where, number);
       });
@@ -302,25 +310,14 @@ void write_autosxs_files(const std::string& dir, const std::vector<Judgment>& ju
   write_file_atomic((out / "metrics.json").string(), summary.to_json().dump(2) + "\n");
 }
 
+void claim_autosxs_output(const std::string& dir) {
+  claim_output_dir(dir, {.command = "autosxs", .own = {"judgments.jsonl", "metrics.json"}, .resume = true});
+}
+
 void write_autosxs_output(const std::string& dir, const std::vector<Judgment>& judgments,
                           const AutoSxsSummary& summary) {
-  const fs::path out(dir);
-  std::error_code ec;
-  if (fs::exists(out, ec) && !(fs::is_directory(out) && (fs::is_empty(out) || fs::exists(out / "metrics.json"))))
-    fail("{}: exists and is not an earlier autosxs output (no metrics.json); choose another --output", dir);
-  const fs::path parent = out.has_parent_path() ? out.parent_path() : fs::path(".");
-  fs::create_directories(parent, ec);
-  const fs::path tmp = parent / fmt::format(".{}.tmp-{}", out.filename().string(), ::getpid());
-  fs::remove_all(tmp, ec);
-  fs::create_directories(tmp);
-  try {
-    write_autosxs_files(tmp.string(), judgments, summary);
-    fs::remove_all(out, ec);
-    fs::rename(tmp, out);
-  } catch (...) {
-    fs::remove_all(tmp, ec);
-    throw;
-  }
+  claim_autosxs_output(dir);
+  write_autosxs_files(dir, judgments, summary);
 }
 
 }  // namespace rlhf::eval

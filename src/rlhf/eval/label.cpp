@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <fstream>
 #include <optional>
 
 #include <fmt/format.h>
@@ -14,6 +15,8 @@
 #include "rlhf/eval/rules.h"
 #include "rlhf/util/error.h"
 #include "rlhf/util/fs.h"
+#include "rlhf/util/json_file.h"
+#include "rlhf/util/output_dir.h"
 #include "rlhf/util/progress.h"
 
 namespace rlhf::eval {
@@ -34,16 +37,39 @@ std::string judge_context(const data::PromptText& p, const std::string& instruct
   return instruction.empty() ? body : instruction + "\n\n" + body;
 }
 
+// True when the file's first line reads as a line this command writes (the seed's preference
+// fields plus "labeler": "rule:..." or "judge:...").
+bool is_label_output(const std::string& path) {
+  constexpr size_t kMaxLine = size_t(64) << 20;
+  std::ifstream in(path, std::ios::binary);
+  std::string line;
+  char c;
+  while (in.get(c) && c != '\n' && line.size() < kMaxLine) line += c;
+  try {
+    const json j = parse_json_unique_keys(line);
+    if (!j.is_object()) return false;
+    auto labeler = j.find("labeler");
+    return labeler != j.end() && labeler->is_string() &&
+           (labeler->get<std::string>().starts_with("rule:") || labeler->get<std::string>().starts_with("judge:")) &&
+           j.contains("candidate_0") && j.contains("candidate_1") && j.contains("choice");
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
 void check(const LabelConfig& c) {
   if (c.prompt_dataset.empty() == c.pairs.empty()) fail("give one of --prompt-dataset (sample candidates) and --pairs (label existing pairs)");
   if (c.rule.empty() == c.judge.empty()) fail("give one labeler: --rule R or --judge MODEL");
   if (c.output.empty()) fail("--output is required");
-  if (c.min_confidence < 0 || c.min_confidence > 1) fail("--min-confidence must be in [0, 1]");
+  if (!(c.min_confidence >= 0 && c.min_confidence <= 1)) fail("--min-confidence must be a number from 0 to 1");
+  if (!(c.top_p >= 0 && c.top_p <= 1)) fail("--top-p must be a number from 0 to 1");
   if (c.batch_size < 1) fail("--batch-size must be at least 1");
   if (c.max_new_tokens < 1) fail("--max-new-tokens must be at least 1");
-  if (c.temperature_0 < 0 || c.temperature_1 < 0) fail("--temperatures must not be negative");
+  for (double t : {c.temperature_0, c.temperature_1})
+    if (!(t >= 0 && t <= 100)) fail("--temperatures must be numbers from 0 to 100, got {}", t);
   if (!c.pairs.empty() && (!c.model_b.empty() || !c.adapter.empty() || !c.adapter_b.empty()))
     fail("--pairs labels existing candidates: --adapter, --model-b and --adapter-b do not apply");
+  claim_output_file(c.output, "label", "--output", is_label_output);
 }
 
 struct Candidates {

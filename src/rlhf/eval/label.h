@@ -6,7 +6,8 @@
 //   input_text, candidate_0, candidate_1, choice (0|1), confidence, labeler
 // Ties (rule undecided, judge readings in disagreement, identical candidates) are left out
 // unless keep_ties (then choice follows the judge's probability, or 0), and so are pairs
-// with confidence below min_confidence. The file is written atomically at the end.
+// with confidence below min_confidence. The file is written atomically at the end; an existing
+// file there is replaced only when it is an earlier label output (checked before any work).
 #pragma once
 #include <cstdint>
 #include <string>

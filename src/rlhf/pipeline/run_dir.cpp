@@ -8,6 +8,7 @@
 #include "rlhf/util/error.h"
 #include "rlhf/util/fs.h"
 #include "rlhf/util/json_file.h"
+#include "rlhf/util/output_dir.h"
 
 namespace rlhf::pipeline {
 namespace fs = std::filesystem;
@@ -52,6 +53,15 @@ Manifest Manifest::from_json(const json& j, const std::string& source) {
   if (auto it = j.find("wall_seconds"); it != j.end() && it->is_number()) m.wall_seconds = it->get<double>();
   if (auto it = j.find("attempts"); it != j.end() && it->is_number_integer()) m.attempts = it->get<int64_t>();
   return m;
+}
+
+void claim_run_dir(const std::string& run_dir) {
+  claim_output_dir(run_dir, {.command = "pipeline run",
+                             .own = {"spec.yaml", "plan.json", "report.html", ".lock", "tensorboard", "validate",
+                                     "label", "train_reward", "train_policy", "infer_untuned", "infer_tuned", "sxs",
+                                     "autosxs", "export"},
+                             .resume = true,
+                             .flag = "--run-dir"});
 }
 
 std::string stage_dir(const std::string& run_dir, const std::string& stage) { return (fs::path(run_dir) / stage).string(); }

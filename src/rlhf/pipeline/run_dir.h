@@ -5,6 +5,8 @@
 //   DIR/<stage>/...               the stage's outputs (see plan.h for each stage's)
 //   DIR/tensorboard/<stage>/      the trainers' TensorBoard event files
 //   DIR/report.html               the report (report.h)
+//   DIR/.rlhf, DIR/.lock          the folder's marker (output_dir.h) and the run's lock
+// Only a new or empty folder, or an earlier run's, becomes a run directory (claim_run_dir).
 // A stage is done when its manifest says "done" with the key the plan computes now; a
 // manifest with another key, or "running"/"failed", means the stage runs (again). A stage
 // that was killed resumes from its own checkpoints when its key is unchanged.
@@ -36,6 +38,11 @@ struct Manifest {
   nlohmann::json to_json() const;
   static Manifest from_json(const nlohmann::json& j, const std::string& source);
 };
+
+// Makes run_dir a run directory: creates it, or accepts an empty folder or an earlier run's
+// (whose stages the plan's keys then reuse). Throws rlhf::Error, touching nothing, when it is
+// not a folder or holds anything else (naming the first such entry).
+void claim_run_dir(const std::string& run_dir);
 
 std::string stage_dir(const std::string& run_dir, const std::string& stage);
 std::string manifest_path(const std::string& run_dir, const std::string& stage);

@@ -10,6 +10,7 @@
 
 #include "rlhf/util/error.h"
 #include "rlhf/util/fs.h"
+#include "rlhf/util/interrupt.h"
 
 namespace rlhf::checkpoint {
 namespace fs = std::filesystem;
@@ -43,6 +44,7 @@ void save(const std::string& root, int64_t step, int64_t keep, const json& train
   write_file_atomic((tmp / "trainer_state.json").string(), trainer_state.dump(2) + "\n");
   fs::remove_all(final_dir);
   fs::rename(tmp, final_dir);
+  interrupt::note_kept(fmt::format("checkpoint {} kept in {}", step_name(step), root));
   std::vector<std::string> steps;
   for (const auto& e : fs::directory_iterator(dir)) {
     const std::string name = e.path().filename().string();

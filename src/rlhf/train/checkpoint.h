@@ -18,7 +18,8 @@ std::string step_name(int64_t step);  // "step-0000042"
 std::string latest(const std::string& root);
 
 // Writes root/checkpoints/step-N: `write(dir)` fills a temporary folder (trainer_state.json
-// is written by this function, last), which is then renamed. Keeps the newest `keep`.
+// is written by this function, last), which is then renamed. Keeps the newest `keep`. The line
+// printed on an interruption then names this checkpoint (interrupt.h).
 void save(const std::string& root, int64_t step, int64_t keep, const nlohmann::json& trainer_state,
           const std::function<void(const std::string& dir)>& write);
 
