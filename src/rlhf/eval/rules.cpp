@@ -6,6 +6,7 @@
 #include <cctype>
 #include <charconv>
 
+#include "rlhf/text/words.h"
 #include "rlhf/util/error.h"
 
 namespace rlhf::eval {
@@ -67,10 +68,10 @@ RuleLabel LabelRule::label(const std::string& c0, const std::string& c1) const {
   };
   switch (kind_) {
     case Kind::MaxWords:
-      return decide(size_t(count_words(c0)) <= max_words_, size_t(count_words(c1)) <= max_words_);
+      return decide(size_t(text::count_words(c0)) <= max_words_, size_t(text::count_words(c1)) <= max_words_);
     case Kind::Regex: return decide(pattern_->matches(c0), pattern_->matches(c1));
     case Kind::PreferShorter: {
-      const size_t w0 = size_t(count_words(c0)), w1 = size_t(count_words(c1));
+      const size_t w0 = size_t(text::count_words(c0)), w1 = size_t(text::count_words(c1));
       if (w0 != w1) {
         const double conf = 1.0 - double(std::min(w0, w1)) / double(std::max(w0, w1));
         return {w0 < w1 ? Choice::A : Choice::B, conf};

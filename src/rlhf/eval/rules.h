@@ -3,14 +3,14 @@
 //   regex=PATTERN   the candidate that matches PATTERN (PCRE2, anywhere in the text) wins;
 //                   both or neither: a tie
 //   prefer-shorter  the candidate with fewer words wins (then fewer characters); equal: a tie
-// Words are whitespace-separated. A decisive label has confidence 1, except prefer-shorter,
-// whose confidence is the relative difference in length (1 - shorter/longer).
+// Words as text::count_words counts them (Python's str.split()). A decisive label has
+// confidence 1, except prefer-shorter, whose confidence is the relative difference in length
+// (1 - shorter/longer).
 #pragma once
 #include <memory>
 #include <string>
 
 #include "rlhf/eval/metrics.h"
-#include "rlhf/eval/sxs.h"  // count_words
 
 namespace rlhf::eval {
 

@@ -10,6 +10,9 @@
 #include <fmt/format.h>
 
 #include "rlhf/text/utf8.h"
+#include "rlhf/text/words.h"
+#include "rlhf/util/csv.h"
+#include "rlhf/util/html.h"
 #include "rlhf/util/error.h"
 #include "rlhf/util/fs.h"
 
@@ -56,53 +59,11 @@ bool python_space_at(std::string_view s, size_t i, size_t* len) {
   return st.valid && text::utf8::is_python_space(st.cp);
 }
 
-std::string percent(double share) { return fmt::format("{:.1f} %", 100.0 * share); }
-
 std::string score_text(const std::optional<double>& s) { return s ? fmt::format("{:.3f}", *s) : std::string("-"); }
 
 std::string json_line(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 }  // namespace
-
-int64_t count_words(std::string_view s) {
-  int64_t n = 0;
-  bool in_word = false;
-  for (size_t i = 0; i < s.size();) {
-    size_t len = 1;
-    const bool space = python_space_at(s, i, &len);
-    if (!space && !in_word) ++n;
-    in_word = !space;
-    i += len;
-  }
-  return n;
-}
-
-std::string html_escape(std::string_view s) {
-  std::string out;
-  out.reserve(s.size() + s.size() / 8);
-  for (char c : s) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out += c;
-    }
-  }
-  return out;
-}
-
-std::string csv_field(std::string_view s) {
-  if (s.find_first_of(",\"\r\n") == std::string_view::npos) return std::string(s);
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"') out += '"';
-    out += c;
-  }
-  out += '"';
-  return out;
-}
 
 SxsSide read_sxs_side(const std::string& path, const SxsReadOptions& options, size_t* skipped) {
   data::ReadOptions ro;
@@ -195,8 +156,8 @@ SxsTable join_sxs(SxsSide a, SxsSide b, JoinOn on) {
     row.input_text = ra.has_dataset_prompt ? prompt_text(ra.prompt) : ra.pretokenized;
     row.response_a = ra.response;
     row.response_b = rb.response;
-    row.words_a = count_words(ra.response);
-    row.words_b = count_words(rb.response);
+    row.words_a = text::count_words(ra.response);
+    row.words_b = text::count_words(rb.response);
     row.a = i;
     row.b = j;
     t.rows.push_back(std::move(row));
@@ -331,36 +292,39 @@ std::string sxs_csv(const SxsTable& t) {
   return out;
 }
 
+std::string sxs_table_html(const std::vector<SxsRow>& rows, const std::string& label_a, const std::string& label_b,
+                           int64_t max_words, bool scored) {
+  std::string h = "<table class=\"sxs\" id=\"sxs\">\n<colgroup><col class=\"n\"><col><col><col><col class=\"num\"><col class=\"num\">";
+  if (scored) h += "<col class=\"num\"><col class=\"num\">";
+  h += "</colgroup>\n<thead><tr><th>#</th><th>prompt</th>";
+  h += fmt::format("<th>response A<br><small>{}</small></th><th>response B<br><small>{}</small></th>",
+                   html::escape(label_a), html::escape(label_b));
+  h += "<th>words A</th><th>words B</th>";
+  if (scored) h += "<th>reward A</th><th>reward B</th>";
+  h += "</tr></thead>\n<tbody>\n";
+  auto text = [](const std::string& s) { return "<div class=\"text\">" + html::escape(s) + "</div>"; };
+  auto over = [&](int64_t words) { return words > max_words ? " over" : ""; };
+  for (const auto& r : rows) {
+    const std::string id = r.id.is_string() ? r.id.get<std::string>() : json_line(r.id);
+    h += fmt::format("<tr><td>{}</td><td>{}</td><td class=\"a\">{}</td><td class=\"b\">{}</td>", html::escape(id),
+                     text(r.input_text), text(r.response_a), text(r.response_b));
+    h += fmt::format("<td class=\"num{}\">{}</td><td class=\"num{}\">{}</td>", over(r.words_a), r.words_a,
+                     over(r.words_b), r.words_b);
+    if (scored) {
+      const bool a_best = r.score_a && r.score_b && *r.score_a > *r.score_b;
+      const bool b_best = r.score_a && r.score_b && *r.score_b > *r.score_a;
+      h += fmt::format("<td class=\"num{}\">{}</td><td class=\"num{}\">{}</td>", a_best ? " best" : "",
+                       score_text(r.score_a), b_best ? " best" : "", score_text(r.score_b));
+    }
+    h += "</tr>\n";
+  }
+  h += "</tbody>\n</table>\n";
+  return h;
+}
+
 std::string sxs_html(const SxsTable& t, const SxsSummary& s) {
-  const std::string la = html_escape(s.a.label), lb = html_escape(s.b.label);
-  std::string h;
-  h += "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n";
-  h += "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n";
-  h += fmt::format("<title>Side by side: {} vs {}</title>\n", la, lb);
-  h += R"(<style>
-body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1d2330; background: #f6f7f9; margin: 24px; }
-h1 { font-size: 22px; margin: 0 0 16px; }
-table { border-collapse: collapse; background: #fff; }
-th, td { border: 1px solid #d5d9e0; padding: 6px 9px; vertical-align: top; text-align: left; }
-thead th { background: #2f3b52; color: #fff; position: sticky; top: 0; }
-.summary { margin-bottom: 12px; }
-.summary th { background: #e9edf3; }
-.summary thead th { background: #2f3b52; color: #fff; min-width: 2em; }
-.summary td.a, .sxs td.a { border-left: 4px solid #3d7be0; }
-.summary td.b, .sxs td.b { border-left: 4px solid #e0863d; }
-.notes { margin: 0 0 20px; color: #4a5366; }
-.notes .warn { color: #a03a10; }
-.sxs { width: 100%; table-layout: fixed; }
-.sxs col.n { width: 3em; } .sxs col.num { width: 6.5em; }
-.text { white-space: pre-wrap; overflow-wrap: anywhere; max-height: 24em; overflow: auto; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-td.over { background: #fde8e1; }
-td.best { background: #e3f4e3; font-weight: 600; }
-tbody tr:nth-child(even) td:not(.over):not(.best) { background: #fafbfc; }
-</style>
-</head>
-<body>
-)";
+  const std::string la = html::escape(s.a.label), lb = html::escape(s.b.label);
+  std::string h = html::page_start(fmt::format("Side by side: {} vs {}", s.a.label, s.b.label));
   h += "<h1>Side by side</h1>\n";
   // Summary: one column per side.
   h += "<table class=\"summary\">\n<thead><tr><th></th><th>A</th><th>B</th></tr></thead>\n<tbody>\n";
@@ -368,50 +332,28 @@ tbody tr:nth-child(even) td:not(.over):not(.best) { background: #fafbfc; }
     h += fmt::format("<tr><th>{}</th><td class=\"a\">{}</td><td class=\"b\">{}</td></tr>\n", name, va, vb);
   };
   line("model", la, lb);
-  line("file", html_escape(s.a.file), html_escape(s.b.file));
+  line("file", html::escape(s.a.file), html::escape(s.b.file));
   line("rows read", std::to_string(s.a.rows_read), std::to_string(s.b.rows_read));
   line("mean words", fmt::format("{:.1f}", s.a.mean_words), fmt::format("{:.1f}", s.b.mean_words));
-  line(fmt::format("over {} words", s.max_words), percent(s.a.over_max_words), percent(s.b.over_max_words));
+  line(fmt::format("over {} words", s.max_words), html::percent(s.a.over_max_words), html::percent(s.b.over_max_words));
   if (t.scored()) {
     line("mean reward", score_text(s.a.mean_score), score_text(s.b.mean_score));
-    line("reward higher", percent(s.a_higher.value_or(0)), percent(s.b_higher.value_or(0)));
+    line("reward higher", html::percent(s.a_higher.value_or(0)), html::percent(s.b_higher.value_or(0)));
   }
   h += "</tbody>\n</table>\n<div class=\"notes\">\n";
-  h += fmt::format("<p>{} prompts, joined on {}.", s.rows, html_escape(s.join_on));
+  h += fmt::format("<p>{} prompts, joined on {}.", s.rows, html::escape(s.join_on));
   if (t.scored())
     h += fmt::format(" Scores from the reward model {}; B's score is higher on {} of the prompts, A's on {}, equal on {}.",
-                     html_escape(s.reward_model), percent(s.b_higher.value_or(0)), percent(s.a_higher.value_or(0)),
-                     percent(s.ties.value_or(0)));
+                     html::escape(s.reward_model), html::percent(s.b_higher.value_or(0)),
+                     html::percent(s.a_higher.value_or(0)), html::percent(s.ties.value_or(0)));
   h += "</p>\n";
   if (s.a.unmatched || s.b.unmatched)
     h += fmt::format("<p class=\"warn\">Left out: {} rows of A whose prompt is not in B, {} rows of B whose prompt is "
                      "not in A.</p>\n",
                      s.a.unmatched, s.b.unmatched);
   h += "</div>\n";
-  // The table.
-  h += "<table class=\"sxs\" id=\"sxs\">\n<colgroup><col class=\"n\"><col><col><col><col class=\"num\"><col class=\"num\">";
-  if (t.scored()) h += "<col class=\"num\"><col class=\"num\">";
-  h += "</colgroup>\n<thead><tr><th>#</th><th>prompt</th>";
-  h += fmt::format("<th>response A<br><small>{}</small></th><th>response B<br><small>{}</small></th>", la, lb);
-  h += "<th>words A</th><th>words B</th>";
-  if (t.scored()) h += "<th>reward A</th><th>reward B</th>";
-  h += "</tr></thead>\n<tbody>\n";
-  for (const auto& r : t.rows) {
-    const std::string id = r.id.is_string() ? r.id.get<std::string>() : json_line(r.id);
-    h += fmt::format("<tr><td>{}</td><td><div class=\"text\">{}</div></td>", html_escape(id),
-                     html_escape(r.input_text));
-    h += fmt::format("<td class=\"a\"><div class=\"text\">{}</div></td><td class=\"b\"><div class=\"text\">{}</div></td>",
-                     html_escape(r.response_a), html_escape(r.response_b));
-    h += fmt::format("<td class=\"num{}\">{}</td><td class=\"num{}\">{}</td>", r.words_a > s.max_words ? " over" : "",
-                     r.words_a, r.words_b > s.max_words ? " over" : "", r.words_b);
-    if (t.scored()) {
-      const double sa = r.score_a.value_or(0), sb = r.score_b.value_or(0);
-      h += fmt::format("<td class=\"num{}\">{}</td><td class=\"num{}\">{}</td>", sa > sb ? " best" : "",
-                       score_text(r.score_a), sb > sa ? " best" : "", score_text(r.score_b));
-    }
-    h += "</tr>\n";
-  }
-  h += "</tbody>\n</table>\n</body>\n</html>\n";
+  h += sxs_table_html(t.rows, s.a.label, s.b.label, s.max_words, t.scored());
+  h += html::page_end();
   return h;
 }
 
@@ -419,15 +361,15 @@ std::string format_sxs_summary(const SxsSummary& s) {
   std::string out = fmt::format("side by side: {} prompts, joined on {}\n", s.rows, s.join_on);
   auto side = [&](const char* name, const SxsSideSummary& x) {
     out += fmt::format("  {}  {} ({}): mean {:.1f} words, {} over {} words", name, x.label, x.file, x.mean_words,
-                       percent(x.over_max_words), s.max_words);
+                       html::percent(x.over_max_words), s.max_words);
     if (x.mean_score) out += fmt::format(", mean reward {:.3f}", *x.mean_score);
     out += '\n';
   };
   side("A", s.a);
   side("B", s.b);
   if (s.b_higher)
-    out += fmt::format("  B's reward higher on {} of the prompts (A's {}, equal {})\n", percent(*s.b_higher),
-                       percent(s.a_higher.value_or(0)), percent(s.ties.value_or(0)));
+    out += fmt::format("  B's reward higher on {} of the prompts (A's {}, equal {})\n", html::percent(*s.b_higher),
+                       html::percent(s.a_higher.value_or(0)), html::percent(s.ties.value_or(0)));
   if (s.a.unmatched || s.b.unmatched)
     out += fmt::format("  left out: {} rows only in A, {} rows only in B\n", s.a.unmatched, s.b.unmatched);
   return out;

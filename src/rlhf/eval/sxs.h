@@ -116,12 +116,11 @@ std::string format_sxs_summary(const SxsSummary& summary);
 // these files (an earlier sxs output); otherwise rlhf::Error.
 void write_sxs_output(const std::string& dir, const SxsTable& table, const SxsSummary& summary);
 
-// Whitespace-separated words (Python's len(s.split())).
-int64_t count_words(std::string_view s);
-// &, <, >, " and ' as character references.
-std::string html_escape(std::string_view s);
-// One CSV field: quoted (quotes doubled) when it holds a comma, a quote, CR or LF.
-std::string csv_field(std::string_view s);
+// The side-by-side table as HTML (<table class="sxs" id="sxs">, the classes of html.h's
+// stylesheet), one line per row in order: words over max_words marked; with scores, the
+// higher of the two marked. The sxs page and the run report both show it.
+std::string sxs_table_html(const std::vector<SxsRow>& rows, const std::string& label_a, const std::string& label_b,
+                           int64_t max_words, bool scored);
 
 // The prompt a reward model scores a row's response with. The reward model prepends its own
 // instruction, so it gets the dataset prompt when the row has one. A row with only

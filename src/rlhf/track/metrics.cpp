@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "rlhf/util/csv.h"
 #include "rlhf/util/error.h"
 #include "rlhf/util/fs.h"
 
@@ -27,14 +28,6 @@ std::string number_text(double v, bool json) {
   if (std::isfinite(v)) return fmt::format("{}", v);
   if (json) return "null";
   return std::isnan(v) ? "nan" : (v > 0 ? "inf" : "-inf");
-}
-
-// A CSV field, quoted when it holds a comma, quote or line break.
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
-  std::string q = "\"";
-  for (char c : s) q += (c == '"') ? std::string("\"\"") : std::string(1, c);
-  return q + "\"";
 }
 
 std::optional<int64_t> leading_int(std::string_view s) {

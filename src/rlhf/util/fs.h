@@ -12,6 +12,10 @@ std::string read_file(const std::string& path, size_t max_bytes = size_t(1) << 3
 // Writes bytes to path atomically (path.tmp.<pid> + fsync + rename). Creates parent folders.
 void write_file_atomic(const std::string& path, std::string_view bytes);
 
+// Writes all of bytes to the open file descriptor fd: short writes continue, EINTR retries.
+// Throws rlhf::Error naming `path` (what fd is, for the message) and the system's reason.
+void write_all(int fd, std::string_view bytes, std::string_view path);
+
 // ~/.cache/rlhf (or $RLHF_CACHE, or $XDG_CACHE_HOME/rlhf).
 std::string cache_dir();
 
