@@ -4,7 +4,7 @@
 #include <memory>
 
 #include "commands.h"
-#include "rlhf/model/export.h"
+#include "rlhf/export/export.h"
 
 namespace rlhf::cli {
 namespace {

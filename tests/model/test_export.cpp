@@ -15,13 +15,13 @@
 #include <tuple>
 #include <set>
 
-#include "rlhf/model/export.h"
+#include "rlhf/export/export.h"
 #include "rlhf/model/loader.h"
 #include "rlhf/model/model.h"
 #include "rlhf/model/safetensors.h"
 #include "rlhf/train/adapter_io.h"
-#include "rlhf/train/reward_artifact.h"
 #include "rlhf/train/reward_model.h"
+#include "rlhf/train/trained_folder.h"
 #include "rlhf/util/error.h"
 #include "test_util.h"
 #include "tiny_model.h"
@@ -43,8 +43,9 @@ struct Trained {
   const LoraAdapter* policy_adapter = nullptr;
 };
 
-RewardModelInfo base_info(const Trained& t, const LoraConfig& lora) {
-  RewardModelInfo info;
+TrainedFolder base_info(const Trained& t, const LoraConfig& lora, TrainedFolder::Kind kind) {
+  TrainedFolder info;
+  info.kind = kind;
   info.base_reference = t.base.string();
   info.base_path = t.base.string();
   info.base_format = "hf";
@@ -52,7 +53,7 @@ RewardModelInfo base_info(const Trained& t, const LoraConfig& lora) {
   info.lora = lora;
   info.eos_id = kEos;
   info.pad_id = kPad;
-  info.hidden_size = t.model->config.hidden_size;
+  if (kind == TrainedFolder::Kind::RewardModel) info.hidden_size = t.model->config.hidden_size;
   return info;
 }
 
@@ -79,7 +80,7 @@ std::unique_ptr<Trained> make_trained(const fs::path& root) {
   t->rm->shift_bias(0.625);
   fs::create_directories(t->reward);
   t->rm->save_weights(t->reward.string(), t->base.string());
-  write_reward_model_info(t->reward.string(), base_info(*t, rl));
+  write_reward_model_info(t->reward.string(), base_info(*t, rl, TrainedFolder::Kind::RewardModel));
 
   LoraConfig pl;
   pl.rank = 2;
@@ -95,10 +96,7 @@ std::unique_ptr<Trained> make_trained(const fs::path& root) {
   t->policy_adapter = &ad;
   fs::create_directories(t->policy);
   save_adapter(t->policy.string(), ad, {.base_reference = t->base.string()});
-  json pj = base_info(*t, pl).to_json();
-  pj["format"] = "rlhf.policy";
-  pj.erase("head");
-  std::ofstream(t->policy / "policy.json") << pj.dump(2);
+  write_policy_folder_manifest(t->policy.string(), base_info(*t, pl, TrainedFolder::Kind::Policy));
   return t;
 }
 

@@ -16,7 +16,7 @@
 #include "rlhf/eval/infer.h"
 #include "rlhf/model/loader.h"
 #include "rlhf/train/adapter_io.h"
-#include "rlhf/train/reward_artifact.h"
+#include "rlhf/train/trained_folder.h"
 #include "rlhf/util/error.h"
 #include "test_util.h"
 #include "tiny_model.h"
@@ -294,7 +294,8 @@ void write_policy_folder(const Fixture& f, const fs::path& dir, const std::strin
   }
   fs::create_directories(dir);
   rlhf::save_adapter(dir.string(), ad, {.base_reference = f.model.string(), .task_type = "CAUSAL_LM", .modules_to_save = {}});
-  rlhf::RewardModelInfo info;
+  rlhf::TrainedFolder info;
+  info.kind = rlhf::TrainedFolder::Kind::Policy;
   info.base_reference = f.model.string();
   info.base_path = fs::absolute(f.model).string();
   info.base_format = "hf";
@@ -305,11 +306,7 @@ void write_policy_folder(const Fixture& f, const fs::path& dir, const std::strin
   info.encode.target_sequence_length = 12;
   info.eos_id = 256;
   info.pad_id = 257;
-  info.hidden_size = 64;
-  json pj = info.to_json();
-  pj["format"] = "rlhf.policy";
-  pj.erase("head");
-  std::ofstream(dir / "policy.json") << pj.dump(2);
+  rlhf::write_policy_folder_manifest(dir.string(), info);
 }
 
 TEST(Infer, AnAdapterChangesTheOutputAndIsRecorded) {

@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
-#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -17,104 +16,37 @@
 #include <nlohmann/json.hpp>
 
 #include "rlhf/model/loader.h"
-#include "rlhf/model/peft_config.h"
 #include "rlhf/model/registry.h"
 #include "rlhf/text/utf8.h"
 #include "rlhf/train/adapter_io.h"
 #include "rlhf/train/reward_artifact.h"
+#include "rlhf/train/trained_folder.h"
 #include "rlhf/util/error.h"
 #include "rlhf/util/fs.h"
 #include "rlhf/util/hash.h"
-#include "rlhf/util/json_file.h"
 #include "rlhf/util/progress.h"
 
 namespace rlhf::eval {
 namespace {
 
 namespace fs = std::filesystem;
-using json = nlohmann::json;
 using ojson = nlohmann::ordered_json;
 using Clock = std::chrono::steady_clock;
 
-constexpr size_t kMaxJsonBytes = size_t(16) << 20;
-
-json read_json(const std::string& path) { return read_json_file(path, kMaxJsonBytes); }
-
 // ---- the adapter folder --------------------------------------------------------------------
 
-struct AdapterMeta {
-  std::string kind;       // "policy" (policy.json) or "peft" (adapter_config.json alone)
-  std::string meta_path;  // the file the settings came from
-  std::string base_reference, base_path, base_sha256;
-  LoraConfig lora;
-  std::optional<RewardModelInfo> policy;  // policy folders: encoding settings, EOS id
-};
-
-// adapter_config.json (peft_config.h), for a generating adapter.
-LoraConfig read_peft_config(const std::string& path, std::string* base_name) {
-  const PeftLoraConfig p = read_peft_lora_config(path);
-  if (p.task_type == "SEQ_CLS")
-    fail("{}: field 'task_type' is \"SEQ_CLS\": a sequence-classification (reward model) adapter does not generate text", path);
-  if (p.targets.empty()) fail("{}: field 'target_modules' is missing or empty", path);
-  LoraConfig c;
-  c.rank = p.rank;
-  c.alpha = p.alpha;
-  c.targets = p.targets;
-  if (base_name) *base_name = p.base_model;
-  return c;
-}
-
-AdapterMeta read_adapter_folder(const std::string& dir) {
-  if (!fs::is_directory(dir)) fail("{}: no such adapter folder", dir);
-  const fs::path d(dir);
-  if (fs::exists(d / "reward_model.json"))
-    fail("{}: holds a reward model (reward_model.json); it scores completions (rlhf score), it does not write them", dir);
-  const std::string peft_path = (d / "adapter_config.json").string();
-  if (!fs::exists(peft_path))
-    fail("{}: adapter_config.json is missing (an adapter folder holds adapter_config.json and "
-         "adapter_model.safetensors; a train-policy folder also policy.json)",
-         dir);
-  if (!fs::exists(d / "adapter_model.safetensors")) fail("{}: adapter_model.safetensors is missing", dir);
-  AdapterMeta m;
-  std::string peft_base;
-  const LoraConfig peft = read_peft_config(peft_path, &peft_base);
-  if (fs::exists(d / "policy.json")) {
-    m.kind = "policy";
-    m.meta_path = (d / "policy.json").string();
-    json j = read_json(m.meta_path);
-    if (!j.is_object()) fail("{}: not a JSON object", m.meta_path);
-    if (!j.contains("format") || !j["format"].is_string() || j["format"].get<std::string>() != "rlhf.policy")
-      fail("{}: field 'format' is not \"rlhf.policy\"", m.meta_path);
-    // policy.json is reward_model.json's layout without the head.
-    j["format"] = "rlhf.reward_model";
-    if (!j.contains("head")) j["head"] = {{"hidden_size", 0}};
-    m.policy = RewardModelInfo::from_json(j, m.meta_path);
-    m.base_reference = m.policy->base_reference;
-    m.base_path = m.policy->base_path;
-    m.base_sha256 = m.policy->base_sha256;
-    m.lora = m.policy->lora;
-    if (m.lora.rank != peft.rank)
-      fail("{}: r = {} but {} records LoRA rank {}", peft_path, peft.rank, m.meta_path, m.lora.rank);
-    if (std::abs(m.lora.alpha - peft.alpha) > 1e-9 * peft.alpha)
-      fail("{}: lora_alpha = {} but {} records alpha {}", peft_path, peft.alpha, m.meta_path, m.lora.alpha);
-  } else {
-    m.kind = "peft";
-    m.meta_path = peft_path;
-    m.lora = peft;
-    m.base_reference = peft_base;
-  }
-  m.lora.dropout = 0;  // inference
-  return m;
-}
-
-// The base a folder names: its recorded absolute path when that still exists, else the
-// reference as given at training time.
-std::string base_of(const AdapterMeta& m) {
-  std::error_code ec;
-  if (!m.base_path.empty() && fs::exists(m.base_path, ec)) return m.base_path;
-  if (!m.base_reference.empty()) return m.base_reference;
-  if (!m.base_path.empty()) return m.base_path;
-  fail("{}: names no base model; pass --model", m.meta_path);
+// A folder whose adapter generates text: a policy or a peft adapter of a causal LM.
+TrainedFolder read_generating_adapter(const std::string& dir) {
+  TrainedFolder f = read_trained_folder(dir);
+  if (f.kind == TrainedFolder::Kind::RewardModel)
+    fail("{}: holds a reward model ({}); it scores completions (rlhf score), it does not write them", dir,
+         kRewardModelManifest);
+  if (f.task_type == "SEQ_CLS")
+    fail("{}: field 'task_type' is \"SEQ_CLS\": a sequence-classification (reward model) adapter does not generate text",
+         f.adapter_config_path());
+  if (f.lora.targets.empty()) fail("{}: field 'target_modules' is missing or empty", f.adapter_config_path());
+  f.lora.dropout = 0;  // inference
+  return f;
 }
 
 // ---- output lines ----------------------------------------------------------------------------
@@ -243,31 +175,28 @@ void check_config(const InferConfig& c) {
 
 std::unique_ptr<GenerationModel> load_generation_model(const std::string& model, const std::string& adapter_dir,
                                                        const LoadOptions& options) {
-  std::optional<AdapterMeta> meta;
-  if (!adapter_dir.empty()) meta = read_adapter_folder(adapter_dir);
-  const std::string ref = !model.empty() ? model : meta ? base_of(*meta) : std::string(kDefaultModel);
+  std::optional<TrainedFolder> folder;
+  if (!adapter_dir.empty()) folder = read_generating_adapter(adapter_dir);
+  const std::string ref = !model.empty() ? model : folder ? folder->base_to_load() : std::string(kDefaultModel);
   auto g = std::make_unique<GenerationModel>();
   g->base = load_model(ref, options);
   g->base_sha256 = model_content_hash(g->base->path);
-  if (meta && !meta->base_sha256.empty() && meta->base_sha256 != g->base_sha256)
-    fail("{}: the base model {} ({}) is not the one this adapter was trained on (sha256 {} != {} recorded in {}); "
-         "pass --model with the right model",
-         adapter_dir, ref, g->base->path, g->base_sha256.substr(0, 12), meta->base_sha256.substr(0, 12), meta->meta_path);
+  if (folder) folder->check_base(ref, g->base->path, g->base_sha256, "--model");
   const int64_t vocab = g->base->config.vocab_size;
   g->eos_id = completion_eos_id(*g->base);
-  if (meta) {
-    LoraAdapter& ad = g->base->net->add_adapter("infer", meta->lora, /*seed=*/0);
+  if (folder) {
+    LoraAdapter& ad = g->base->net->add_adapter("infer", folder->lora, /*seed=*/0);
     load_adapter(adapter_dir, ad);
     g->adapter = &ad;
     g->adapter_dir = adapter_dir;
-    g->adapter_sha256 = sha256_file((fs::path(adapter_dir) / "adapter_model.safetensors").string());
-    if (meta->policy) {
-      g->encode = meta->policy->encode;
+    g->adapter_sha256 = sha256_file(folder->adapter_weights_path());
+    if (folder->kind == TrainedFolder::Kind::Policy) {
+      g->encode = folder->encode;
       g->encode_from_adapter = true;
-      const int32_t eos = meta->policy->eos_id;
-      if (eos < 0 || eos >= vocab)
-        fail("{}: field 'encoding.eos_id' = {} is not a token id of the base model", meta->meta_path, eos);
-      g->eos_id = eos;
+      if (folder->eos_id < 0 || folder->eos_id >= vocab)
+        fail("{}: field 'encoding.eos_id' = {} is not a token id of the base model", folder->manifest_path(),
+             folder->eos_id);
+      g->eos_id = folder->eos_id;
     }
   }
   return g;

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "rlhf/util/error.h"
+#include "rlhf/util/fs.h"
 #include "rlhf/util/json_file.h"
 
 namespace rlhf {
@@ -36,6 +37,10 @@ PeftLoraConfig read_peft_lora_config(const std::string& path) {
     if (it != j.end() && !it->is_null() && !it->empty()) bad(pat, "is set, which is not supported (one rank and alpha for all layers)");
   }
   if (auto b = str("bias"); !b.empty() && b != "none") bad("bias", fmt::format("is \"{}\"; only \"none\" is supported", b));
+  if (auto d = j.find("lora_dropout"); d != j.end() && !d->is_null()) {
+    if (!d->is_number() || d->get<double>() < 0 || d->get<double>() >= 1) bad("lora_dropout", "must be a number in [0, 1)");
+    c.dropout = d->get<double>();
+  }
   if (auto t = j.find("target_modules"); t != j.end() && !t->is_null()) {
     if (t->is_string()) {
       c.targets.push_back(t->get<std::string>());
@@ -50,7 +55,25 @@ PeftLoraConfig read_peft_lora_config(const std::string& path) {
   }
   c.base_model = str("base_model_name_or_path");
   c.task_type = str("task_type");
+  if (auto m = j.find("modules_to_save"); m != j.end() && m->is_array())
+    for (const auto& x : *m)
+      if (x.is_string()) c.modules_to_save.push_back(x.get<std::string>());
   return c;
+}
+
+void write_peft_lora_config(const std::string& path, const PeftLoraConfig& c) {
+  nlohmann::json j = {
+      {"peft_type", "LORA"},
+      {"task_type", c.task_type},
+      {"r", c.rank},
+      {"lora_alpha", c.alpha > 0 ? c.alpha : static_cast<double>(c.rank)},
+      {"lora_dropout", c.dropout},
+      {"target_modules", c.targets},
+      {"bias", "none"},
+      {"base_model_name_or_path", c.base_model},
+  };
+  if (!c.modules_to_save.empty()) j["modules_to_save"] = c.modules_to_save;
+  write_file_atomic(path, j.dump(2) + "\n");
 }
 
 }  // namespace rlhf

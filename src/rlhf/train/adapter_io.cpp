@@ -1,34 +1,30 @@
 #include "rlhf/train/adapter_io.h"
 
-#include <nlohmann/json.hpp>
-
+#include "rlhf/model/peft_config.h"
 #include "rlhf/train/tensor_file.h"
+#include "rlhf/train/trained_folder.h"
 #include "rlhf/util/error.h"
-#include "rlhf/util/fs.h"
 
 namespace rlhf {
 
 void save_adapter(const std::string& dir, const LoraAdapter& adapter, const AdapterFileOptions& options) {
   std::map<std::string, torch::Tensor> lora;
   for (const auto& [name, t] : adapter.named_parameters()) lora["base_model.model." + name] = t;
-  save_tensors(dir + "/adapter_model.safetensors", lora, {{"format", "pt"}});
+  save_tensors(dir + "/" + kAdapterWeightsFile, lora, {{"format", "pt"}});
   const LoraConfig& c = adapter.config;
-  nlohmann::json peft = {
-      {"peft_type", "LORA"},
-      {"task_type", options.task_type},
-      {"r", c.rank},
-      {"lora_alpha", c.alpha > 0 ? c.alpha : static_cast<double>(c.rank)},
-      {"lora_dropout", c.dropout},
-      {"target_modules", c.targets},
-      {"bias", "none"},
-      {"base_model_name_or_path", options.base_reference},
-  };
-  if (!options.modules_to_save.empty()) peft["modules_to_save"] = options.modules_to_save;
-  write_file_atomic(dir + "/adapter_config.json", peft.dump(2) + "\n");
+  PeftLoraConfig peft;
+  peft.rank = c.rank;
+  peft.alpha = c.alpha > 0 ? c.alpha : static_cast<double>(c.rank);
+  peft.dropout = c.dropout;
+  peft.targets = c.targets;
+  peft.base_model = options.base_reference;
+  peft.task_type = options.task_type;
+  peft.modules_to_save = options.modules_to_save;
+  write_peft_lora_config(dir + "/" + kAdapterConfigFile, peft);
 }
 
 void load_adapter(const std::string& dir, LoraAdapter& adapter) {
-  const std::string path = dir + "/adapter_model.safetensors";
+  const std::string path = dir + "/" + kAdapterWeightsFile;
   auto mine = adapter.named_parameters();
   auto device = mine.empty() ? torch::Device(torch::kCPU) : mine.begin()->second.device();
   auto lora = load_tensors(path, device);

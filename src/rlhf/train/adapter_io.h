@@ -1,6 +1,7 @@
 // A LoRA adapter on disk in peft's layout, so peft and `rlhf export` read it:
 //   adapter_model.safetensors  base_model.model.<module>.lora_A.weight [rank, in] / lora_B.weight [out, rank]
 //   adapter_config.json        peft_type LORA, r, lora_alpha, target_modules, base_model_name_or_path
+//                              (model/peft_config.h)
 #pragma once
 #include <string>
 #include <vector>

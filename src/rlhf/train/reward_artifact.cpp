@@ -1,113 +1,13 @@
 #include "rlhf/train/reward_artifact.h"
 
 #include <algorithm>
-#include <filesystem>
 #include <numeric>
 
 #include "rlhf/model/loader.h"
 #include "rlhf/util/error.h"
-#include "rlhf/util/fs.h"
 #include "rlhf/util/progress.h"
 
 namespace rlhf {
-
-using nlohmann::json;
-
-json RewardModelInfo::to_json() const {
-  return {
-      {"format", "rlhf.reward_model"},
-      {"version", 1},
-      {"base_model", {{"reference", base_reference}, {"path", base_path}, {"format", base_format}, {"sha256", base_sha256}}},
-      {"lora", {{"rank", lora.rank}, {"alpha", lora.alpha > 0 ? lora.alpha : double(lora.rank)}, {"dropout", lora.dropout},
-                {"targets", lora.targets}}},
-      {"head", {{"hidden_size", hidden_size}, {"position", "eos"}}},
-      {"encoding", {{"prompt_format", data::prompt_format_name(encode.format)},
-                    {"instruction", encode.instruction},
-                    {"prompt_sequence_length", encode.prompt_sequence_length},
-                    {"target_sequence_length", encode.target_sequence_length},
-                    {"eos_id", eos_id},
-                    {"pad_id", pad_id}}},
-      {"training", training},
-  };
-}
-
-namespace {
-
-const json& field(const json& j, const char* name, const std::string& path, const std::string& source) {
-  if (!j.is_object() || !j.contains(name)) fail("{}: field '{}{}' is missing", source, path, name);
-  return j.at(name);
-}
-std::string str(const json& j, const char* name, const std::string& path, const std::string& source) {
-  const json& v = field(j, name, path, source);
-  if (!v.is_string()) fail("{}: field '{}{}' must be a string", source, path, name);
-  return v.get<std::string>();
-}
-int64_t integer(const json& j, const char* name, const std::string& path, const std::string& source) {
-  const json& v = field(j, name, path, source);
-  if (!v.is_number_integer()) fail("{}: field '{}{}' must be an integer", source, path, name);
-  return v.get<int64_t>();
-}
-double number(const json& j, const char* name, const std::string& path, const std::string& source) {
-  const json& v = field(j, name, path, source);
-  if (!v.is_number()) fail("{}: field '{}{}' must be a number", source, path, name);
-  return v.get<double>();
-}
-
-}  // namespace
-
-RewardModelInfo RewardModelInfo::from_json(const json& j, const std::string& source) {
-  if (!j.is_object()) fail("{}: not a JSON object", source);
-  if (str(j, "format", "", source) != "rlhf.reward_model") fail("{}: field 'format' is not \"rlhf.reward_model\"", source);
-  if (integer(j, "version", "", source) != 1) fail("{}: field 'version': only version 1 is understood", source);
-  RewardModelInfo info;
-  const json& base = field(j, "base_model", "", source);
-  info.base_reference = str(base, "reference", "base_model.", source);
-  info.base_path = str(base, "path", "base_model.", source);
-  info.base_format = str(base, "format", "base_model.", source);
-  info.base_sha256 = str(base, "sha256", "base_model.", source);
-  const json& lora = field(j, "lora", "", source);
-  info.lora.rank = integer(lora, "rank", "lora.", source);
-  info.lora.alpha = number(lora, "alpha", "lora.", source);
-  info.lora.dropout = number(lora, "dropout", "lora.", source);
-  const json& targets = field(lora, "targets", "lora.", source);
-  if (!targets.is_array() || targets.empty()) fail("{}: field 'lora.targets' must be a non-empty array", source);
-  info.lora.targets.clear();
-  for (const auto& t : targets) {
-    if (!t.is_string()) fail("{}: field 'lora.targets' must hold strings", source);
-    info.lora.targets.push_back(t.get<std::string>());
-  }
-  info.hidden_size = integer(field(j, "head", "", source), "hidden_size", "head.", source);
-  const json& enc = field(j, "encoding", "", source);
-  try {
-    info.encode.format = data::parse_prompt_format(str(enc, "prompt_format", "encoding.", source));
-  } catch (const Error& e) {
-    fail("{}: field 'encoding.prompt_format': {}", source, e.what());
-  }
-  info.encode.instruction = str(enc, "instruction", "encoding.", source);
-  info.encode.prompt_sequence_length = integer(enc, "prompt_sequence_length", "encoding.", source);
-  info.encode.target_sequence_length = integer(enc, "target_sequence_length", "encoding.", source);
-  info.eos_id = static_cast<int32_t>(integer(enc, "eos_id", "encoding.", source));
-  info.pad_id = static_cast<int32_t>(integer(enc, "pad_id", "encoding.", source));
-  if (j.contains("training")) info.training = j["training"];
-  return info;
-}
-
-void write_reward_model_info(const std::string& dir, const RewardModelInfo& info) {
-  write_file_atomic(dir + "/reward_model.json", info.to_json().dump(2) + "\n");
-}
-
-RewardModelInfo read_reward_model_info(const std::string& dir) {
-  const std::string path = dir + "/reward_model.json";
-  if (!std::filesystem::exists(path))
-    fail("{}: not a reward model folder (no reward_model.json; was training finished?)", dir);
-  json j;
-  try {
-    j = json::parse(read_file(path, 16u << 20));
-  } catch (const json::parse_error& e) {
-    fail("{}: not valid JSON: {}", path, e.what());
-  }
-  return RewardModelInfo::from_json(j, path);
-}
 
 int32_t completion_eos_id(const Model& model) {
   const int32_t eos = model.tokenizer->special().eos;
@@ -121,14 +21,10 @@ std::unique_ptr<LoadedRewardModel> load_reward_model(const std::string& dir, con
   m->info = read_reward_model_info(dir);
   const std::string ref = model_override.empty() ? m->info.base_reference : model_override;
   m->base = load_model(ref, options);
-  const std::string hash = model_content_hash(m->base->path);
-  if (hash != m->info.base_sha256)
-    fail("{}: the base model {} ({}) is not the one this reward model was trained on (sha256 {} != {}); "
-         "pass --large-model-reference with the right model",
-         dir, ref, m->base->path, hash.substr(0, 12), m->info.base_sha256.substr(0, 12));
+  m->info.check_base(ref, m->base->path, model_content_hash(m->base->path), "--large-model-reference");
   if (m->base->config.hidden_size != m->info.hidden_size)
-    fail("{}: head width {} does not match the base model's hidden size {}", dir, m->info.hidden_size,
-         m->base->config.hidden_size);
+    fail("{}: field 'head.hidden_size' = {} does not match the base model's hidden size {}", m->info.manifest_path(),
+         m->info.hidden_size, m->base->config.hidden_size);
   m->reward = std::make_unique<RewardModel>(*m->base->net, m->info.lora, /*seed=*/0);
   m->reward->load_weights(dir);
   m->encoder = std::make_unique<data::Encoder>(*m->base->tokenizer, m->base->chat_template, m->info.eos_id, m->info.encode);

@@ -1,12 +1,6 @@
-// A trained reward model on disk, and using it. The folder holds:
-//   reward_model.json           what it is: base model (reference, path, sha256), LoRA and
-//                               encoding settings (prompt format, instruction, lengths, EOS)
-//   adapter_model.safetensors   the LoRA adapter, peft names (+ adapter_config.json)
-//   reward_head.safetensors     score.weight [1, hidden], score.bias [1]
-// reward_model.json is written last: a folder without it holds no finished model.
+// A trained reward model loaded for scoring: the folder (train/trained_folder.h: the
+// manifest reward_model.json, the adapter, the head) on its base model.
 #pragma once
-#include <nlohmann/json.hpp>
-
 #include <memory>
 #include <string>
 #include <vector>
@@ -15,24 +9,9 @@
 #include "rlhf/data/encode.h"
 #include "rlhf/model/model.h"
 #include "rlhf/train/reward_model.h"
+#include "rlhf/train/trained_folder.h"
 
 namespace rlhf {
-
-struct RewardModelInfo {
-  std::string base_reference, base_path, base_format, base_sha256;
-  LoraConfig lora;
-  data::EncodeConfig encode;
-  int32_t eos_id = -1, pad_id = -1;
-  int64_t hidden_size = 0;
-  nlohmann::json training;  // settings and results of the run (informational)
-
-  nlohmann::json to_json() const;
-  // Throws rlhf::Error naming `source` and the field at fault.
-  static RewardModelInfo from_json(const nlohmann::json& j, const std::string& source);
-};
-
-void write_reward_model_info(const std::string& dir, const RewardModelInfo& info);
-RewardModelInfo read_reward_model_info(const std::string& dir);
 
 // The token id that ends completions for this model: the tokenizer's EOS when it is a stop
 // token, else the first stop token.
