@@ -93,7 +93,7 @@ Generation generate(const Transformer& net, const std::vector<std::vector<int32_
   args.positions = positions;
   args.attn_mask = make_attention_mask(key_mask.narrow(1, 0, P), 0, P);
   auto h = net.hidden(args);                                  // [B, P, hidden]
-  auto logits = net.logits(h.select(1, P - 1));              // [B, V]
+  auto logits = net.decode_logits(h.select(1, P - 1));              // [B, V]
   out.prefill_seconds = seconds_since(t0);
 
   t0 = Clock::now();
@@ -140,7 +140,7 @@ Generation generate(const Transformer& net, const std::vector<std::vector<int32_
     args.positions = next_pos.view({B, 1});
     next_pos = next_pos + 1;
     args.attn_mask = make_attention_mask(key_mask.narrow(1, 0, pos + 1), pos, 1);
-    logits = net.logits(net.hidden(args).select(1, 0));
+    logits = net.decode_logits(net.hidden(args).select(1, 0));
   }
   out.decode_seconds = seconds_since(t0);
   return out;

@@ -121,14 +121,19 @@ torch::Tensor apply_rotary(const torch::Tensor& x, const torch::Tensor& cos, con
 // Rows of x up to which the CPU kernels beat the BLAS (decoding; prefill goes to the BLAS).
 constexpr int64_t kKernelMaxRows = 32;
 
-// y = x · wᵀ (+ bias). Inference on the CPU with few rows uses our kernels (one pass over w,
-// straight from bf16); everything else, training included, uses torch::linear. The result is
-// in x's dtype, or float32 when f32_out.
-torch::Tensor dense(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& bias, bool f32_out = false) {
+// Which arithmetic a product may use. kFramework: torch::linear only, so a pass gives the same
+// numbers with or without gradients and whatever the number of rows (scoring, log-probs,
+// values, training). kDecode: on the CPU without gradients, few rows take our kernels (one
+// pass over w, straight from bf16; they round differently), for generation only.
+enum class Path { kFramework, kDecode };
+
+// y = x · wᵀ (+ bias), along `path`. The result is in x's dtype, or float32 when f32_out.
+torch::Tensor dense(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& bias, Path path,
+                    bool f32_out = false) {
   const int64_t K = x.size(-1), N = w.size(0);
   const int64_t M = K > 0 ? x.numel() / K : 0;
   const auto wt = w.scalar_type();
-  if (x.device().is_cpu() && M > 0 && M <= kKernelMaxRows && !at::GradMode::is_enabled() &&
+  if (path == Path::kDecode && x.device().is_cpu() && M > 0 && M <= kKernelMaxRows && !at::GradMode::is_enabled() &&
       (wt == torch::kFloat32 || wt == torch::kBFloat16) && w.is_contiguous() && cpu::linear_kernels_available()) {
     auto y = torch::empty({M, N}, torch::kFloat32);
     float* yp = y.data_ptr<float>();
@@ -346,9 +351,11 @@ torch::Tensor Transformer::layer(int64_t l, torch::Tensor x, const ForwardArgs& 
   const Layer& L = layers_[l];
   const int64_t B = x.size(0), T = x.size(1), hd = c.head_dim;
   const int64_t qdim = c.num_heads * hd, kvdim = c.num_kv_heads * hd, I = c.intermediate_size;
+  // Passes with a KV cache generate; every other pass takes one path, gradients or not.
+  const Path path = args.cache ? Path::kDecode : Path::kFramework;
   // --- attention ---
   auto h = rms_norm(x, L.attn_norm);
-  auto qkv = dense(h, L.w_qkv, L.b_qkv);  // [B, T, qdim + 2 kvdim]
+  auto qkv = dense(h, L.w_qkv, L.b_qkv, path);  // [B, T, qdim + 2 kvdim]
   auto q = add_lora(qkv.narrow(-1, 0, qdim), l, kQ, h, args).view({B, T, c.num_heads, hd}).transpose(1, 2);
   auto k = add_lora(qkv.narrow(-1, qdim, kvdim), l, kK, h, args).view({B, T, c.num_kv_heads, hd}).transpose(1, 2);
   auto v = add_lora(qkv.narrow(-1, qdim + kvdim, kvdim), l, kV, h, args).view({B, T, c.num_kv_heads, hd}).transpose(1, 2);
@@ -364,14 +371,14 @@ torch::Tensor Transformer::layer(int64_t l, torch::Tensor x, const ForwardArgs& 
   auto att = at::scaled_dot_product_attention(q, k, v, args.attn_mask, 0.0, false, std::nullopt,
                                               /*enable_gqa=*/c.num_heads != c.num_kv_heads);
   att = att.transpose(1, 2).reshape({B, T, qdim});
-  x = x + add_lora(dense(att, L.w[kO], {}), l, kO, att, args);
+  x = x + add_lora(dense(att, L.w[kO], {}, path), l, kO, att, args);
   // --- SwiGLU MLP ---
   h = rms_norm(x, L.mlp_norm);
-  auto gate_up = dense(h, L.w_gate_up, {});  // [B, T, 2 * intermediate]
+  auto gate_up = dense(h, L.w_gate_up, {}, path);  // [B, T, 2 * intermediate]
   auto gate = add_lora(gate_up.narrow(-1, 0, I), l, kGate, h, args);
   auto up = add_lora(gate_up.narrow(-1, I, I), l, kUp, h, args);
   auto act = at::GradMode::is_enabled() ? SwiGluFn::apply(gate, up) : torch::silu(gate) * up;
-  return x + add_lora(dense(act, L.w[kDown], {}), l, kDown, act, args);
+  return x + add_lora(dense(act, L.w[kDown], {}, path), l, kDown, act, args);
 }
 
 void Transformer::decode_layer_cpu(int64_t l, torch::Tensor& x, const ForwardArgs& args, const torch::Tensor& positions,
@@ -395,7 +402,7 @@ void Transformer::decode_layer_cpu(int64_t l, torch::Tensor& x, const ForwardArg
 
   // --- attention: q/k/v, rotary in place, K/V appended to the cache, attention over it ---
   auto h = norm(L.attn_norm);
-  auto qkv = dense(h, L.w_qkv, L.b_qkv).contiguous();  // [B, T, qdim + 2 kvdim]
+  auto qkv = dense(h, L.w_qkv, L.b_qkv, Path::kDecode).contiguous();  // [B, T, qdim + 2 kvdim]
   add_lora_into(qkv, kQ, 0, qdim, h);
   add_lora_into(qkv, kK, qdim, kvdim, h);
   add_lora_into(qkv, kV, qdim + kvdim, kvdim, h);
@@ -412,20 +419,24 @@ void Transformer::decode_layer_cpu(int64_t l, torch::Tensor& x, const ForwardArg
   at::parallel_for(0, B * c.num_heads, 1, [&](int64_t b, int64_t e) {
     cpu::attention(elem, shape, qkv.data_ptr(), cache.k[l].data_ptr(), cache.v[l].data_ptr(), m, att.data_ptr(), b, e);
   });
-  x.add_(add_lora(dense(att, L.w[kO], {}), l, kO, att, args));
+  x.add_(add_lora(dense(att, L.w[kO], {}, Path::kDecode), l, kO, att, args));
 
   // --- SwiGLU MLP ---
   h = norm(L.mlp_norm);
-  auto gate_up = dense(h, L.w_gate_up, {}).contiguous();  // [B, T, 2 * intermediate]
+  auto gate_up = dense(h, L.w_gate_up, {}, Path::kDecode).contiguous();  // [B, T, 2 * intermediate]
   add_lora_into(gate_up, kGate, 0, I, h);
   add_lora_into(gate_up, kUp, I, I, h);
   auto act = torch::empty({B, T, I}, x.options());
   cpu::swiglu(elem, gate_up.data_ptr(), act.data_ptr(), rows, I);
-  x.add_(add_lora(dense(act, L.w[kDown], {}), l, kDown, act, args));
+  x.add_(add_lora(dense(act, L.w[kDown], {}, Path::kDecode), l, kDown, act, args));
 }
 
 torch::Tensor Transformer::logits(const torch::Tensor& hidden) const {
-  return dense(hidden, head_, {}, /*f32_out=*/true);
+  return dense(hidden, head_, {}, Path::kFramework, /*f32_out=*/true);
+}
+
+torch::Tensor Transformer::decode_logits(const torch::Tensor& hidden) const {
+  return dense(hidden, head_, {}, Path::kDecode, /*f32_out=*/true);
 }
 
 std::vector<const void*> Transformer::base_storage() const {

@@ -65,10 +65,17 @@ class Transformer {
   Transformer(const ModelConfig& config, const std::map<std::string, HostTensor>& weights,
               torch::Dtype dtype, torch::Device device);
 
-  // Final-norm hidden states [B, T, hidden] in the model's dtype.
+  // Final-norm hidden states [B, T, hidden] in the model's dtype. A pass without a KV cache
+  // runs framework ops only: the same numbers with or without gradients (old log-probs and
+  // the update's agree exactly). A pass with a cache (generation) may take the CPU decode
+  // kernels, which round differently in the last bits.
   torch::Tensor hidden(const ForwardArgs& args) const;
-  // Next-token logits [..., vocab] in float32 (the head runs in the model's dtype).
+  // Next-token logits [..., vocab] in float32 (the head runs in the model's dtype), on the
+  // framework path: what scoring and training use.
   torch::Tensor logits(const torch::Tensor& hidden) const;
+  // The same for generation: on the CPU without gradients, few rows take the decode kernel
+  // (faster; in bf16 the logits are not rounded to bf16 first).
+  torch::Tensor decode_logits(const torch::Tensor& hidden) const;
 
   LoraAdapter& add_adapter(const std::string& name, const LoraConfig& config, uint64_t seed);
   const LoraAdapter& adapter(const std::string& name) const;
