@@ -1,6 +1,7 @@
 #include "rlhf/train/optim.h"
 
 #include <cmath>
+#include <cstdio>
 
 #include "rlhf/train/tensor_file.h"
 #include "rlhf/util/error.h"
@@ -27,7 +28,7 @@ double AdamW::clip_grad_norm(double max_norm) {
   for (auto& [name, p] : params_)
     if (p.grad().defined()) squares.push_back(p.grad().to(torch::kFloat64).pow(2).sum());
   const double norm = squares.empty() ? 0.0 : std::sqrt(torch::stack(squares).sum().item<double>());
-  if (max_norm > 0 && norm > max_norm) {
+  if (max_norm > 0 && std::isfinite(norm) && norm > max_norm) {
     const double scale = max_norm / (norm + 1e-6);
     for (auto& [name, p] : params_)
       if (p.grad().defined()) p.mutable_grad().mul_(scale);
@@ -54,6 +55,15 @@ void AdamW::step(double lr) {
   }
 }
 
+bool AdamW::step_if_finite(double lr, double grad_norm) {
+  if (!std::isfinite(grad_norm)) {
+    ++skipped_;
+    return false;
+  }
+  step(lr);
+  return true;
+}
+
 std::map<std::string, torch::Tensor> AdamW::state() const {
   std::map<std::string, torch::Tensor> out;
   for (const auto& [name, m] : exp_avg_) out[name + ".exp_avg"] = m;
@@ -73,6 +83,31 @@ void AdamW::load_state(const std::map<std::string, torch::Tensor>& state, int64_
   if (state.size() != 2 * exp_avg_.size())
     fail("{}: optimizer state has {} tensors, expected {}", source, state.size(), 2 * exp_avg_.size());
   steps_ = steps;
+}
+
+NonFiniteGradGuard::NonFiniteGradGuard(int64_t max_consecutive, std::string what)
+    : max_consecutive_(max_consecutive), what_(std::move(what)) {
+  if (max_consecutive_ < 1) fail("max_skipped_steps must be at least 1 (got {})", max_consecutive_);
+}
+
+bool NonFiniteGradGuard::step(AdamW& opt, double lr, double grad_norm, int64_t step) {
+  if (opt.step_if_finite(lr, grad_norm)) {
+    consecutive_ = 0;
+    return true;
+  }
+  ++skipped_;
+  ++consecutive_;
+  if (consecutive_ >= max_consecutive_)
+    fail("{} training stopped at step {}: {} consecutive optimizer steps had a non-finite gradient norm (last: {}); "
+         "lower the learning rate, use fp32, or check the data",
+         what_, step, consecutive_, grad_norm);
+  std::fprintf(stderr,
+               "[rlhf] warning: %s step %lld: the gradient norm is %s; the optimizer step is skipped "
+               "(%lld in a row, %lld in all; the run stops at %lld in a row)\n",
+               what_.c_str(), static_cast<long long>(step), fmt::format("{}", grad_norm).c_str(),
+               static_cast<long long>(consecutive_), static_cast<long long>(skipped_),
+               static_cast<long long>(max_consecutive_));
+  return false;
 }
 
 double warmup_linear_lr(double peak, int64_t step, int64_t warmup_steps, int64_t total) {
