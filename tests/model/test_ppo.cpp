@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "rlhf/train/ppo.h"
+#include "rlhf/util/error.h"
 #include "test_util.h"
 
 namespace {
@@ -53,6 +54,33 @@ TEST_F(PpoMath, EosPenaltyReplacesScoresOfUnfinishedCompletions) {
   auto stopped = torch::tensor(std::vector<int64_t>{1, 0, 1}).to(torch::kBool);
   expect_close(ppo::apply_eos_penalty(tensor(in["scores"]), stopped, in["penalty"].get<double>()),
                want["penalized_scores"]);
+}
+
+TEST(PpoEosPenalty, ReplaceOrSubtractOnlyForCompletionsThatDidNotStop) {
+  auto scores = torch::tensor(std::vector<float>{2.5f, -0.5f, 1.0f, 0.0f});
+  auto stopped = torch::tensor(std::vector<int64_t>{1, 0, 0, 1}).to(torch::kBool);
+  auto replaced = ppo::apply_eos_penalty(scores, stopped, -1.0, ppo::EosPenaltyMode::Replace);
+  EXPECT_TRUE(torch::equal(replaced, torch::tensor(std::vector<float>{2.5f, -1.0f, -1.0f, 0.0f})));
+  // TRL subtracts the magnitude whatever its sign is written with.
+  for (double penalty : {-1.0, 1.0}) {
+    auto subtracted = ppo::apply_eos_penalty(scores, stopped, penalty, ppo::EosPenaltyMode::Subtract);
+    EXPECT_TRUE(torch::equal(subtracted, torch::tensor(std::vector<float>{2.5f, -1.5f, 0.0f, 0.0f}))) << subtracted;
+  }
+  // The default mode is replace.
+  EXPECT_TRUE(torch::equal(ppo::apply_eos_penalty(scores, stopped, -1.0), replaced));
+}
+
+TEST(PpoEosPenalty, ModeNamesParseAndBadOnesAreRefusedByField) {
+  EXPECT_EQ(ppo::parse_eos_penalty_mode("replace"), ppo::EosPenaltyMode::Replace);
+  EXPECT_EQ(ppo::parse_eos_penalty_mode("subtract"), ppo::EosPenaltyMode::Subtract);
+  EXPECT_STREQ(ppo::eos_penalty_mode_name(ppo::EosPenaltyMode::Subtract), "subtract");
+  try {
+    ppo::parse_eos_penalty_mode("minus", "advanced.eos_penalty_mode");
+    FAIL() << "no error";
+  } catch (const rlhf::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("advanced.eos_penalty_mode"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("subtract"), std::string::npos) << e.what();
+  }
 }
 
 TEST_F(PpoMath, KlPerTokenAndRewards) {

@@ -1,6 +1,9 @@
 #include "rlhf/train/ppo.h"
 
 #include <algorithm>
+#include <cmath>
+
+#include "rlhf/util/error.h"
 
 namespace rlhf::ppo {
 
@@ -24,8 +27,21 @@ torch::Tensor masked_whiten(const torch::Tensor& x, const torch::Tensor& mask, b
   return out * mask;
 }
 
-torch::Tensor apply_eos_penalty(const torch::Tensor& scores, const torch::Tensor& stopped, double penalty) {
-  return torch::where(stopped, scores, torch::full_like(scores, penalty));
+EosPenaltyMode parse_eos_penalty_mode(const std::string& name, const std::string& field) {
+  if (name == "replace") return EosPenaltyMode::Replace;
+  if (name == "subtract") return EosPenaltyMode::Subtract;
+  fail("{} is \"{}\"; it must be replace (the score becomes the penalty) or subtract (score - |penalty|)", field,
+       name);
+}
+
+const char* eos_penalty_mode_name(EosPenaltyMode mode) {
+  return mode == EosPenaltyMode::Replace ? "replace" : "subtract";
+}
+
+torch::Tensor apply_eos_penalty(const torch::Tensor& scores, const torch::Tensor& stopped, double penalty,
+                                EosPenaltyMode mode) {
+  auto penalized = mode == EosPenaltyMode::Replace ? torch::full_like(scores, penalty) : scores - std::abs(penalty);
+  return torch::where(stopped, scores, penalized);
 }
 
 torch::Tensor kl_per_token(const torch::Tensor& logp, const torch::Tensor& ref_logp, const torch::Tensor& mask) {

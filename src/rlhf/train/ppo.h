@@ -9,6 +9,8 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <string>
+
 namespace rlhf::ppo {
 
 // mean of x over mask (float mask, 1 = real).
@@ -19,9 +21,16 @@ torch::Tensor masked_var(const torch::Tensor& x, const torch::Tensor& mask);
 // Padding entries are set to 0.
 torch::Tensor masked_whiten(const torch::Tensor& x, const torch::Tensor& mask, bool shift_mean = true);
 
-// The "EOS trick": completions that did not stop on EOS within the length get `penalty`
-// instead of their score. scores [B] float, stopped [B] bool.
-torch::Tensor apply_eos_penalty(const torch::Tensor& scores, const torch::Tensor& stopped, double penalty);
+// The "EOS trick" for completions that did not stop on EOS within the length:
+//   Replace   the score becomes `penalty` (the N+ implementation details);
+//   Subtract  the score minus |penalty| (TRL's missing_eos_penalty).
+// Completions that stopped keep their score. scores [B] float, stopped [B] bool.
+enum class EosPenaltyMode { Replace, Subtract };
+// "replace" or "subtract"; anything else throws rlhf::Error naming `field`.
+EosPenaltyMode parse_eos_penalty_mode(const std::string& name, const std::string& field = "eos_penalty_mode");
+const char* eos_penalty_mode_name(EosPenaltyMode mode);
+torch::Tensor apply_eos_penalty(const torch::Tensor& scores, const torch::Tensor& stopped, double penalty,
+                                EosPenaltyMode mode = EosPenaltyMode::Replace);
 
 // Per-token KL estimate k1 = logp - ref_logp, 0 on padding. [B, T].
 torch::Tensor kl_per_token(const torch::Tensor& logp, const torch::Tensor& ref_logp, const torch::Tensor& mask);
