@@ -101,6 +101,12 @@ void set_note(std::string_view note) {
   g_current.store(next, std::memory_order_release);
 }
 
+std::string current_note() {
+  std::lock_guard<std::mutex> lock(g_writer);
+  const size_t i = g_current.load(std::memory_order_relaxed);
+  return std::string(g_notes[i].data(), g_lengths[i]);
+}
+
 const std::string& continue_command() { return g_continue; }
 
 void note_kept(std::string_view what_was_kept) {

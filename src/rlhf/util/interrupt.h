@@ -21,6 +21,9 @@ std::string quote_command_line(int argc, const char* const* argv);
 // kept". Thread-safe; the handler never sees a half-written line.
 void set_note(std::string_view note);
 
+// The line as it would be printed now.
+std::string current_note();
+
 // The command that continues this one ("" when none was given to install).
 const std::string& continue_command();
 
