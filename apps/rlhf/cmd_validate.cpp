@@ -1,5 +1,7 @@
 // rlhf validate: read and check datasets as the training stages will, and show how long
-// their prompts and completions are in the model's tokens (and how many would be cut).
+// their prompts and completions are in the model's tokens (and how many would be cut). The
+// data settings (prompt format, instruction, lengths, --skip-invalid) are train-reward's own
+// rows of its settings table: the same flags, defaults and checks.
 #include <algorithm>
 #include <cstdio>
 #include <limits>
@@ -11,20 +13,57 @@
 #include "rlhf/data/encode.h"
 #include "rlhf/model/loader.h"
 #include "rlhf/model/registry.h"
+#include "rlhf/train/reward_artifact.h"
+#include "rlhf/train/reward_config.h"
 #include "rlhf/util/error.h"
+#include "settings_flags.h"
 
 namespace rlhf::cli {
 namespace {
 
 struct ValidateFlags {
   std::string preference_dataset, prompt_dataset, eval_dataset;
-  bool skip_invalid = false;
-  std::string instruction;
-  std::string prompt_format = "raw";
-  int64_t prompt_sequence_length = 512;
-  int64_t target_sequence_length = 64;
   std::string model = kDefaultModel;
+  RewardTrainConfig data;  // the data settings below, with train-reward's defaults
+  std::unique_ptr<SettingFlags> settings;
 };
+
+// The rows of train-reward's settings table that say how data is read and encoded.
+const SettingsTable<RewardTrainConfig>& data_settings() {
+  static const SettingsTable<RewardTrainConfig> table = [] {
+    SettingsTable<RewardTrainConfig> t;
+    t.command = "validate";
+    for (const char* name : {"skip_invalid", "prompt_format", "instruction", "prompt_sequence_length",
+                             "target_sequence_length"}) {
+      const SettingRow* row = reward_settings().find(name);
+      if (!row) fail("validate: train-reward has no setting {}", name);
+      t.rows.push_back(*row);
+    }
+    return t;
+  }();
+  return table;
+}
+
+// The prompt format a dataset is encoded with: "auto" is chat when its first row is a
+// conversation, as the trainers decide.
+data::PromptFormat prompt_format_for(const std::string& setting, const std::vector<data::PromptText>& prompts) {
+  if (setting != "auto") return data::parse_prompt_format(setting);
+  return !prompts.empty() && prompts.front().is_chat() ? data::PromptFormat::Chat : data::PromptFormat::Raw;
+}
+
+// The model's tokenizer, chat template and stop ids, without its weights.
+Model tokenizer_of(ModelFiles files) {
+  Model m;
+  m.reference = files.reference;
+  m.path = files.path;
+  m.format = files.format;
+  m.config = files.config;
+  m.tokenizer = std::move(files.tokenizer);
+  m.chat_template = std::move(files.chat_template);
+  m.stop_ids = std::move(files.stop_ids);
+  m.pad_id = files.pad_id;
+  return m;
+}
 
 // What a dataset holds, for the token statistics.
 struct Contents {
@@ -67,17 +106,14 @@ std::string length_summary(std::vector<size_t> lengths, int64_t limit) {
                      over, lengths.size(), limit);
 }
 
-int32_t eos_of(const ModelFiles& model) {
-  const int32_t eos = model.tokenizer->special().eos;
-  return eos >= 0 ? eos : model.stop_ids.front();
-}
-
 // Token counts before truncation: an encoder whose limits cut nothing.
-void print_lengths(const Contents& c, const ModelFiles& model, const data::EncodeConfig& config) {
+void print_lengths(const Contents& c, const Model& model, const data::EncodeConfig& config) {
+  // The settings must suit the model (the chat format needs a chat template).
+  (void)data::Encoder(*model.tokenizer, model.chat_template, completion_eos_id(model), config);
   data::EncodeConfig uncut = config;
   uncut.prompt_sequence_length = std::numeric_limits<int64_t>::max();
   uncut.target_sequence_length = std::numeric_limits<int64_t>::max();
-  data::Encoder enc(*model.tokenizer, model.chat_template, eos_of(model), uncut);
+  data::Encoder enc(*model.tokenizer, model.chat_template, completion_eos_id(model), uncut);
   std::vector<size_t> prompts, completions;
   for (const auto& p : c.prompts) prompts.push_back(enc.prompt_ids(p).size());
   for (const auto& t : c.completions) completions.push_back(enc.completion_ids(t).size());
@@ -98,39 +134,37 @@ int run_validate(const ValidateFlags& f) {
   if (!f.eval_dataset.empty()) datasets.push_back({"eval", f.eval_dataset});
   if (datasets.empty()) fail("validate: give --preference-dataset, --prompt-dataset or --eval-dataset");
 
-  data::EncodeConfig config;
-  config.format = data::parse_prompt_format(f.prompt_format);
-  config.instruction = f.instruction;
-  config.prompt_sequence_length = f.prompt_sequence_length;
-  config.target_sequence_length = f.target_sequence_length;
+  const RewardTrainConfig& d = f.data;
   data::ReadOptions options;
-  options.skip_invalid = f.skip_invalid;
+  options.skip_invalid = d.skip_invalid;
 
-  std::optional<ModelFiles> model;
+  std::optional<Model> model;
   try {
-    model = read_model(f.model, /*weights=*/false);
+    model = tokenizer_of(read_model(f.model, /*weights=*/false));
+    std::printf("token lengths with the tokenizer of %s\n", f.model.c_str());
   } catch (const Error& e) {
     std::printf("token lengths not measured: %s\n", e.what());
   }
-  if (model) {
-    // The settings must suit the model (the chat format needs a chat template).
-    (void)data::Encoder(*model->tokenizer, model->chat_template, eos_of(*model), config);
-    std::printf("token lengths with the tokenizer of %s, prompt format %s\n", f.model.c_str(),
-                data::prompt_format_name(config.format));
-  }
 
   std::vector<std::string> failures;
-  for (const Dataset& d : datasets) {
-    std::printf("%s dataset %s\n", d.kind.c_str(), d.spec.c_str());
+  for (const Dataset& ds : datasets) {
+    std::printf("%s dataset %s\n", ds.kind.c_str(), ds.spec.c_str());
     try {
-      bool preferences = d.kind == "preference";
-      if (d.kind == "eval" && data::has_preference_fields(d.spec)) {
+      bool preferences = ds.kind == "preference";
+      if (ds.kind == "eval" && data::has_preference_fields(ds.spec)) {
         preferences = true;
         std::printf("  preference fields: yes (reward-model accuracy can be measured)\n");
       }
       data::ReadReport report;
-      Contents contents = read_dataset(d.spec, preferences, options, report);
+      Contents contents = read_dataset(ds.spec, preferences, options, report);
       print_report(report);
+      data::EncodeConfig config;
+      config.format = prompt_format_for(d.prompt_format, contents.prompts);
+      config.instruction = d.instruction;
+      config.prompt_sequence_length = d.prompt_sequence_length;
+      config.target_sequence_length = d.target_sequence_length;
+      std::printf("  prompt format: %s%s\n", data::prompt_format_name(config.format),
+                  d.prompt_format == "auto" ? " (auto)" : "");
       if (model) print_lengths(contents, *model, config);
     } catch (const Error& e) {
       std::printf("  invalid\n");
@@ -150,18 +184,13 @@ Command add_validate(CLI::App& app) {
   v->add_option("--preference-dataset", f->preference_dataset, "preference JSONL (file, folder or glob)");
   v->add_option("--prompt-dataset", f->prompt_dataset, "prompt JSONL (file, folder or glob)");
   v->add_option("--eval-dataset", f->eval_dataset, "evaluation JSONL (file, folder or glob)");
-  v->add_flag("--skip-invalid", f->skip_invalid, "leave bad lines out (counted) instead of failing");
-  v->add_option("--instruction", f->instruction, "text prepended to every prompt");
-  v->add_option("--prompt-format", f->prompt_format, "raw or chat")->capture_default_str();
-  v->add_option("--prompt-sequence-length", f->prompt_sequence_length, "prompt tokens kept (the last ones)")
-      ->check(CLI::Range(int64_t(1), std::numeric_limits<int64_t>::max()))
-      ->capture_default_str();
-  v->add_option("--target-sequence-length", f->target_sequence_length, "completion tokens kept, EOS included")
-      ->check(CLI::Range(int64_t(2), std::numeric_limits<int64_t>::max()))
-      ->capture_default_str();
   v->add_option("--model,-m,--large-model-reference", f->model, "model whose tokenizer measures the lengths")
       ->capture_default_str();
-  return {v, [f] { return run_validate(*f); }};
+  f->settings = std::make_unique<SettingFlags>(v, data_settings(), f->data);
+  return {v, [f] {
+            f->settings->apply();
+            return run_validate(*f);
+          }};
 }
 
 }  // namespace rlhf::cli
