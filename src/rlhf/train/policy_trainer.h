@@ -17,69 +17,17 @@
 #include <string>
 
 #include "rlhf/model/model.h"
+#include "rlhf/train/policy_config.h"
 #include "rlhf/train/policy_model.h"
 #include "rlhf/train/reward_artifact.h"
 
 namespace rlhf {
 
-struct PolicyTrainConfig {
-  // Data.
-  std::string prompt_dataset;           // JSONL file, folder or glob (input_text / messages)
-  std::string eval_dataset;             // prompts completed greedily before and after training
-  bool skip_invalid = false;
-  std::string prompt_format;            // raw, chat, auto; "" = as the reward model was trained
-  std::string instruction;              // prepended to every prompt; "" = the reward model's
-  bool instruction_set = false;         // instruction given explicitly (may be "")
-  int64_t prompt_sequence_length = 512;
-  int64_t target_sequence_length = 64;
-
-  // Models.
-  std::string reward_model;             // folder written by train-reward
-  std::string large_model_reference;    // the policy's base; "" = the reward model's base
-  std::string dtype = "fp32";           // fp32, or bf16 base (adapters and heads stay fp32)
-  std::string device = "cpu";
-  LoraConfig lora{.rank = 1, .alpha = 0.0, .dropout = 0.0, .targets = {"q_proj", "v_proj"}};
-
-  // RL.
-  int64_t train_steps = 1000;           // reinforcement_learning_train_steps (one step = one batch of rollouts)
-  double epochs = 0;                    // when > 0: steps = ceil(prompts / batch) × epochs
-  int64_t batch_size = 64;              // prompts per step
-  int64_t micro_batch_size = 8;         // sequences per forward/backward
-  int64_t generation_batch_size = 0;    // sequences generated together (0 = the whole batch)
-  int64_t num_mini_batches = 1;         // optimizer updates per PPO epoch
-  int64_t ppo_epochs = 4;
-  double learning_rate_multiplier = 1.0;
-  static constexpr double kBaseLearningRate = 1e-4;  // the lr the multiplier scales (LoRA)
-  double weight_decay = 0.0;
-  double max_grad_norm = 1.0;
-  double kl_coeff = 0.1;                // 0: the reference is never computed
-  bool adaptive_kl = false;             // adjust kl_coeff towards target_kl
-  double target_kl = 6.0;               // summed over the response, per sequence
-  double kl_horizon = 10000;
-  double gamma = 1.0;
-  double lam = 0.95;
-  double cliprange = 0.2;
-  double cliprange_value = 0.2;
-  double vf_coef = 0.1;
-  double temperature = 0.7;
-  bool eos_penalty = true;
-  double missing_eos_penalty = -1.0;    // score of a completion without EOS within the length
-  uint64_t seed = 0;
-
-  // Run.
-  std::string output;
-  bool resume = false;
-  int64_t checkpoint_every = 10;        // steps (and at the end)
-  int64_t keep_checkpoints = 2;
-  int64_t eval_every = 0;               // steps; 0 = before and after training only
-  int64_t max_eval_prompts = 500;
-  bool progress = true;
-};
-
 struct PolicyTrainSummary {
   int64_t steps = 0;
   double step_seconds_median = 0;
-  double final_reward = 0, final_kl = 0;
+  double final_reward = 0;
+  double final_kl = 0;  // NaN when the KL was not measured (kl_coeff 0 without measure_kl)
 };
 
 // The models of a run: the reward model (with its base) and the policy's roles, on the reward

@@ -1,27 +1,25 @@
 #include "rlhf/train/reward_trainer.h"
 
-#include <sys/resource.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <numeric>
+#include <optional>
 
 #include "rlhf/data/dataset.h"
+#include "rlhf/data/encode.h"
 #include "rlhf/model/loader.h"
 #include "rlhf/model/model.h"
-#include "rlhf/track/metrics.h"
-#include "rlhf/train/checkpoint.h"
 #include "rlhf/train/optim.h"
 #include "rlhf/train/reward_artifact.h"
 #include "rlhf/train/reward_model.h"
-#include "rlhf/train/tensor_file.h"
+#include "rlhf/train/trained_folder.h"
+#include "rlhf/train/trainer_run.h"
 #include "rlhf/util/error.h"
-#include "rlhf/util/fs.h"
 #include "rlhf/util/hash.h"
 #include "rlhf/util/progress.h"
 
@@ -30,28 +28,6 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
-
-void check_config(const RewardTrainConfig& c) {
-  if (c.preference_dataset.empty()) fail("--preference-dataset is required");
-  if (c.output.empty()) fail("--output is required");
-  if (c.train_steps <= 0 && c.epochs <= 0) fail("--reward-model-train-steps must be positive (got {})", c.train_steps);
-  if (c.epochs < 0) fail("--reward-model-epochs must not be negative (got {})", c.epochs);
-  if (c.batch_size <= 0) fail("--batch-size must be positive (got {})", c.batch_size);
-  if (c.micro_batch_size <= 0) fail("--micro-batch-size must be positive (got {})", c.micro_batch_size);
-  if (!(c.learning_rate_multiplier > 0)) fail("--reward-model-learning-rate-multiplier must be positive");
-  if (c.warmup_ratio < 0 || c.warmup_ratio > 1) fail("--warmup-ratio must be in [0, 1]");
-  if (c.validation_fraction < 0 || c.validation_fraction >= 1) fail("--validation-fraction must be in [0, 1)");
-  if (c.validation_every < 0 || c.checkpoint_every <= 0) fail("--validation-every must be >= 0 and --checkpoint-every > 0");
-  if (c.lora.rank <= 0) fail("--lora-rank must be positive (got {})", c.lora.rank);
-  if (c.prompt_sequence_length < 1) fail("--prompt-sequence-length must be at least 1");
-  if (c.target_sequence_length < 2) fail("--target-sequence-length must be at least 2 (a token and EOS)");
-}
-
-int64_t peak_rss_bytes() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return static_cast<int64_t>(u.ru_maxrss) * 1024;
-}
 
 struct PairStats {
   double loss = 0, rank_loss = 0, correct = 0, chosen = 0, rejected = 0;
@@ -68,261 +44,292 @@ struct PairStats {
   }
 };
 
+using PairList = std::vector<const data::PreferencePair*>;
+
 // Micro-batches of pairs sorted by packed length (less padding), original order on ties.
-std::vector<std::vector<const data::PreferencePair*>> micro_batches(std::vector<const data::PreferencePair*> pairs,
-                                                                    int64_t size) {
+std::vector<PairList> micro_batches(PairList pairs, int64_t size) {
   auto len = [](const data::PreferencePair* p) { return p->prompt.size() + p->chosen.size() + p->rejected.size(); };
   std::stable_sort(pairs.begin(), pairs.end(), [&](auto* a, auto* b) { return len(a) < len(b); });
-  std::vector<std::vector<const data::PreferencePair*>> out;
+  std::vector<PairList> out;
   for (size_t i = 0; i < pairs.size(); i += size)
     out.emplace_back(pairs.begin() + i, pairs.begin() + std::min(pairs.size(), i + static_cast<size_t>(size)));
   return out;
 }
 
+// Preference pairs -> a reward model: the setup in the constructor, the steps in train().
+class RewardTrainer {
+ public:
+  explicit RewardTrainer(const RewardTrainConfig& cfg);
+  RewardTrainSummary train();
+
+ private:
+  static TrainerRunOptions run_options(const RewardTrainConfig& cfg);
+  void read_pairs();
+  void encode_pairs();
+  json fingerprint() const;
+
+  PairStats train_step(int64_t step, double lr, double* grad_norm);
+  void log_step(int64_t done, const PairStats& s, double lr, double grad_norm, double seconds);
+  PairStats evaluate(const std::vector<data::PreferencePair>& pairs) const;
+  PairStats validate_and_log(int64_t step);
+  void save_checkpoint(int64_t step);
+  double center_head();
+  RewardTrainSummary finish();
+
+  const RewardTrainConfig& cfg_;
+  TrainerRun run_;
+  LoadOptions load_;
+  std::vector<data::PreferenceRow> rows_, val_rows_;
+  std::vector<size_t> train_index_;
+  std::unique_ptr<Model> model_;
+  std::string base_sha256_, data_sha256_;
+  data::EncodeConfig enc_;
+  int32_t eos_ = 0, pad_ = 0;
+  std::vector<data::PreferencePair> train_, validation_;
+  int64_t n_ = 0, B_ = 0, M_ = 0, steps_ = 0, warmup_ = 0;
+  double peak_lr_ = 0;
+  std::unique_ptr<RewardModel> rm_;
+  std::unique_ptr<AdamW> opt_;
+  std::optional<EpochStream> pairs_;
+  int64_t trained_tokens_ = 0;
+};
+
+TrainerRunOptions RewardTrainer::run_options(const RewardTrainConfig& cfg) {
+  if (cfg.preference_dataset.empty()) fail("--preference-dataset is required");
+  if (cfg.output.empty()) fail("--output is required");
+  check_run_settings(reward_settings(), cfg, [](const RewardTrainConfig& c) { check_reward_config(c); });
+  apply_threads(cfg.threads);
+  return {.command = "train-reward",
+          .output = cfg.output,
+          .own = {kRewardModelManifest, kAdapterConfigFile, kAdapterWeightsFile, kRewardHeadFile, "summary.json", "logs",
+                  "checkpoints"},
+          .resume = cfg.resume,
+          .progress = cfg.progress,
+          .keep_checkpoints = cfg.keep_checkpoints,
+          .max_skipped_steps = cfg.max_skipped_steps,
+          .what = "reward model",
+          .device = parse_device(cfg.device)};
+}
+
+RewardTrainer::RewardTrainer(const RewardTrainConfig& cfg) : cfg_(cfg), run_(run_options(cfg)) {
+  read_pairs();  // every data file validated before the model is loaded
+  load_.dtype = parse_dtype(cfg_.dtype);
+  load_.device = parse_device(cfg_.device);
+  model_ = load_model(cfg_.large_model_reference, load_);
+  base_sha256_ = model_content_hash(model_->path);
+  encode_pairs();
+
+  n_ = static_cast<int64_t>(train_.size());
+  B_ = cfg_.batch_size;
+  M_ = std::min(cfg_.micro_batch_size, cfg_.batch_size);
+  steps_ = cfg_.steps_for(n_);
+  warmup_ = static_cast<int64_t>(std::ceil(cfg_.warmup_ratio * static_cast<double>(steps_)));
+  peak_lr_ = RewardTrainConfig::kBaseLearningRate * cfg_.learning_rate_multiplier;
+  std::fprintf(stderr,
+               "[rlhf] %lld training pairs, %lld validation pairs; %lld steps of %lld pairs (micro-batches of %lld), "
+               "lr %.3g, warmup %lld steps; prompt format %s\n",
+               (long long)n_, (long long)validation_.size(), (long long)steps_, (long long)B_, (long long)M_, peak_lr_,
+               (long long)warmup_, data::prompt_format_name(enc_.format));
+
+  rm_ = std::make_unique<RewardModel>(*model_->net, cfg_.lora, cfg_.seed);
+  AdamWConfig adam;
+  adam.weight_decay = cfg_.weight_decay;
+  adam.eps = cfg_.adam_epsilon;
+  opt_ = std::make_unique<AdamW>(rm_->parameters(), adam);
+  pairs_.emplace(static_cast<size_t>(n_), cfg_.seed);
+
+  run_.begin(fingerprint(), steps_, *opt_);
+  if (const auto& r = run_.resumed()) {
+    rm_->load_weights(r->dir);
+    trained_tokens_ = r->state.value("trained_tokens", int64_t(0));
+  }
+}
+
+// The preference data and the validation pairs (the evaluation set when it has preference
+// fields, else a held-out split).
+void RewardTrainer::read_pairs() {
+  data::ReadOptions read_opts;
+  read_opts.skip_invalid = cfg_.skip_invalid;
+  data::ReadReport report;
+  rows_ = data::read_preference_dataset(cfg_.preference_dataset, read_opts, &report);
+  std::fprintf(stderr, "[rlhf] preference data: %zu pairs from %zu file(s)%s\n", rows_.size(), report.files.size(),
+               report.skipped ? fmt::format(", {} invalid lines skipped", report.skipped).c_str() : "");
+  if (!cfg_.eval_dataset.empty() && data::has_preference_fields(cfg_.eval_dataset)) {
+    data::ReadOptions eval_opts = read_opts;
+    eval_opts.max_rows = static_cast<size_t>(cfg_.max_validation_pairs);
+    val_rows_ = data::read_preference_dataset(cfg_.eval_dataset, eval_opts);
+    train_index_.resize(rows_.size());
+    std::iota(train_index_.begin(), train_index_.end(), 0);
+  } else {
+    if (!cfg_.eval_dataset.empty())
+      std::fprintf(stderr, "[rlhf] %s has no preference fields: validating on a held-out split instead\n",
+                   cfg_.eval_dataset.c_str());
+    auto split = data::holdout_split(rows_.size(), cfg_.validation_fraction, cfg_.max_validation_pairs, cfg_.seed);
+    train_index_ = split.train;
+    for (size_t i : split.validation) val_rows_.push_back(rows_[i]);
+  }
+  if (train_index_.empty()) fail("{}: no training pairs left after the validation split", cfg_.preference_dataset);
+}
+
+void RewardTrainer::encode_pairs() {
+  const bool chat_data = rows_.front().prompt.is_chat();
+  enc_.format = cfg_.prompt_format == "auto" ? (chat_data ? data::PromptFormat::Chat : data::PromptFormat::Raw)
+                                             : data::parse_prompt_format(cfg_.prompt_format);
+  enc_.instruction = cfg_.instruction;
+  enc_.prompt_sequence_length = cfg_.prompt_sequence_length;
+  enc_.target_sequence_length = cfg_.target_sequence_length;
+  eos_ = completion_eos_id(*model_);
+  pad_ = model_->pad_id;
+  data::Encoder encoder(*model_->tokenizer, model_->chat_template, eos_, enc_);
+  {
+    Progress bar("encode", static_cast<int64_t>(train_index_.size() + val_rows_.size()), "pair");
+    for (size_t i : train_index_) {
+      train_.push_back(encoder.encode(rows_[i]));
+      if (train_.size() % 256 == 0) bar.update(static_cast<int64_t>(train_.size()));
+    }
+    for (const auto& r : val_rows_) validation_.push_back(encoder.encode(r));
+    bar.update(static_cast<int64_t>(train_.size() + validation_.size()));
+    bar.finish();
+  }
+  Sha256 hash;
+  for (const auto& p : train_)
+    for (const auto* v : {&p.prompt, &p.chosen, &p.rejected}) {
+      const uint64_t n = v->size();
+      hash.update(&n, sizeof n);
+      hash.update(v->data(), v->size() * sizeof(int32_t));
+    }
+  data_sha256_ = hash.hex();
+}
+
+// What must not change between a run and its resume: the settings that change the result,
+// the inputs' hashes, and what was resolved from them.
+json RewardTrainer::fingerprint() const {
+  json f = settings_json(reward_settings(), cfg_, /*result_only=*/true);
+  f["prompt_format"] = data::prompt_format_name(enc_.format);
+  f["instruction"] = enc_.instruction;
+  f["base_sha256"] = base_sha256_;
+  f["data_sha256"] = data_sha256_;
+  f["steps"] = steps_;
+  return f;
+}
+
+// The loop. Step s trains on positions s·B .. s·B + B - 1 of the epoch stream.
+RewardTrainSummary RewardTrainer::train() {
+  for (int64_t step = run_.start(); step < steps_; ++step) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const double lr = warmup_linear_lr(peak_lr_, step, warmup_, steps_);
+    double grad_norm = 0;
+    const PairStats s = train_step(step, lr, &grad_norm);
+    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const int64_t done = step + 1;
+    log_step(done, s, lr, grad_norm, dt);
+    if (cfg_.validation_every > 0 && done % cfg_.validation_every == 0 && done != steps_)
+      validate_and_log(done);
+    if (done % cfg_.checkpoint_every == 0 && done != steps_) save_checkpoint(done);
+  }
+  run_.finish_progress();
+  return finish();
+}
+
+// One optimizer step over B pairs: the pairwise loss in micro-batches (gradient
+// accumulation), clipping, AdamW (skipped when the gradient norm is not finite).
+PairStats RewardTrainer::train_step(int64_t step, double lr, double* grad_norm) {
+  PairList batch;
+  for (int64_t i = 0; i < B_; ++i) batch.push_back(&train_[(*pairs_)[step * B_ + i]]);
+  opt_->zero_grad();
+  PairStats s;
+  for (const auto& mb : micro_batches(batch, M_)) {
+    PairBatch pb = pack_pairs(mb, pad_, load_.device);
+    auto [rc, rr] = rm_->score_pairs(pb, /*train=*/true);
+    auto losses = reward_pair_losses(rc, rr, cfg_.margin, cfg_.center_rewards_coefficient);
+    (losses.sum() / static_cast<double>(B_)).backward();
+    s.add(rc, rr, losses, pb.real_tokens);
+  }
+  *grad_norm = opt_->clip_grad_norm(cfg_.max_grad_norm);
+  run_.guard().step(*opt_, lr, *grad_norm, step + 1);
+  return s;
+}
+
+void RewardTrainer::log_step(int64_t done, const PairStats& s, double lr, double grad_norm, double seconds) {
+  run_.train_seconds += seconds;
+  trained_tokens_ += s.tokens;
+  const double B = static_cast<double>(B_);
+  std::map<std::string, double> m = {
+      {"rank_loss", s.rank_loss / B},
+      {"accuracy", s.correct / B},
+      {"reward/chosen", s.chosen / B},
+      {"reward/rejected", s.rejected / B},
+      {"reward/margin", (s.chosen - s.rejected) / B},
+      {"learning_rate", lr},
+      {"train/skipped_steps", std::isfinite(grad_norm) ? 0.0 : 1.0},
+      {"throughput/pairs_per_second", B / seconds},
+      {"throughput/tokens_per_second", static_cast<double>(s.tokens) / seconds},
+  };
+  if (std::isfinite(grad_norm)) m["grad_norm"] = grad_norm;
+  if (cfg_.margin != 0 || cfg_.center_rewards_coefficient != 0) m["loss"] = s.loss / B;
+  run_.logger().log(done, m);
+  run_.progress(done, fmt::format("rank_loss {:.4f} acc {:.3f}", s.rank_loss / B, s.correct / B));
+}
+
 // Accuracy and loss over pairs, no gradients.
-PairStats evaluate(const RewardModel& rm, const std::vector<data::PreferencePair>& pairs, int64_t micro, int32_t pad,
-                   torch::Device device) {
+PairStats RewardTrainer::evaluate(const std::vector<data::PreferencePair>& pairs) const {
   torch::NoGradGuard no_grad;
-  std::vector<const data::PreferencePair*> ptrs;
+  PairList ptrs;
   for (const auto& p : pairs) ptrs.push_back(&p);
   PairStats s;
-  for (const auto& mb : micro_batches(ptrs, micro)) {
-    auto batch = pack_pairs(mb, pad, device);
-    auto [rc, rr] = rm.score_pairs(batch);
+  for (const auto& mb : micro_batches(ptrs, M_ * 2)) {
+    auto batch = pack_pairs(mb, pad_, load_.device);
+    auto [rc, rr] = rm_->score_pairs(batch);
     s.add(rc, rr, reward_pair_losses(rc, rr), batch.real_tokens);
   }
   return s;
 }
 
-void save_checkpoint(const fs::path& root, int64_t step, const RewardModel& rm, const AdamW& opt, const json& state,
-                     const std::string& base_reference, int64_t keep) {
-  checkpoint::save(root.string(), step, keep, state, [&](const std::string& dir) {
-    rm.save_weights(dir, base_reference);
-    save_tensors(dir + "/optimizer.safetensors", opt.state());
-  });
+PairStats RewardTrainer::validate_and_log(int64_t step) {
+  if (validation_.empty()) return PairStats{};
+  PairStats v = evaluate(validation_);
+  run_.logger().log(step, {{"validation/accuracy", v.correct / v.pairs}, {"validation/loss", v.rank_loss / v.pairs},
+                           {"validation/reward_margin", (v.chosen - v.rejected) / v.pairs}});
+  return v;
 }
 
-}  // namespace
+void RewardTrainer::save_checkpoint(int64_t step) {
+  // The data order is a pure function of (seed, step): no other random state exists.
+  json state = {{"trained_tokens", trained_tokens_},
+                {"rng", {{"data_order", "permutation(train pairs, seed + epoch)"}, {"seed", cfg_.seed}}}};
+  run_.save_checkpoint(step, state, [&](const std::string& dir) { rm_->save_weights(dir, model_->reference); });
+}
 
-RewardTrainSummary train_reward_model(const RewardTrainConfig& cfg) {
-  check_config(cfg);
-  const fs::path out(cfg.output);
-  if (!cfg.resume && (fs::exists(out / "reward_model.json") || fs::exists(out / "checkpoints")))
-    fail("{} holds an earlier run; pass --resume to continue it, or choose another --output", cfg.output);
+// Shifts the head's bias so the mean reward over (up to) centering_pairs training pairs,
+// chosen by the seed, is 0; returns the mean before.
+double RewardTrainer::center_head() {
+  std::vector<data::PreferencePair> sample;
+  auto order = data::permutation(static_cast<size_t>(n_), cfg_.seed ^ 0xce17e5ULL);
+  for (size_t i = 0; i < order.size() && static_cast<int64_t>(sample.size()) < cfg_.centering_pairs; ++i)
+    sample.push_back(train_[order[i]]);
+  PairStats c = evaluate(sample);
+  const double mean_reward = (c.chosen + c.rejected) / (2.0 * c.pairs);
+  rm_->shift_bias(-mean_reward);
+  return mean_reward;
+}
 
-  // 1. Every data file is read and validated before the model is loaded.
-  data::ReadOptions read_opts;
-  read_opts.skip_invalid = cfg.skip_invalid;
-  data::ReadReport report;
-  std::vector<data::PreferenceRow> rows = data::read_preference_dataset(cfg.preference_dataset, read_opts, &report);
-  std::fprintf(stderr, "[rlhf] preference data: %zu pairs from %zu file(s)%s\n", rows.size(), report.files.size(),
-               report.skipped ? fmt::format(", {} invalid lines skipped", report.skipped).c_str() : "");
-  std::vector<data::PreferenceRow> val_rows;
-  std::vector<size_t> train_index;
-  if (!cfg.eval_dataset.empty() && data::has_preference_fields(cfg.eval_dataset)) {
-    data::ReadOptions eval_opts = read_opts;
-    eval_opts.max_rows = static_cast<size_t>(cfg.max_validation_pairs);
-    val_rows = data::read_preference_dataset(cfg.eval_dataset, eval_opts);
-    train_index.resize(rows.size());
-    std::iota(train_index.begin(), train_index.end(), 0);
-  } else {
-    if (!cfg.eval_dataset.empty())
-      std::fprintf(stderr, "[rlhf] %s has no preference fields: validating on a held-out split instead\n",
-                   cfg.eval_dataset.c_str());
-    auto split = data::holdout_split(rows.size(), cfg.validation_fraction, cfg.max_validation_pairs, cfg.seed);
-    train_index = split.train;
-    for (size_t i : split.validation) val_rows.push_back(rows[i]);
-  }
-  if (train_index.empty()) fail("{}: no training pairs left after the validation split", cfg.preference_dataset);
-
-  // 2. The model and the encoding of the data.
-  LoadOptions load;
-  load.dtype = parse_dtype(cfg.dtype);
-  load.device = parse_device(cfg.device);
-  if (load.dtype == torch::kFloat16) fail("--dtype fp16 is not supported for training (use fp32 or bf16)");
-  auto model = load_model(cfg.large_model_reference, load);
-  const std::string base_hash = model_content_hash(model->path);
-
-  data::EncodeConfig enc;
-  bool chat_data = rows.front().prompt.is_chat();
-  enc.format = cfg.prompt_format == "auto" ? (chat_data ? data::PromptFormat::Chat : data::PromptFormat::Raw)
-                                           : data::parse_prompt_format(cfg.prompt_format);
-  enc.instruction = cfg.instruction;
-  enc.prompt_sequence_length = cfg.prompt_sequence_length;
-  enc.target_sequence_length = cfg.target_sequence_length;
-  const int32_t eos = completion_eos_id(*model);
-  const int32_t pad = model->pad_id;
-  data::Encoder encoder(*model->tokenizer, model->chat_template, eos, enc);
-  std::vector<data::PreferencePair> train, validation;
-  {
-    Progress bar("encode", static_cast<int64_t>(train_index.size() + val_rows.size()), "pair");
-    for (size_t i : train_index) {
-      train.push_back(encoder.encode(rows[i]));
-      if (train.size() % 256 == 0) bar.update(static_cast<int64_t>(train.size()));
-    }
-    for (const auto& r : val_rows) validation.push_back(encoder.encode(r));
-    bar.update(static_cast<int64_t>(train.size() + validation.size()));
-    bar.finish();
-  }
-  Sha256 data_hash;
-  for (const auto& p : train)
-    for (const auto* v : {&p.prompt, &p.chosen, &p.rejected}) {
-      const uint64_t n = v->size();
-      data_hash.update(&n, sizeof n);
-      data_hash.update(v->data(), v->size() * sizeof(int32_t));
-    }
-
-  const int64_t n = static_cast<int64_t>(train.size());
-  const int64_t B = cfg.batch_size, M = std::min(cfg.micro_batch_size, cfg.batch_size);
-  const int64_t steps = cfg.epochs > 0
-                            ? static_cast<int64_t>(std::ceil(static_cast<double>((n + B - 1) / B) * cfg.epochs))
-                            : cfg.train_steps;
-  const int64_t warmup = static_cast<int64_t>(std::ceil(cfg.warmup_ratio * static_cast<double>(steps)));
-  const double peak_lr = RewardTrainConfig::kBaseLearningRate * cfg.learning_rate_multiplier;
-  std::fprintf(stderr,
-               "[rlhf] %lld training pairs, %lld validation pairs; %lld steps of %lld pairs (micro-batches of %lld), "
-               "lr %.3g, warmup %lld steps; prompt format %s\n",
-               (long long)n, (long long)validation.size(), (long long)steps, (long long)B, (long long)M, peak_lr,
-               (long long)warmup, data::prompt_format_name(enc.format));
-
-  RewardModel rm(*model->net, cfg.lora, cfg.seed);
-  AdamWConfig adam;
-  adam.weight_decay = cfg.weight_decay;
-  AdamW opt(rm.parameters(), adam);
-
-  // What must not change between a run and its resume.
-  json fingerprint = {
-      {"base_sha256", base_hash}, {"data_sha256", data_hash.hex()}, {"steps", steps}, {"batch_size", B},
-      {"micro_batch_size", M}, {"learning_rate", peak_lr}, {"warmup_steps", warmup},
-      {"weight_decay", cfg.weight_decay}, {"max_grad_norm", cfg.max_grad_norm}, {"margin", cfg.margin},
-      {"center_rewards_coefficient", cfg.center_rewards_coefficient}, {"seed", cfg.seed},
-      {"lora_rank", cfg.lora.rank}, {"lora_alpha", cfg.lora.alpha}, {"lora_targets", cfg.lora.targets},
-      {"dtype", cfg.dtype}, {"prompt_format", data::prompt_format_name(enc.format)},
-      {"instruction", enc.instruction}, {"prompt_sequence_length", enc.prompt_sequence_length},
-      {"target_sequence_length", enc.target_sequence_length}};
-
-  int64_t start = 0;
-  double train_seconds = 0;
-  int64_t trained_tokens = 0;
-  if (cfg.resume) {
-    const std::string ckpt = checkpoint::latest(out.string());
-    if (ckpt.empty()) {
-      std::fprintf(stderr, "[rlhf] no checkpoint in %s: starting from the beginning\n", cfg.output.c_str());
-    } else {
-      json state = checkpoint::read_state(ckpt);
-      checkpoint::check_fingerprint(state, fingerprint, ckpt);
-      rm.load_weights(ckpt);
-      opt.load_state(load_tensors(ckpt + "/optimizer.safetensors", load.device), state["step"].get<int64_t>(),
-                     ckpt + "/optimizer.safetensors");
-      start = state["step"].get<int64_t>();
-      train_seconds = state.value("train_seconds", 0.0);
-      trained_tokens = state.value("trained_tokens", int64_t(0));
-      if (state.value("threads", 0) != torch::get_num_threads())
-        std::fprintf(stderr, "[rlhf] note: the run used %d threads, this one %d: results may differ in the last bits\n",
-                     state.value("threads", 0), torch::get_num_threads());
-      std::fprintf(stderr, "[rlhf] resuming from %s (step %lld of %lld)\n", ckpt.c_str(), (long long)start,
-                   (long long)steps);
-    }
-  }
-  fs::create_directories(out);
-  track::MetricsLogger logger((out / "logs").string(), cfg.resume ? start : -1);
-
-  auto trainer_state = [&](int64_t step) {
-    return json{{"step", step}, {"train_seconds", train_seconds}, {"trained_tokens", trained_tokens},
-                {"threads", torch::get_num_threads()}, {"fingerprint", fingerprint},
-                // The data order is a pure function of (seed, step): no other random state exists.
-                {"rng", {{"data_order", "permutation(train pairs, seed + epoch)"}, {"seed", cfg.seed}}}};
-  };
-  auto validate_and_log = [&](int64_t step) {
-    if (validation.empty()) return PairStats{};
-    PairStats v = evaluate(rm, validation, M * 2, pad, load.device);
-    logger.log(step, {{"validation/accuracy", v.correct / v.pairs}, {"validation/loss", v.rank_loss / v.pairs},
-                      {"validation/reward_margin", (v.chosen - v.rejected) / v.pairs}});
-    return v;
-  };
-
-  // 3. The loop. Step s uses the pairs at positions s·B .. s·B + B - 1 of the epoch stream,
-  // each epoch a fresh permutation of the training pairs.
-  std::map<int64_t, std::vector<size_t>> epoch_order;
-  auto pair_at = [&](int64_t g) -> const data::PreferencePair* {
-    const int64_t epoch = g / n;
-    auto it = epoch_order.find(epoch);
-    if (it == epoch_order.end()) {
-      epoch_order.clear();
-      it = epoch_order.emplace(epoch, data::permutation(static_cast<size_t>(n), cfg.seed + static_cast<uint64_t>(epoch))).first;
-    }
-    return &train[it->second[static_cast<size_t>(g % n)]];
-  };
-
-  std::unique_ptr<Progress> bar;
-  if (cfg.progress) bar = std::make_unique<Progress>("train-reward", steps, "step", start);
-  PairStats last_val;
-  for (int64_t step = start; step < steps; ++step) {
-    const auto t0 = std::chrono::steady_clock::now();
-    const double lr = warmup_linear_lr(peak_lr, step, warmup, steps);
-    std::vector<const data::PreferencePair*> batch;
-    for (int64_t i = 0; i < B; ++i) batch.push_back(pair_at(step * B + i));
-
-    opt.zero_grad();
-    PairStats s;
-    for (const auto& mb : micro_batches(batch, M)) {
-      PairBatch pb = pack_pairs(mb, pad, load.device);
-      auto [rc, rr] = rm.score_pairs(pb, /*train=*/true);
-      auto losses = reward_pair_losses(rc, rr, cfg.margin, cfg.center_rewards_coefficient);
-      (losses.sum() / static_cast<double>(B)).backward();
-      s.add(rc, rr, losses, pb.real_tokens);
-    }
-    const double grad_norm = opt.clip_grad_norm(cfg.max_grad_norm);
-    opt.step(lr);
-    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    train_seconds += dt;
-    trained_tokens += s.tokens;
-
-    const int64_t done = step + 1;
-    std::map<std::string, double> m = {
-        {"rank_loss", s.rank_loss / B},
-        {"accuracy", s.correct / B},
-        {"reward/chosen", s.chosen / B},
-        {"reward/rejected", s.rejected / B},
-        {"reward/margin", (s.chosen - s.rejected) / B},
-        {"learning_rate", lr},
-        {"grad_norm", grad_norm},
-        {"throughput/pairs_per_second", B / dt},
-        {"throughput/tokens_per_second", s.tokens / dt},
-    };
-    if (cfg.margin != 0 || cfg.center_rewards_coefficient != 0) m["loss"] = s.loss / B;
-    logger.log(done, m);
-    if (cfg.validation_every > 0 && done % cfg.validation_every == 0 && done != steps) last_val = validate_and_log(done);
-    if (done % cfg.checkpoint_every == 0 && done != steps)
-      save_checkpoint(out, done, rm, opt, trainer_state(done), model->reference, cfg.keep_checkpoints);
-    if (bar) bar->update(done, fmt::format("rank_loss {:.4f} acc {:.3f}", s.rank_loss / B, s.correct / B));
-  }
-  if (bar) bar->finish();
-
-  // 4. Final validation, the checkpoint of the last step, the centred head, the model.
-  last_val = validate_and_log(steps);
-  save_checkpoint(out, steps, rm, opt, trainer_state(steps), model->reference, cfg.keep_checkpoints);
-
-  double mean_reward = 0;
-  {
-    std::vector<data::PreferencePair> sample;
-    auto order = data::permutation(static_cast<size_t>(n), cfg.seed ^ 0xce17e5ULL);
-    for (size_t i = 0; i < order.size() && static_cast<int64_t>(sample.size()) < cfg.centering_pairs; ++i)
-      sample.push_back(train[order[i]]);
-    PairStats c = evaluate(rm, sample, M * 2, pad, load.device);
-    mean_reward = (c.chosen + c.rejected) / (2.0 * c.pairs);
-    rm.shift_bias(-mean_reward);
-  }
+// The final validation, the checkpoint of the last step, the centred head, the model folder
+// (reward_model.json last).
+RewardTrainSummary RewardTrainer::finish() {
+  const PairStats v = validate_and_log(steps_);
+  if (run_.final_checkpoint_missing()) save_checkpoint(steps_);
+  const double mean_reward = center_head();
 
   RewardTrainSummary sum;
-  sum.steps = steps;
-  sum.train_pairs = n;
-  sum.validation_pairs = static_cast<int64_t>(validation.size());
-  sum.validation_accuracy = last_val.pairs ? last_val.correct / last_val.pairs : 0;
-  sum.validation_loss = last_val.pairs ? last_val.rank_loss / last_val.pairs : 0;
-  sum.train_seconds = train_seconds;
-  sum.pairs_per_second = train_seconds > 0 ? static_cast<double>(steps * B) / train_seconds : 0;
-  sum.tokens_per_second = train_seconds > 0 ? static_cast<double>(trained_tokens) / train_seconds : 0;
+  const double seconds = run_.train_seconds;
+  sum.steps = steps_;
+  sum.train_pairs = n_;
+  sum.validation_pairs = static_cast<int64_t>(validation_.size());
+  sum.validation_accuracy = v.pairs ? v.correct / v.pairs : 0;
+  sum.validation_loss = v.pairs ? v.rank_loss / v.pairs : 0;
+  sum.train_seconds = seconds;
+  sum.pairs_per_second = seconds > 0 ? static_cast<double>(steps_ * B_) / seconds : 0;
+  sum.tokens_per_second = seconds > 0 ? static_cast<double>(trained_tokens_) / seconds : 0;
   json summary = {{"steps", sum.steps},
                   {"train_pairs", sum.train_pairs},
                   {"validation_pairs", sum.validation_pairs},
@@ -331,29 +338,32 @@ RewardTrainSummary train_reward_model(const RewardTrainConfig& cfg) {
                   {"train_seconds", sum.train_seconds},
                   {"pairs_per_second", sum.pairs_per_second},
                   {"tokens_per_second", sum.tokens_per_second},
-                  {"mean_reward_before_centering", mean_reward},
-                  {"peak_rss_bytes", peak_rss_bytes()},
-                  {"threads", torch::get_num_threads()}};
+                  {"mean_reward_before_centering", mean_reward}};
 
-  rm.save_weights(cfg.output, model->reference);
+  rm_->save_weights(cfg_.output, model_->reference);
+  run_.write_summary(summary);
   RewardModelInfo info;
-  info.base_reference = model->reference;
-  info.base_path = fs::absolute(model->path).string();
-  info.base_format = model->format;
-  info.base_sha256 = base_hash;
-  info.lora = cfg.lora;
-  info.encode = enc;
-  info.eos_id = eos;
-  info.pad_id = pad;
-  info.hidden_size = model->config.hidden_size;
-  info.training = {{"settings", fingerprint}, {"preference_dataset", cfg.preference_dataset},
-                   {"eval_dataset", cfg.eval_dataset}, {"summary", summary}};
-  write_file_atomic((out / "summary.json").string(), summary.dump(2) + "\n");
-  write_reward_model_info(cfg.output, info);  // last: marks the folder complete
-  logger.flush();
+  info.kind = TrainedFolder::Kind::RewardModel;
+  info.base_reference = model_->reference;
+  info.base_path = fs::absolute(model_->path).string();
+  info.base_format = model_->format;
+  info.base_sha256 = base_sha256_;
+  info.lora = cfg_.lora;
+  info.encode = enc_;
+  info.eos_id = eos_;
+  info.pad_id = pad_;
+  info.hidden_size = model_->config.hidden_size;
+  info.task_type = "SEQ_CLS";
+  info.training = {{"settings", run_.fingerprint()}, {"preference_dataset", cfg_.preference_dataset},
+                   {"eval_dataset", cfg_.eval_dataset}, {"summary", summary}};
+  write_reward_model_info(cfg_.output, info);  // last: marks the folder complete
   std::fprintf(stderr, "[rlhf] done: validation accuracy %.4f, loss %.4f; %.2f pairs/s; model in %s\n",
-               sum.validation_accuracy, sum.validation_loss, sum.pairs_per_second, cfg.output.c_str());
+               sum.validation_accuracy, sum.validation_loss, sum.pairs_per_second, cfg_.output.c_str());
   return sum;
 }
+
+}  // namespace
+
+RewardTrainSummary train_reward_model(const RewardTrainConfig& config) { return RewardTrainer(config).train(); }
 
 }  // namespace rlhf

@@ -1,0 +1,127 @@
+#include "rlhf/train/trainer_run.h"
+
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+#include "rlhf/data/dataset.h"
+#include "rlhf/train/checkpoint.h"
+#include "rlhf/train/tensor_file.h"
+#include "rlhf/util/fs.h"
+#include "rlhf/util/output_dir.h"
+
+namespace rlhf {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+void fail_setting(const SettingRow* row, const SettingError& e) {
+  const std::string name = row ? row->flag.substr(0, row->flag.find(',')) : e.setting();
+  fail("{} {}", name, e.what());
+}
+
+void apply_threads(int64_t threads) {
+  if (threads > 0) torch::set_num_threads(static_cast<int>(threads));
+}
+
+size_t EpochStream::operator[](int64_t position) {
+  const int64_t n = static_cast<int64_t>(n_);
+  const int64_t epoch = position / n;
+  if (epoch != epoch_) {
+    order_ = data::permutation(n_, seed_ + static_cast<uint64_t>(epoch));
+    epoch_ = epoch;
+  }
+  return order_[static_cast<size_t>(position % n)];
+}
+
+TrainerRun::TrainerRun(TrainerRunOptions options)
+    : options_(std::move(options)),
+      out_(options_.output),
+      guard_(options_.max_skipped_steps, options_.what) {
+  std::error_code ec;
+  if (fs::symlink_status(out_, ec).type() != fs::file_type::not_found) claim();
+}
+
+void TrainerRun::claim() {
+  OutputClaim c;
+  c.command = options_.command;
+  c.own = options_.own;
+  c.resume = options_.resume;
+  claim_output_dir(options_.output, c);
+  claimed_ = true;
+}
+
+void TrainerRun::begin(const json& fingerprint, int64_t steps, AdamW& optimizer) {
+  fingerprint_ = fingerprint;
+  steps_ = steps;
+  optimizer_ = &optimizer;
+  if (options_.resume) {
+    const std::string ckpt = checkpoint::latest(out_.string());
+    if (ckpt.empty()) {
+      std::fprintf(stderr, "[rlhf] no checkpoint in %s: starting from the beginning\n", options_.output.c_str());
+    } else {
+      json state = checkpoint::read_state(ckpt);
+      checkpoint::check_fingerprint(state, fingerprint_, ckpt);
+      start_ = state["step"].get<int64_t>();
+      // Optimizer steps differ from training steps (PPO minibatches, skipped steps); a
+      // checkpoint without the count is one of a trainer with one update per step.
+      const json& opt_steps = state.contains("optimizer_steps") ? state["optimizer_steps"] : state["step"];
+      if (!opt_steps.is_number_integer()) fail("{}/trainer_state.json: field 'optimizer_steps' is not an integer", ckpt);
+      optimizer.load_state(load_tensors(ckpt + "/optimizer.safetensors", options_.device), opt_steps.get<int64_t>(),
+                           ckpt + "/optimizer.safetensors");
+      train_seconds = state.value("train_seconds", 0.0);
+      if (state.value("threads", 0) != torch::get_num_threads())
+        std::fprintf(stderr, "[rlhf] note: the run used %d threads, this one %d: results may differ in the last bits\n",
+                     state.value("threads", 0), torch::get_num_threads());
+      std::fprintf(stderr, "[rlhf] resuming from %s (step %lld of %lld)\n", ckpt.c_str(), (long long)start_,
+                   (long long)steps_);
+      resumed_ = Resumed{ckpt, std::move(state)};
+    }
+  }
+  if (!claimed_) claim();
+  logger_ = std::make_unique<track::MetricsLogger>((out_ / "logs").string(), options_.resume ? start_ : -1);
+  if (options_.progress) bar_ = std::make_unique<Progress>(options_.command, steps_, "step", start_);
+}
+
+void TrainerRun::save_checkpoint(int64_t step, json state, const std::function<void(const std::string&)>& write) {
+  state["step"] = step;
+  state["optimizer_steps"] = optimizer_->steps();
+  state["train_seconds"] = train_seconds;
+  state["threads"] = torch::get_num_threads();
+  state["fingerprint"] = fingerprint_;
+  checkpoint::save(out_.string(), step, options_.keep_checkpoints, state, [&](const std::string& dir) {
+    write(dir);
+    save_tensors(dir + "/optimizer.safetensors", optimizer_->state());
+  });
+}
+
+bool TrainerRun::final_checkpoint_missing() const {
+  return start_ < steps_ || !fs::exists(fs::path(checkpoint::latest(out_.string())) / "trainer_state.json");
+}
+
+void TrainerRun::progress(int64_t done, const std::string& status) {
+  if (bar_) bar_->update(done, status);
+}
+
+void TrainerRun::finish_progress() {
+  if (bar_) bar_->finish();
+}
+
+void TrainerRun::write_summary(json& summary) {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  summary["peak_rss_bytes"] = static_cast<int64_t>(u.ru_maxrss) * 1024;
+  summary["threads"] = torch::get_num_threads();
+  write_file_atomic((out_ / "summary.json").string(), summary.dump(2) + "\n");
+  logger_->flush();
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+}  // namespace rlhf

@@ -1,0 +1,148 @@
+// TrainerRun: what `rlhf train-reward` and `rlhf train-policy` do around their steps, in one
+// place. A run
+//   - claims its output folder (util/output_dir.h): a new or empty folder, or one holding
+//     this command's earlier run, and then only with --resume;
+//   - resumes from the newest complete checkpoint, whose fingerprint (the settings and input
+//     hashes that decide the result) must equal this run's, restoring the optimizer and the
+//     training time;
+//   - logs metrics under OUT/logs (TensorBoard, CSV, JSONL) and draws the progress bar;
+//   - saves atomic checkpoints (OUT/checkpoints/step-N, see checkpoint.h);
+//   - skips optimizer steps whose gradient norm is not finite (NonFiniteGradGuard, optim.h);
+//   - writes summary.json at the end (the trainer writes its folder's marker file last).
+// Also here: the epoch stream of shuffled indices and the check of a config against its
+// settings table. The trainers own their models, data and steps.
+#pragma once
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "rlhf/track/metrics.h"
+#include "rlhf/train/optim.h"
+#include "rlhf/util/error.h"
+#include "rlhf/util/progress.h"
+#include "rlhf/util/settings.h"
+
+namespace rlhf {
+
+// A SettingError as the rlhf::Error a user reads: the setting named by its flag.
+[[noreturn]] void fail_setting(const SettingRow* row, const SettingError& e);
+
+// Runs `check(config)` (check_reward_config, check_policy_config) and turns a SettingError
+// into an rlhf::Error naming the flag.
+template <class Config, class Check>
+void check_run_settings(const SettingsTable<Config>& table, const Config& config, Check check) {
+  try {
+    check(config);
+  } catch (const SettingError& e) {
+    fail_setting(table.find(e.setting()), e);
+  }
+}
+
+// The flag of a setting, as the user types it ("--max-skipped-steps").
+template <class Config>
+std::string setting_flag(const SettingsTable<Config>& table, const std::string& name) {
+  const SettingRow* row = table.find(name);
+  return row ? row->flag.substr(0, row->flag.find(',')) : name;
+}
+
+// CPU threads for torch; 0 leaves the default (all cores).
+void apply_threads(int64_t threads);
+
+// Positions 0, 1, 2, ... of a stream over n items: epoch e = position / n is the permutation
+// of 0..n-1 by (seed + e). A step of B items reads positions step·B .. step·B + B - 1, so the
+// order is a pure function of the seed and the step.
+class EpochStream {
+ public:
+  EpochStream(size_t n, uint64_t seed) : n_(n), seed_(seed) {}
+  size_t operator[](int64_t position);
+  size_t size() const { return n_; }
+
+ private:
+  size_t n_;
+  uint64_t seed_;
+  int64_t epoch_ = -1;
+  std::vector<size_t> order_;
+};
+
+struct TrainerRunOptions {
+  std::string command;              // "train-policy": the claim's and the progress bar's name
+  std::string output;               // the folder of the run
+  std::vector<std::string> own;     // the top-level entries the trainer writes there
+  bool resume = false;
+  bool progress = true;
+  int64_t keep_checkpoints = 2;
+  int64_t max_skipped_steps = 5;
+  std::string what;                 // the model trained, in the guard's messages ("policy")
+  torch::Device device = torch::kCPU;
+};
+
+class TrainerRun {
+ public:
+  // Claims an existing output folder; throws rlhf::Error, before any work, when it holds
+  // files this command did not write, or an earlier run without --resume. A missing folder
+  // is created by begin(), so input that fails before training leaves nothing behind.
+  explicit TrainerRun(TrainerRunOptions options);
+
+  // Starts the run for `steps` steps: with --resume, the newest checkpoint's fingerprint is
+  // checked against `fingerprint` and the optimizer and the training time are restored (the trainer restores its models from resumed()->dir); then the folder and
+  // the metrics logger are opened (rows logged after the checkpoint are dropped).
+  void begin(const nlohmann::json& fingerprint, int64_t steps, AdamW& optimizer);
+
+  struct Resumed {
+    std::string dir;            // the checkpoint folder
+    nlohmann::json state;       // its trainer_state.json
+  };
+  const std::optional<Resumed>& resumed() const { return resumed_; }
+  int64_t start() const { return start_; }   // the first step to train
+  int64_t steps() const { return steps_; }
+  const std::filesystem::path& out() const { return out_; }
+  const nlohmann::json& fingerprint() const { return fingerprint_; }
+
+  track::MetricsLogger& logger() { return *logger_; }
+  // Steps the optimizer in place of AdamW::step (skipping non-finite gradients).
+  NonFiniteGradGuard& guard() { return guard_; }
+  // Seconds spent in steps, this run and the runs it resumes.
+  double train_seconds = 0;
+
+  // Writes checkpoint `step`: `write(dir)` saves the models, this adds the optimizer and
+  // trainer_state.json (`state` plus the step, optimizer steps, fingerprint, threads, time).
+  void save_checkpoint(int64_t step, nlohmann::json state, const std::function<void(const std::string&)>& write);
+  // Whether the checkpoint of the last step is still to be written (always after training;
+  // after a resume of a finished run only when it is missing).
+  bool final_checkpoint_missing() const;
+
+  // The progress bar (when enabled): `done` steps, a status after them.
+  void progress(int64_t done, const std::string& status);
+  void finish_progress();
+
+  // summary.json with the peak memory and thread count added; the logger is flushed.
+  void write_summary(nlohmann::json& summary);
+
+ private:
+  void claim();
+
+  TrainerRunOptions options_;
+  std::filesystem::path out_;
+  bool claimed_ = false;
+  AdamW* optimizer_ = nullptr;
+  nlohmann::json fingerprint_;
+  std::optional<Resumed> resumed_;
+  int64_t start_ = 0, steps_ = 0;
+  NonFiniteGradGuard guard_;
+  std::unique_ptr<track::MetricsLogger> logger_;
+  std::unique_ptr<Progress> bar_;
+};
+
+// The median of v (0 when empty).
+double median(std::vector<double> v);
+
+}  // namespace rlhf
