@@ -29,6 +29,27 @@ std::vector<int32_t> letter_ids(const text::Tokenizer& tok, const std::string& l
   return ids;
 }
 
+// The words an explanation starts with, given the verdict.
+std::string lead_in(Choice c) {
+  return c == Choice::Tie ? "Neither response is clearly better:" : fmt::format("Response {} is better because", choice_name(c));
+}
+
+// What stands for a cut.
+constexpr const char* kCutMark = " [...] ";
+
+// s without `drop` bytes from its middle (on UTF-8 character boundaries), kCutMark in their
+// place; the start and the end of s survive.
+std::string cut_middle(const std::string& s, size_t drop) {
+  if (drop == 0) return s;
+  if (drop >= s.size()) return "[...]";
+  auto continuation = [&](size_t i) { return i < s.size() && (static_cast<unsigned char>(s[i]) & 0xC0) == 0x80; };
+  const size_t keep = s.size() - drop;
+  size_t head = keep / 2, tail = s.size() - (keep - keep / 2);
+  while (head > 0 && continuation(head)) --head;
+  while (continuation(tail)) ++tail;
+  return s.substr(0, head) + kCutMark + s.substr(tail);
+}
+
 }  // namespace
 
 Judge::Judge(const JudgeConfig& config) : config_(config) {
@@ -48,11 +69,17 @@ Judge::Judge(const JudgeConfig& config) : config_(config) {
   } else {
     fail("--judge-prompt-format is \"{}\"; it must be chat, raw or auto", config_.prompt_format);
   }
-  // The prompt and the explanation must fit the model's context.
-  const int64_t room = model_->config.max_position - config_.explanation_tokens - 1;
-  if (room < 64)
-    fail("{}: the judge's context ({} tokens) leaves no room for a prompt; lower --explanation-tokens", model_->path,
-         model_->config.max_position);
+  // The prompt, the lead-in of an explanation and the explanation must fit the model's context.
+  if (config_.explanation_tokens > 0)
+    for (Choice c : {Choice::A, Choice::B, Choice::Tie})
+      lead_tokens_ = std::max<int64_t>(lead_tokens_, static_cast<int64_t>(lead_in_ids(lead_in(c)).size()));
+  const int64_t room = model_->config.max_position - config_.explanation_tokens - lead_tokens_;
+  const int64_t instructions = static_cast<int64_t>(render("", "", "").size());
+  if (room < instructions + 16)
+    fail("{}: the judge's context ({} tokens) leaves {} for a prompt after {} explanation tokens, but its instructions "
+         "alone take {}; lower --explanation-tokens",
+         model_->path, model_->config.max_position, std::max<int64_t>(room, 0), config_.explanation_tokens,
+         instructions);
   config_.max_prompt_tokens = std::min(config_.max_prompt_tokens, room);
   letter_a_ = letter_ids(*model_->tokenizer, "A");
   letter_b_ = letter_ids(*model_->tokenizer, "B");
@@ -64,25 +91,65 @@ Judge::~Judge() = default;
 
 std::string Judge::reference() const { return model_->reference; }
 
+std::vector<int32_t> Judge::render(const std::string& context, const std::string& first,
+                                   const std::string& second) const {
+  const std::string text = judge_prompt(config_.task, context, first, second);
+  return chat_ ? model_->encode_prompt(text, /*chat=*/true) : model_->tokenizer->encode_sequence(text + "\nAnswer:");
+}
+
+std::vector<int32_t> Judge::lead_in_ids(const std::string& lead) const {
+  return model_->tokenizer->encode(chat_ ? lead : " " + lead, /*parse_special=*/false);
+}
+
 std::vector<int32_t> Judge::prompt_ids(const PairToJudge& shown) const {
-  std::string context = shown.context;
-  for (int attempt = 0;; ++attempt) {
-    std::string text = judge_prompt(config_.task, context, shown.response_a, shown.response_b);
-    std::vector<int32_t> ids = chat_ ? model_->encode_prompt(text, /*chat=*/true)
-                                     : model_->tokenizer->encode_sequence(text + "\nAnswer:");
-    const int64_t n = static_cast<int64_t>(ids.size());
-    if (n <= config_.max_prompt_tokens) return ids;
-    if (attempt >= 4 || context.empty()) {
-      // The responses alone are too long: keep the end (the question the judge answers).
-      ids.erase(ids.begin(), ids.begin() + (n - config_.max_prompt_tokens));
-      return ids;
+  const size_t budget = static_cast<size_t>(config_.max_prompt_tokens);
+  std::vector<int32_t> ids = render(shown.context, shown.response_a, shown.response_b);
+  if (ids.size() <= budget) return ids;
+  // The three texts share the room the instructions leave: short ones stay whole, the longest
+  // give up their middles (the start says what a text is, the end often what is asked), so a
+  // long dataset text is cut before the responses are touched.
+  const std::vector<int32_t> bare = render("", "", "");
+  const std::string* texts[3] = {&shown.context, &shown.response_a, &shown.response_b};
+  size_t tokens[3];
+  for (int i = 0; i < 3; ++i) tokens[i] = model_->tokenizer->encode(*texts[i], /*parse_special=*/false).size();
+  size_t slack = 8;
+  for (int attempt = 0; attempt < 6 && ids.size() > budget; ++attempt, slack *= 2) {
+    const size_t room = budget > bare.size() + slack ? budget - bare.size() - slack : 0;
+    // The largest cap c with sum(min(tokens, c)) <= room.
+    size_t sorted[3] = {tokens[0], tokens[1], tokens[2]};
+    std::sort(sorted, sorted + 3);
+    size_t cap = 0, used = 0;
+    for (int i = 0; i < 3; ++i) {
+      const size_t left = 3 - i;
+      if (used + sorted[i] * left <= room) {
+        cap = sorted[i];
+        used += sorted[i];
+      } else {
+        cap = (room - used) / left;
+        break;
+      }
     }
-    // Drop the start of the context, in proportion to the excess (plus a margin).
-    const double excess = double(n - config_.max_prompt_tokens) / double(n);
-    size_t cut = std::min(context.size(), size_t(double(context.size()) * std::min(1.0, excess * 1.5 + 0.02)) + 16);
-    while (cut < context.size() && (static_cast<unsigned char>(context[cut]) & 0xC0) == 0x80) ++cut;
-    context = cut >= context.size() ? std::string() : "..." + context.substr(cut);
+    std::string cut[3];
+    for (int i = 0; i < 3; ++i) {
+      const std::string& t = *texts[i];
+      if (tokens[i] <= cap) {
+        cut[i] = t;
+        continue;
+      }
+      const size_t keep = size_t(double(t.size()) * double(cap) / double(tokens[i]));
+      cut[i] = cut_middle(t, t.size() - std::min(t.size(), keep) + std::string_view(kCutMark).size());
+    }
+    ids = render(cut[0], cut[1], cut[2]);
   }
+  if (ids.size() <= budget) return ids;
+  // Still too long (tokens that resist cutting): keep the template's start (BOS, the
+  // instructions up to the text) and the end, drop the tokens in between.
+  size_t header = 0;
+  while (header < bare.size() && header < ids.size() && bare[header] == ids[header]) ++header;
+  header = std::min(header, budget / 2);
+  std::vector<int32_t> out(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(header));
+  out.insert(out.end(), ids.end() - static_cast<std::ptrdiff_t>(budget - header), ids.end());
+  return out;
 }
 
 std::vector<double> Judge::prob_first_better(const std::vector<PairToJudge>& shown) const {
@@ -141,11 +208,9 @@ std::vector<JudgedPair> Judge::judge(const std::vector<PairToJudge>& pairs,
       std::vector<std::vector<int32_t>> prompts;
       std::vector<std::string> lead;
       for (size_t k = 0; k < first.size(); ++k) {
-        const Choice c = out[s + k].verdict.choice;
-        std::string l = c == Choice::Tie ? "Neither response is clearly better:"
-                                         : fmt::format("Response {} is better because", choice_name(c));
+        std::string l = lead_in(out[s + k].verdict.choice);
         std::vector<int32_t> ids = prompt_ids(first[k]);
-        auto more = model_->tokenizer->encode(chat_ ? l : " " + l, /*parse_special=*/false);
+        auto more = lead_in_ids(l);
         ids.insert(ids.end(), more.begin(), more.end());
         prompts.push_back(std::move(ids));
         lead.push_back(std::move(l));

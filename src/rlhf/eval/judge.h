@@ -8,6 +8,9 @@
 //   3. writes an explanation: the judge continues "Response X is better because" greedily
 //      (X = the choice; for a tie, "Neither response is clearly better:").
 // Any loadable model can judge; the prompt goes through its chat template when it has one.
+// The prompt, the lead-in and the explanation always fit the model's context: a prompt too
+// long loses the middle of its text (then of the responses), never the template's start
+// (BOS, instructions) or the question at its end.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -24,7 +27,7 @@ struct JudgeConfig {
   std::string model;                 // "" = the embedded default
   JudgeTask task = JudgeTask::Summarization;
   std::string prompt_format = "auto";  // chat, raw, auto (chat when the model has a template)
-  int64_t max_prompt_tokens = 2048;  // longer prompts lose the start of their context
+  int64_t max_prompt_tokens = 2048;  // longer prompts lose the middle of their context
   int64_t explanation_tokens = 48;   // 0 = no explanation
   int64_t batch_size = 8;            // prompts per forward pass
   std::string dtype = "fp32", device = "cpu";
@@ -53,8 +56,12 @@ class Judge {
   // reads them; used by judge() for both orders.
   std::vector<double> prob_first_better(const std::vector<PairToJudge>& shown) const;
 
-  // The prompt ids the judge reads for a pair shown in this order.
+  // The prompt ids the judge reads for a pair shown in this order: at most prompt_budget().
   std::vector<int32_t> prompt_ids(const PairToJudge& shown) const;
+  // Tokens a prompt may take: the model's context less the explanation and its lead-in.
+  int64_t prompt_budget() const { return config_.max_prompt_tokens; }
+  // Tokens of the longest lead-in ("Response A is better because"); 0 without explanations.
+  int64_t lead_in_tokens() const { return lead_tokens_; }
 
   std::string reference() const;
   const JudgeConfig& config() const { return config_; }
@@ -64,6 +71,12 @@ class Judge {
   std::unique_ptr<Model> model_;
   bool chat_ = false;
   std::vector<int32_t> letter_a_, letter_b_;  // single-token spellings of each letter
+  int64_t lead_tokens_ = 0;
+
+  // The template rendered and encoded, as the judge reads it.
+  std::vector<int32_t> render(const std::string& context, const std::string& first, const std::string& second) const;
+  // The ids of the lead-in of an explanation for `choice`, as appended to the prompt.
+  std::vector<int32_t> lead_in_ids(const std::string& lead) const;
 };
 
 struct AutoSxsConfig {
