@@ -1,6 +1,7 @@
 #include "rlhf/train/policy_model.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 
 #include "rlhf/train/adapter_io.h"
@@ -48,26 +49,35 @@ RolloutBatch pack_rollouts(const std::vector<const std::vector<int32_t>*>& promp
   return out;
 }
 
-PolicyModels::PolicyModels(Transformer& net, const RewardModel& reward, const LoraConfig& policy_lora, uint64_t seed)
+PolicyModels::PolicyModels(Transformer& net, const RewardModel& reward, const LoraConfig& policy_lora, uint64_t seed,
+                           ValueInit value_init)
     : net_(net), reward_(reward) {
   policy_ = &net.add_adapter(kPolicyAdapter, policy_lora, seed);
   const LoraAdapter& rm = reward.adapter();
-  const ModelConfig &a = reward.net().config(), &b = net.config();
-  const bool same_shape = a.hidden_size == b.hidden_size && a.num_layers == b.num_layers &&
-                          a.num_heads == b.num_heads && a.num_kv_heads == b.num_kv_heads &&
-                          a.head_dim == b.head_dim && a.intermediate_size == b.intermediate_size;
   value_ = &net.add_adapter(kValueAdapter, rm.config, seed ^ 0x7a1e5ULL);
   const int64_t H = net.config().hidden_size;
   auto f32 = torch::TensorOptions().dtype(torch::kFloat32).device(net.device());
   value_weight_ = torch::zeros({H}, f32);
   value_bias_ = torch::zeros({1}, f32);
-  if (same_shape) {
+  // The reward adapter was trained against its own base: it means the same on this one only
+  // when the weights are the same (one shared transformer, or the caller knows).
+  const bool same_base = value_init == ValueInit::kFromReward ||
+                         (value_init == ValueInit::kAuto && &reward.net() == &net);
+  if (same_base) {
+    const ModelConfig &a = reward.net().config(), &b = net.config();
+    if (a.hidden_size != b.hidden_size || a.num_layers != b.num_layers || a.num_heads != b.num_heads ||
+        a.num_kv_heads != b.num_kv_heads || a.head_dim != b.head_dim || a.intermediate_size != b.intermediate_size)
+      fail("the value model cannot start from the reward model: their bases differ in shape");
     copy_adapter(rm, *value_);
     torch::NoGradGuard no_grad;
     value_weight_.copy_(reward.head_weight());
     value_bias_.copy_(reward.head_bias());
     value_from_reward_ = true;
   }
+  std::fprintf(stderr, "[rlhf] value model: %s\n",
+               value_from_reward_ ? "initialised from the reward model (same base)"
+                                  : (value_init == ValueInit::kFresh ? "fresh (a new adapter and a zero head)"
+                                                                     : "fresh (the reward model is on another base)"));
   value_weight_.set_requires_grad(true);
   value_bias_.set_requires_grad(true);
 }

@@ -2,14 +2,17 @@
 //   policy     base + "policy" adapter (LoRA, rank 1 by default), trained
 //   reference  the same base with no adapter active (no second copy of the weights)
 //   value      base + "value" adapter + a scalar value head, trained; initialised from the
-//              reward model's adapter and head when they have the same shape
+//              reward model's adapter and head only when the reward model sits on the same
+//              base weights (otherwise its adapter would be read against other weights), else
+//              fresh (a new adapter, a zero head)
 //   reward     base + "reward" adapter + head from `rlhf train-reward`, frozen
 // The reward model may sit on a different base (then it was loaded as a second model).
 //
 // A rollout batch lays each sample out as left-padded prompt ++ right-padded response, so every
 // response starts at the same column P; response token t is predicted from column P + t - 1.
 // Masks and positions come from the real tokens only, so a sample's log-probs and values do
-// not depend on what else is in its batch.
+// not depend on what else is in its batch. Log-probs and values run on the transformer's
+// framework path, so scoring without gradients and the update with them give the same numbers.
 #pragma once
 #include <torch/torch.h>
 
@@ -34,15 +37,23 @@ RolloutBatch pack_rollouts(const std::vector<const std::vector<int32_t>*>& promp
                            const std::vector<const std::vector<int32_t>*>& responses, int32_t pad_id,
                            torch::Device device);
 
+// How the value model starts.
+enum class ValueInit {
+  kAuto,        // from the reward model when it lives on this same transformer, else fresh
+  kFromReward,  // from the reward model: the caller knows both bases hold the same weights
+  kFresh,       // a new adapter (seeded) and a zero head
+};
+
 class PolicyModels {
  public:
   static constexpr const char* kPolicyAdapter = "policy";
   static constexpr const char* kValueAdapter = "value";
 
   // Adds the policy and value adapters to `net` (the policy's base). `reward` may live on `net`
-  // or on another transformer. `value_from_reward` is set when the value model could be
-  // initialised from the reward model (same base shape and adapter settings).
-  PolicyModels(Transformer& net, const RewardModel& reward, const LoraConfig& policy_lora, uint64_t seed);
+  // or on another transformer. The value adapter takes the reward adapter's settings; its
+  // start follows `value_init`, and one line on stderr says which it was (value_from_reward()).
+  PolicyModels(Transformer& net, const RewardModel& reward, const LoraConfig& policy_lora, uint64_t seed,
+               ValueInit value_init = ValueInit::kAuto);
 
   // Log-probs [B, T] float32 of the response tokens under softmax(logits / temperature),
   // with the policy adapter (policy = true) or none (the reference). `entropy`, when given,
