@@ -134,8 +134,8 @@ TEST_P(LogprobPaths, NeighboursChangeARowOnlyByFloatNoise) {
   }
   std::printf("[ measured ] %s: a row's log-probs move by %.3g, its values by %.3g with other neighbours\n",
               bf16 ? "bf16" : "fp32", worst_logp, worst_value);
-  EXPECT_LE(worst_logp, bf16 ? 0.1 : 1e-5);
-  EXPECT_LE(worst_value, bf16 ? 0.05 : 1e-5);
+  EXPECT_LE(worst_logp, bf16 ? 0.02 : 1e-5);
+  EXPECT_LE(worst_value, bf16 ? 0.02 : 1e-5);
 }
 
 INSTANTIATE_TEST_SUITE_P(Dtypes, LogprobPaths, ::testing::Values(torch::kFloat32, torch::kBFloat16),
