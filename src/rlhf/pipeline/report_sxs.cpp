@@ -33,6 +33,32 @@ std::string absent_note(const std::vector<StageView>& stages, const std::string&
 
 std::string text_div(const std::string& s) { return "<div class=\"text\">" + esc(s) + "</div>"; }
 
+// A stage's results as the page reads them: a JSON summary and the first rows of a JSONL.
+struct StageFiles {
+  Loaded summary;
+  JsonLines rows;
+  bool absent() const { return !summary.exists && !rows.exists; }
+};
+
+StageFiles load_stage_files(const std::string& run_dir, const std::string& stage, const char* json_file,
+                            const char* jsonl_file, size_t limit) {
+  const fs::path dir = fs::path(run_dir) / stage;
+  return {load_json(dir / json_file, rel(run_dir, dir / json_file)),
+          load_jsonl(dir / jsonl_file, rel(run_dir, dir / jsonl_file), limit)};
+}
+
+// The end of a section whose stage left nothing: why, from the stage's state.
+std::string absent_section(const std::vector<StageView>& stages, const std::string& stage, const std::string& unplanned) {
+  return "<p class=\"muted\">" + absent_note(stages, stage, unplanned) + "</p>\n</section>\n";
+}
+
+// The first unreadable line of a JSONL, and how many there were.
+std::string rows_error(const JsonLines& rows) {
+  if (rows.first_error.empty()) return "";
+  return fmt::format("<p class=\"error\">{}{}</p>\n", esc(rows.first_error),
+                     rows.bad > 1 ? fmt::format(" ({} lines could not be read)", rows.bad) : "");
+}
+
 std::string choice_badge(const std::string& c) {
   const std::string cls = c == "A" ? "a" : c == "B" ? "b" : "tie";
   return fmt::format("<span class=\"choice {}\">{}</span>", cls, esc(c.empty() ? "-" : c));
@@ -58,14 +84,11 @@ eval::SxsRow table_row(const json& r, size_t i) {
 std::string sxs_section(const std::string& run_dir, const std::vector<StageView>& stages, json* labels) {
   std::string h = "<section id=\"sxs-section\">\n<h2>Side by side</h2>\n";
   const fs::path dir = fs::path(run_dir) / "sxs";
-  const Loaded summary = load_json(dir / "summary.json", rel(run_dir, dir / "summary.json"));
-  const JsonLines table = load_jsonl(dir / "sxs.jsonl", rel(run_dir, dir / "sxs.jsonl"), kSxsRows);
-  if (!summary.exists && !table.exists) {
-    h += "<p class=\"muted\">" +
-         absent_note(stages, "sxs", "Not planned: the spec has no eval_dataset, so there is no side-by-side.") +
-         "</p>\n</section>\n";
-    return h;
-  }
+  const StageFiles files = load_stage_files(run_dir, "sxs", "summary.json", "sxs.jsonl", kSxsRows);
+  if (files.absent())
+    return h + absent_section(stages, "sxs", "Not planned: the spec has no eval_dataset, so there is no side-by-side.");
+  const Loaded& summary = files.summary;
+  const JsonLines& table = files.rows;
   if (!summary.error.empty()) h += fmt::format("<p class=\"error\">{}</p>\n", esc(summary.error));
   const json& s = summary.value;
   int64_t max_words = 50;
@@ -105,9 +128,7 @@ std::string sxs_section(const std::string& run_dir, const std::vector<StageView>
     }
     h += "</p></div>\n";
   }
-  if (!table.first_error.empty())
-    h += fmt::format("<p class=\"error\">{}{}</p>\n", esc(table.first_error),
-                     table.bad > 1 ? fmt::format(" ({} lines could not be read)", table.bad) : "");
+  h += rows_error(table);
   if (!table.exists) {
     h += "<p class=\"muted\">sxs/sxs.jsonl is absent.</p>\n</section>\n";
     return h;
@@ -131,15 +152,11 @@ std::string sxs_section(const std::string& run_dir, const std::vector<StageView>
 
 std::string autosxs_section(const std::string& run_dir, const std::vector<StageView>& stages, const json& labels) {
   std::string h = "<section id=\"autosxs\">\n<h2>AutoSxS</h2>\n";
-  const fs::path dir = fs::path(run_dir) / "autosxs";
-  const Loaded metrics = load_json(dir / "metrics.json", rel(run_dir, dir / "metrics.json"));
-  const JsonLines judgments = load_jsonl(dir / "judgments.jsonl", rel(run_dir, dir / "judgments.jsonl"), kJudgments);
-  if (!metrics.exists && !judgments.exists) {
-    h += "<p class=\"muted\">" +
-         absent_note(stages, "autosxs", "Not planned: the spec has no autosxs block (and an eval_dataset).") +
-         "</p>\n</section>\n";
-    return h;
-  }
+  const StageFiles files = load_stage_files(run_dir, "autosxs", "metrics.json", "judgments.jsonl", kJudgments);
+  if (files.absent())
+    return h + absent_section(stages, "autosxs", "Not planned: the spec has no autosxs block (and an eval_dataset).");
+  const Loaded& metrics = files.summary;
+  const JsonLines& judgments = files.rows;
   if (!metrics.error.empty()) h += fmt::format("<p class=\"error\">{}</p>\n", esc(metrics.error));
   const json& m = metrics.value;
   const std::string la = labels.is_object() ? string_at(labels, "a") : "", lb = labels.is_object() ? string_at(labels, "b") : "";
@@ -192,9 +209,7 @@ std::string autosxs_section(const std::string& run_dir, const std::vector<StageV
       h += "<p class=\"notes\">Human ties are left out; precision, recall and F1 take &ldquo;A is better&rdquo; as the "
            "positive class.</p>\n";
   }
-  if (!judgments.first_error.empty())
-    h += fmt::format("<p class=\"error\">{}{}</p>\n", esc(judgments.first_error),
-                     judgments.bad > 1 ? fmt::format(" ({} lines could not be read)", judgments.bad) : "");
+  h += rows_error(judgments);
   if (!judgments.rows.empty()) {
     bool human = false;
     for (const auto& r : judgments.rows) human |= r.contains("human_preference");
