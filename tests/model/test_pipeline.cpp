@@ -216,5 +216,39 @@ TEST(Pipeline, CompileNamesTheBadKeyAndWritesNothing) {
   EXPECT_NE(out.find("key:"), std::string::npos);
 }
 
+// A value a trainer refuses is refused at compile, naming its key (the advanced block is last
+// in the project's spec, so these lines land in it).
+TEST(Pipeline, CompileAppliesTheTrainersChecks) {
+  auto dir = rlhf::testing::scratch_dir();
+  for (const auto& [extra, needle] : std::vector<std::pair<std::string, std::string>>{
+           {"  dtype: fp16\n", "key 'advanced.dtype': is \"fp16\"; it must be one of fp32, bf16"},
+           {"  num_mini_batches: 3\n", "key 'advanced.num_mini_batches': must divide the batch size (3 does not divide 4)"},
+           {"  keep_checkpoints: 0\n", "key 'advanced.keep_checkpoints': must be an integer in [1, 1000] (it is 0)"},
+           {"  reward_model_max_grad_norm: .inf\n", "key 'advanced.reward_model_max_grad_norm': must be a number"}}) {
+    fs::path spec = write_project(dir, extra);
+    int status = 0;
+    std::string err = capture(cli() + " pipeline compile " + spec.string(), &status, true);
+    EXPECT_NE(status, 0) << extra;
+    EXPECT_NE(err.find(needle), std::string::npos) << extra << err;
+  }
+}
+
+// advanced.max_eval_prompts limits the evaluation prompts of the infer stages too.
+TEST(Pipeline, MaxEvalPromptsLimitsInference) {
+  auto dir = rlhf::testing::scratch_dir();
+  fs::path spec = write_project(dir, "  max_eval_prompts: 5\n  export_format: none\n");
+  std::string log = capture(run_cmd(spec, dir / "run"), nullptr, true);
+  for (const char* stage : {"infer_untuned", "infer_tuned"}) {
+    std::ifstream in(dir / "run" / stage / "predictions.jsonl");
+    int lines = 0;
+    for (std::string l; std::getline(in, l);) ++lines;
+    EXPECT_EQ(lines, 5) << stage << "\n" << log;
+  }
+  std::ifstream sxs(dir / "run" / "sxs" / "sxs.jsonl");
+  int rows = 0;
+  for (std::string l; std::getline(sxs, l);) ++rows;
+  EXPECT_EQ(rows, 5);
+}
+
 }  // namespace
 }  // namespace rlhf::pipeline

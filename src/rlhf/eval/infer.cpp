@@ -248,6 +248,7 @@ InferResult run_inference(const InferConfig& config) {
   // 1. The input, read and validated in full before anything else.
   data::ReadOptions ro;
   ro.skip_invalid = config.skip_invalid;
+  ro.max_rows = static_cast<size_t>(std::max<int64_t>(0, config.max_rows));
   data::ReadReport report;
   const std::vector<data::PromptRow> rows = data::read_prompt_dataset(config.input, ro, &report);
   if (rows.empty()) fail("{}: no prompts", config.input);

@@ -77,6 +77,7 @@ struct InferConfig {
   SamplingConfig sampling{.temperature = 0.0, .top_k = 0, .top_p = 1.0, .max_new_tokens = 64, .seed = 0};
   int64_t batch_size = 16;
   bool skip_invalid = false;
+  int64_t max_rows = 0;           // the first max_rows prompts only (0 = all)
   bool restart = false;           // start over: discard a .partial, overwrite OUTPUT
   std::string dtype = "fp32", device = "cpu";  // dtype is recorded in settings
   bool progress = true;

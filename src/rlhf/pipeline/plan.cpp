@@ -93,10 +93,16 @@ Plan compile_plan(const PipelineSpec& spec, const std::string& run_dir) {
     }
   };
   if (!spec.preference_dataset.empty())
-    ck.preference_pairs = read_or_name_key("preference_dataset", [&] { return data::read_preference_dataset(spec.preference_dataset).size(); });
-  ck.prompts = read_or_name_key("prompt_dataset", [&] { return data::read_prompt_dataset(spec.prompt_dataset).size(); });
+    ck.preference_pairs = read_or_name_key("preference_dataset", [&] {
+      return data::read_preference_dataset(spec.preference_dataset, {.skip_invalid = spec.reward.skip_invalid}).size();
+    });
+  ck.prompts = read_or_name_key("prompt_dataset", [&] {
+    return data::read_prompt_dataset(spec.prompt_dataset, {.skip_invalid = spec.policy.skip_invalid}).size();
+  });
   if (!spec.eval_dataset.empty()) {
-    ck.eval_prompts = read_or_name_key("eval_dataset", [&] { return data::read_prompt_dataset(spec.eval_dataset).size(); });
+    ck.eval_prompts = read_or_name_key("eval_dataset", [&] {
+      return data::read_prompt_dataset(spec.eval_dataset, {.max_rows = static_cast<size_t>(spec.policy.max_eval_prompts)}).size();
+    });
     ck.eval_has_preferences = data::has_preference_fields(spec.eval_dataset);
   }
   if (spec.rlaif.enabled)

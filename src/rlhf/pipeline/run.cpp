@@ -154,6 +154,7 @@ json stage_infer(const Ctx& c, bool tuned) {
   i.sampling.max_new_tokens = c.spec.target_sequence_length();
   i.sampling.seed = c.spec.seed();
   i.batch_size = adv(c).inference_batch_size;
+  i.max_rows = c.spec.policy.max_eval_prompts;
   i.restart = !c.resume;
   i.dtype = c.spec.dtype();
   i.device = c.spec.device();
