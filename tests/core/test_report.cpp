@@ -435,6 +435,22 @@ TEST(Report, ChartsOfLongFlatAndNonFiniteSeries) {
   EXPECT_EQ(resumed.find(">9</text>"), std::string::npos) << resumed;
 }
 
+TEST(Status, OneRuleForAStagesState) {
+  Manifest m;
+  m.key = "k1";
+  m.state = "done";
+  EXPECT_EQ(stage_state(nullptr, "k1", false), "pending");
+  EXPECT_EQ(stage_state(&m, "k1", false), "done");
+  EXPECT_EQ(stage_state(&m, "k2", false), "stale");
+  EXPECT_EQ(stage_state(&m, "", false), "done") << "a plan without a key trusts the manifest";
+  m.state = "running";
+  EXPECT_EQ(stage_state(&m, "k1", true), "running");
+  EXPECT_EQ(stage_state(&m, "k1", false), "interrupted");
+  EXPECT_EQ(stage_state(&m, "k2", true), "stale");
+  m.state = "failed";
+  EXPECT_EQ(stage_state(&m, "k1", false), "failed");
+}
+
 TEST(Report, WriteReportIsAtomic) {
   const fs::path dir = make_run(testing::scratch_dir() / "run");
   write_text(dir / "report.html", "an older report");

@@ -155,17 +155,12 @@ std::vector<StageView> read_stages(const std::string& run_dir, const json& plan)
     }
     if (!v.note.empty()) {
       v.state = "unreadable";
-    } else if (!v.manifest) {
-      v.state = "pending";
-    } else if (!v.key.empty() && v.manifest->key != v.key) {
-      v.state = "stale";  // from other parameters or inputs: runs again
-    } else if (v.manifest->state == "done") {
-      const auto finished = parse_utc(v.manifest->finished);
-      v.state = run_start && finished && *finished < *run_start ? "cached" : "done";
-    } else if (v.manifest->state == "running") {
-      v.state = live ? "running" : "interrupted";  // no run holds the directory: it was killed
     } else {
-      v.state = v.manifest->state;  // failed
+      v.state = stage_state(v.manifest ? &*v.manifest : nullptr, v.key, live);
+      if (v.state == "done") {  // cached when it finished before this run began
+        const auto finished = parse_utc(v.manifest->finished);
+        if (run_start && finished && *finished < *run_start) v.state = "cached";
+      }
     }
     out.push_back(std::move(v));
   }

@@ -38,6 +38,13 @@ bool run_dir_locked(const std::string& run_dir) {
   return locked;
 }
 
+std::string stage_state(const Manifest* m, const std::string& plan_key, bool live) {
+  if (!m) return "pending";
+  if (!plan_key.empty() && m->key != plan_key) return "stale";
+  if (m->state == "running") return live ? "running" : "interrupted";
+  return m->state;
+}
+
 std::vector<StageStatus> run_status(const std::string& run_dir) {
   const fs::path plan_path = fs::path(run_dir) / "plan.json";
   std::error_code ec;
@@ -52,17 +59,13 @@ std::vector<StageStatus> run_status(const std::string& run_dir) {
     s.title = st.value("title", "");
     const std::string key = st.value("key", "");
     auto m = read_manifest(run_dir, s.name);
-    if (!m) {
-      s.state = "pending";
-    } else {
+    s.state = stage_state(m ? &*m : nullptr, key, live);
+    if (m) {
       s.started = m->started;
       s.finished = m->finished;
       s.wall_seconds = m->wall_seconds;
       s.metrics = m->metrics;
       s.error = m->error;
-      if (m->key != key) s.state = "stale";
-      else if (m->state == "running") s.state = live ? "running" : "interrupted";
-      else s.state = m->state;
     }
     out.push_back(std::move(s));
   }

@@ -8,6 +8,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "rlhf/pipeline/run_dir.h"
+
 namespace rlhf::pipeline {
 
 struct StageStatus {
@@ -15,6 +17,13 @@ struct StageStatus {
   double wall_seconds = 0;
   nlohmann::json metrics;
 };
+
+// A stage's state from its manifest (nullptr: none), the key the plan gives it now and whether
+// a run holds the directory (run_dir_locked): "pending" (no manifest), "stale" (done or
+// started under another key; a plan without a key trusts the manifest), "running", or
+// "interrupted" (left running by a run that no longer holds the lock), else the manifest's
+// state ("done", "failed"). `pipeline status` and the report both say states this way.
+std::string stage_state(const Manifest* manifest, const std::string& plan_key, bool live);
 
 // Reads DIR/plan.json and the manifests. Throws rlhf::Error when DIR holds no run.
 std::vector<StageStatus> run_status(const std::string& run_dir);
