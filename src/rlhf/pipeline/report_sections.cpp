@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "rlhf/pipeline/report_parts.h"
+#include "rlhf/pipeline/spec.h"
 #include "rlhf/track/tensorboard.h"
 #include "rlhf/util/html.h"
 
@@ -164,6 +165,24 @@ std::string curves_section(const std::string& run_dir, const std::vector<StageVi
   return h;
 }
 
+namespace {
+
+// A key both trainers have, with a value for each ({"train_reward": .., "train_policy": ..}).
+bool per_trainer(const json& v) {
+  return v.is_object() && v.size() == 2 && v.contains("train_reward") && v.contains("train_policy");
+}
+
+void add_value(std::vector<std::pair<std::string, std::string>>& rows, const std::string& key, const json& v) {
+  if (per_trainer(v)) {
+    rows.emplace_back(key + " (train_reward)", value_text(v["train_reward"]));
+    rows.emplace_back(key + " (train_policy)", value_text(v["train_policy"]));
+  } else {
+    rows.emplace_back(key, value_text(v));
+  }
+}
+
+}  // namespace
+
 std::string params_section(const json& plan) {
   std::string h = "<section id=\"params\">\n<h2>Parameters</h2>\n<div class=\"params\">\n";
   using Rows = std::vector<std::pair<std::string, std::string>>;
@@ -175,16 +194,14 @@ std::string params_section(const json& plan) {
   };
   const json spec = plan.is_object() && plan.contains("spec") ? plan["spec"] : json();
   if (spec.is_object()) {
-    // The seed's parameters in their usual order, any other value, then each block.
-    static const std::vector<std::string> seed = {
-        "preference_dataset", "prompt_dataset", "eval_dataset", "large_model_reference", "instruction",
-        "prompt_sequence_length", "target_sequence_length", "reward_model_train_steps", "reward_model_epochs",
-        "reinforcement_learning_train_steps", "reinforcement_learning_epochs", "reward_model_learning_rate_multiplier",
-        "reinforcement_learning_rate_multiplier", "kl_coeff"};
+    // The keys in the spec's own order (spec_key_order: the seed's parameters first, then the
+    // settings tables' rows), then any other value, then each block.
     Rows top;
     std::set<std::string> shown;
-    for (const auto& k : seed)
-      if (auto it = spec.find(k); it != spec.end() && !it->is_object()) top.emplace_back(k, value_text(*it)), shown.insert(k);
+    for (const auto& k : spec_key_order())
+      if (k.find('.') == std::string::npos)
+        if (auto it = spec.find(k); it != spec.end() && (!it->is_object() || per_trainer(*it)))
+          add_value(top, k, *it), shown.insert(k);
     for (auto it = spec.begin(); it != spec.end(); ++it)
       if (!it->is_object() && !shown.count(it.key())) top.emplace_back(it.key(), value_text(*it));
     table(top, "The spec, defaults filled in", "spec-params");
@@ -214,8 +231,14 @@ std::string params_section(const json& plan) {
     table(rows, "Model and data, as compiled", "model-data");
   }
   if (spec.is_object() && spec.contains("advanced") && spec["advanced"].is_object()) {
+    const json& adv = spec["advanced"];
     Rows rows;
-    flatten(spec["advanced"], "advanced", rows);
+    std::set<std::string> shown;
+    for (const auto& k : spec_key_order())
+      if (k.rfind("advanced.", 0) == 0)
+        if (auto it = adv.find(k.substr(9)); it != adv.end()) add_value(rows, k, *it), shown.insert(k.substr(9));
+    for (auto it = adv.begin(); it != adv.end(); ++it)
+      if (!shown.count(it.key())) add_value(rows, "advanced." + it.key(), *it);
     table(rows, "advanced", "spec-advanced");
   }
   h += "</div>\n</section>\n";
