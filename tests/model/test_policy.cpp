@@ -1,6 +1,8 @@
 // RL tuning on tiny models: the roles share one base, rollouts are independent of batch
-// composition, PPO raises a reward model's score with the KL kept in check, and a killed run
-// resumes to the same result.
+// composition, PPO raises a reward model's score with the KL kept in check, a killed run
+// resumes to the same result, the first minibatch of every step sees the rollout policy
+// (ratio 1), the missing-EOS penalty modes, the KL measured (or not logged) at kl_coeff 0, and
+// non-finite gradients skipped.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -8,7 +10,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <fstream>
+#include <limits>
 #include <numeric>
 #include <random>
 #include <thread>
@@ -17,6 +21,8 @@
 
 #include "rlhf/train/policy_trainer.h"
 #include "rlhf/train/reward_trainer.h"
+#include "rlhf/train/tensor_file.h"
+#include "rlhf/util/error.h"
 #include "test_util.h"
 #include "tiny_model.h"
 
@@ -306,6 +312,162 @@ TEST(PolicyTraining, BadInputFailsBeforeTraining) {
   EXPECT_NE(rc, 0);
   EXPECT_NE(out.find("not both"), std::string::npos) << out;
   EXPECT_FALSE(fs::exists(dir / "out"));
+}
+
+// One row of metrics.jsonl per training step (evaluation rows left out).
+std::vector<json> step_rows(const fs::path& metrics) {
+  std::vector<json> out;
+  for (auto& r : read_jsonl(metrics))
+    if (r.contains("reward") && !r.contains("eval/reward")) out.push_back(std::move(r));
+  return out;
+}
+
+// At the first minibatch of every step the policy is the one that sampled the rollouts, and
+// its log-probs come from the same numeric path with and without gradients: the ratio is 1.
+void expect_ratio_one_at_the_first_minibatch(const std::string& dtype) {
+  Fixture f = make_fixture(4);
+  auto c = policy_config(f, "ratio_" + dtype);
+  c.dtype = dtype;
+  c.train_steps = 3;
+  c.batch_size = 8;
+  c.micro_batch_size = 2;  // micro-batches differ between scoring (all 8 rollouts) and the update
+  c.num_mini_batches = 2;
+  c.ppo_epochs = 2;
+  rlhf::train_policy(c);
+  auto rows = step_rows(f.dir / ("ratio_" + dtype) / "logs/metrics.jsonl");
+  ASSERT_EQ(rows.size(), 3u);
+  for (const auto& r : rows) {
+    ASSERT_TRUE(r.contains("policy/approxkl_first")) << r.dump();
+    EXPECT_LT(r["policy/approxkl_first"].get<double>(), 1e-9) << dtype << " step " << r["step"];
+    EXPECT_EQ(r["policy/clipfrac_first"].get<double>(), 0.0) << dtype << " step " << r["step"];
+  }
+  // Later minibatches see an updated policy: the mean over all of them is not 0.
+  EXPECT_GT(rows.back()["policy/approxkl"].get<double>(), 0.0);
+}
+
+TEST(PolicyTraining, FirstMinibatchHasRatioOneInFp32) { expect_ratio_one_at_the_first_minibatch("fp32"); }
+TEST(PolicyTraining, FirstMinibatchHasRatioOneInBf16) { expect_ratio_one_at_the_first_minibatch("bf16"); }
+
+// The missing-EOS penalty goes through ppo::apply_eos_penalty in both modes: the evaluation
+// rows of a completion cut by the length hold the penalised reward next to the raw score.
+TEST(PolicyTraining, MissingEosPenaltyReplacesOrSubtracts) {
+  Fixture f = make_fixture(4);
+  for (const std::string mode : {"replace", "subtract"}) {
+    auto c = policy_config(f, "eos_" + mode);
+    c.train_steps = 1;
+    c.batch_size = 8;
+    c.eos_penalty = true;
+    c.missing_eos_penalty = -2.5;
+    c.eos_penalty_mode = mode;
+    c.eval_dataset = f.prompts.string();
+    c.max_eval_prompts = 16;
+    rlhf::train_policy(c);
+    auto rows = read_jsonl(f.dir / ("eos_" + mode) / "eval/step-0000000.jsonl");
+    ASSERT_EQ(rows.size(), 16u);
+    int cut = 0;
+    for (const auto& r : rows) {
+      const double reward = r["reward"], score = r["score"];
+      if (r["stopped"].get<bool>()) {
+        EXPECT_EQ(reward, score);
+      } else {
+        ++cut;
+        EXPECT_NEAR(reward, mode == "replace" ? -2.5 : score - 2.5, 1e-5) << mode << ": " << r.dump();
+      }
+    }
+    EXPECT_GT(cut, 0) << "a random tiny model is expected to run past the length";
+  }
+  auto bad = policy_config(f, "eos_bad");
+  bad.eos_penalty_mode = "halve";
+  try {
+    rlhf::train_policy(bad);
+    ADD_FAILURE() << "an unknown mode was accepted";
+  } catch (const rlhf::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--eos-penalty-mode"), std::string::npos) << e.what();
+  }
+}
+
+// With kl_coeff 0 the reference runs only when the KL is measured; unmeasured, objective/kl is
+// not logged at all (never a 0 that reads as "no drift"). Measuring changes no result.
+TEST(PolicyTraining, KlIsMeasuredOrNotLoggedAtZeroCoefficient) {
+  Fixture f = make_fixture(4);
+  auto plain = policy_config(f, "kl_off");
+  plain.train_steps = 4;
+  plain.batch_size = 8;
+  plain.kl_coeff = 0;
+  auto measured = plain;
+  measured.output = (f.dir / "kl_measured").string();
+  measured.measure_kl = true;
+  auto s_plain = rlhf::train_policy(plain);
+  auto s_measured = rlhf::train_policy(measured);
+
+  auto off = step_rows(f.dir / "kl_off/logs/metrics.jsonl"), on = step_rows(f.dir / "kl_measured/logs/metrics.jsonl");
+  ASSERT_EQ(off.size(), 4u);
+  ASSERT_EQ(on.size(), 4u);
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_FALSE(off[i].contains("objective/kl")) << off[i].dump();
+    ASSERT_TRUE(on[i].contains("objective/kl"));
+    EXPECT_EQ(off[i]["reward"], on[i]["reward"]) << "step " << i + 1;
+    EXPECT_EQ(off[i]["loss/policy"], on[i]["loss/policy"]) << "step " << i + 1;
+  }
+  // The first step's rollouts come from the untuned policy (KL 0); later ones have drifted.
+  EXPECT_NEAR(on[0]["objective/kl"].get<double>(), 0.0, 1e-6);
+  EXPECT_GT(std::abs(on[3]["objective/kl"].get<double>()), 1e-4);
+  EXPECT_TRUE(std::isnan(s_plain.final_kl));
+  EXPECT_EQ(s_measured.final_kl, on[3]["objective/kl"].get<double>());
+  auto summary = json::parse(rlhf::testing::read_text(f.dir / "kl_off/summary.json"));
+  EXPECT_TRUE(summary["final/kl"].is_null());
+  EXPECT_EQ(rlhf::testing::read_text(f.dir / "kl_off/adapter_model.safetensors"),
+            rlhf::testing::read_text(f.dir / "kl_measured/adapter_model.safetensors"));
+}
+
+// A reward model whose head scores NaN makes every gradient NaN: each optimizer step is
+// skipped (the adapter and the optimizer's moments stay as they started), counted in
+// train/skipped_steps, and max_skipped_steps skips in a row stop the run with an error.
+TEST(PolicyTraining, NonFiniteGradientsAreSkippedThenStopTheRun) {
+  Fixture f = make_fixture(4);
+  const std::string head = (f.rm / "reward_head.safetensors").string();
+  auto tensors = rlhf::load_tensors(head);
+  tensors.at("score.bias").fill_(std::numeric_limits<float>::quiet_NaN());
+  rlhf::save_tensors(head, tensors);
+
+  auto c = policy_config(f, "nan_tolerated");
+  c.train_steps = 2;
+  c.batch_size = 8;
+  c.ppo_epochs = 2;
+  c.num_mini_batches = 2;  // 4 optimizer steps per PPO step, all skipped
+  c.max_skipped_steps = 100;
+  rlhf::train_policy(c);
+  auto rows = step_rows(f.dir / "nan_tolerated/logs/metrics.jsonl");
+  ASSERT_EQ(rows.size(), 2u);
+  for (const auto& r : rows) {
+    EXPECT_EQ(r["train/skipped_steps"].get<double>(), 4.0);
+    EXPECT_FALSE(r.contains("grad_norm")) << r.dump();
+  }
+  const fs::path ckpt = f.dir / "nan_tolerated/checkpoints/step-0000002";
+  auto state = json::parse(rlhf::testing::read_text(ckpt / "trainer_state.json"));
+  EXPECT_EQ(state["optimizer_steps"], 0);
+  for (const auto& [name, t] : rlhf::load_tensors((ckpt / "optimizer.safetensors").string()))
+    EXPECT_EQ(t.abs().max().item<float>(), 0.0f) << name;
+  for (const auto& [name, t] : rlhf::load_tensors((f.dir / "nan_tolerated/adapter_model.safetensors").string())) {
+    EXPECT_TRUE(torch::isfinite(t).all().item<bool>()) << name;
+    if (name.find("lora_B") != std::string::npos) EXPECT_EQ(t.abs().max().item<float>(), 0.0f) << name;
+  }
+
+  auto strict = policy_config(f, "nan_stopped");
+  strict.train_steps = 3;
+  strict.batch_size = 8;
+  strict.ppo_epochs = 2;
+  strict.num_mini_batches = 2;
+  strict.max_skipped_steps = 5;  // the 5th skip falls in step 2
+  try {
+    rlhf::train_policy(strict);
+    ADD_FAILURE() << "the run went on with non-finite gradients";
+  } catch (const rlhf::Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("5 consecutive optimizer steps had a non-finite gradient norm"), std::string::npos) << what;
+    EXPECT_NE(what.find("step 2"), std::string::npos) << what;
+  }
+  EXPECT_FALSE(fs::exists(f.dir / "nan_stopped/policy.json"));
 }
 
 }  // namespace

@@ -1,7 +1,8 @@
 // The reward model: its loss against hand-computed values, scores that do not depend on
 // batch composition or padding, the head reading the EOS position, packed pairs equal to
 // separate sequences, AdamW against torch's, learning a synthetic preference, and
-// train-reward / score through the CLI (resume after kill -9, real data).
+// train-reward / score through the CLI (resume after kill -9, real data), and steps with a
+// non-finite gradient skipped.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -10,6 +11,7 @@
 #include <chrono>
 #include <cmath>
 #include <fstream>
+#include <limits>
 #include <random>
 #include <sstream>
 #include <thread>
@@ -20,6 +22,8 @@
 #include "rlhf/train/optim.h"
 #include "rlhf/train/reward_model.h"
 #include "rlhf/train/reward_trainer.h"
+#include "rlhf/train/tensor_file.h"
+#include "rlhf/util/error.h"
 #include "test_util.h"
 #include "tiny_model.h"
 
@@ -355,6 +359,60 @@ TEST(RewardTraining, TrainsOnTheCoursePreferenceSample) {
   auto info = nlohmann::json::parse(rlhf::testing::read_text(dir / "rm/reward_model.json"));
   EXPECT_EQ(info["encoding"]["instruction"], "Summarize in less than 50 words.");
   EXPECT_EQ(info["base_model"]["sha256"].get<std::string>().size(), 64u);
+}
+
+// A base model with a NaN weight makes every gradient NaN: each optimizer step is skipped (the
+// adapter and the optimizer's moments stay as they started), counted in train/skipped_steps,
+// and max_skipped_steps skips in a row stop the run with an error.
+TEST(RewardTraining, NonFiniteGradientsAreSkippedThenStopTheRun) {
+  auto dir = rlhf::testing::scratch_dir();
+  const rlhf::ModelConfig mc = rlhf::testing::write_tiny_hf_model(dir / "model");
+  auto weights = rlhf::testing::tiny_weights(mc);
+  rlhf::mutable_f32(weights.at("model.norm.weight"))[0] = std::numeric_limits<float>::quiet_NaN();
+  rlhf::safetensors::write((dir / "model" / "model.safetensors").string(), weights);
+  rlhf::testing::write_marker_preferences(dir / "prefs.jsonl", 40, 1);
+  rlhf::RewardTrainConfig c;
+  c.preference_dataset = (dir / "prefs.jsonl").string();
+  c.large_model_reference = (dir / "model").string();
+  c.output = (dir / "tolerated").string();
+  c.train_steps = 3;
+  c.batch_size = 8;
+  c.prompt_sequence_length = 32;
+  c.target_sequence_length = 24;
+  c.validation_every = 0;
+  c.max_skipped_steps = 100;
+  c.progress = false;
+  rlhf::train_reward_model(c);
+  int steps = 0;
+  for (const auto& r : read_jsonl(dir / "tolerated/logs/metrics.jsonl")) {
+    if (!r.contains("rank_loss")) continue;
+    ++steps;
+    EXPECT_EQ(r["train/skipped_steps"].get<double>(), 1.0);
+    EXPECT_FALSE(r.contains("grad_norm")) << r.dump();
+  }
+  EXPECT_EQ(steps, 3);
+  const fs::path ckpt = dir / "tolerated/checkpoints/step-0000003";
+  auto state = nlohmann::json::parse(rlhf::testing::read_text(ckpt / "trainer_state.json"));
+  EXPECT_EQ(state["optimizer_steps"], 0);
+  for (const auto& [name, t] : rlhf::load_tensors((ckpt / "optimizer.safetensors").string()))
+    EXPECT_EQ(t.abs().max().item<float>(), 0.0f) << name;
+  for (const auto& [name, t] : rlhf::load_tensors((ckpt / "adapter_model.safetensors").string())) {
+    EXPECT_TRUE(torch::isfinite(t).all().item<bool>()) << name;
+    if (name.find("lora_B") != std::string::npos) EXPECT_EQ(t.abs().max().item<float>(), 0.0f) << name;
+  }
+
+  c.output = (dir / "stopped").string();
+  c.train_steps = 10;
+  c.max_skipped_steps = 3;
+  try {
+    rlhf::train_reward_model(c);
+    ADD_FAILURE() << "the run went on with non-finite gradients";
+  } catch (const rlhf::Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("3 consecutive optimizer steps had a non-finite gradient norm"), std::string::npos) << what;
+    EXPECT_NE(what.find("step 3"), std::string::npos) << what;
+  }
+  EXPECT_FALSE(fs::exists(dir / "stopped/reward_model.json"));
 }
 
 }  // namespace

@@ -7,7 +7,6 @@
 #include <filesystem>
 #include <limits>
 #include <map>
-#include <numeric>
 #include <optional>
 
 #include "rlhf/data/dataset.h"
@@ -83,7 +82,8 @@ class PolicyTrainer {
   Rollouts generate_rollouts(int64_t step);
   void complete(std::vector<Sample>& samples, double temperature, uint64_t seed);
   void score_rollouts(Rollouts& r, const std::vector<data::PromptRow>& rows);
-  void compute_logprobs_and_values(Rollouts& r);
+  void compute_logprobs_and_values(Rollouts& r, int64_t step);
+  std::vector<std::vector<size_t>> minibatches(int64_t step, int64_t epoch) const;
   void compute_advantages(Rollouts& r);
   UpdateStats ppo_update(const Rollouts& r, int64_t step, double lr);
   MinibatchStats accumulate_gradients(const Rollouts& r, const std::vector<size_t>& minibatch);
@@ -260,7 +260,7 @@ PolicyTrainSummary PolicyTrainer::train() {
     Rollouts batch = generate_rollouts(step);
     clock.lap("time/generate");
     score_rollouts(batch, prompt_rows_);
-    compute_logprobs_and_values(batch);
+    compute_logprobs_and_values(batch, step);
     clock.lap("time/score");
     compute_advantages(batch);
     const UpdateStats update = ppo_update(batch, step, lr);
@@ -352,17 +352,20 @@ void PolicyTrainer::score_rollouts(Rollouts& r, const std::vector<data::PromptRo
 }
 
 // Log-probs of the policy (and the reference when the KL is used or measured), entropies and
-// values of the rollouts, no gradients, in micro-batches.
-void PolicyTrainer::compute_logprobs_and_values(Rollouts& r) {
+// values of the rollouts, no gradients. The micro-batches are those the first PPO epoch's
+// update will form: a sample's numbers depend on its micro-batch's shape in bf16, and with the
+// same micro-batches the first minibatch's ratio is exactly 1.
+void PolicyTrainer::compute_logprobs_and_values(Rollouts& r, int64_t step) {
   const int64_t B = r.size(), T = r.width();
   auto f32 = torch::TensorOptions().dtype(torch::kFloat32).device(dev_);
   r.old_logp = torch::zeros({B, T}, f32), r.ref_logp = torch::zeros({B, T}, f32);
   r.old_values = torch::zeros({B, T}, f32), r.mask = torch::zeros({B, T}, f32), r.entropy = torch::zeros({B, T}, f32);
   r.kl_measured = cfg_.uses_reference();
-  std::vector<size_t> all(static_cast<size_t>(B));
-  std::iota(all.begin(), all.end(), 0);
+  std::vector<std::vector<size_t>> mbs;
+  for (const auto& minibatch : minibatches(step, 0))
+    for (auto& mb : micro_batches(minibatch, r.samples, M_)) mbs.push_back(std::move(mb));
   torch::NoGradGuard no_grad;
-  for (const auto& mb : micro_batches(all, r.samples, M_)) {
+  for (const auto& mb : mbs) {
     RolloutBatch rb = pack_samples(mb, r.samples, pad_, dev_);
     torch::Tensor entropy;
     scatter_rows(r.old_logp, mb, models().logprobs(rb, true, cfg_.temperature, &entropy));
@@ -388,12 +391,8 @@ void PolicyTrainer::compute_advantages(Rollouts& r) {
 // when the gradient norm is not finite).
 UpdateStats PolicyTrainer::ppo_update(const Rollouts& r, int64_t step, double lr) {
   UpdateStats u;
-  const int64_t B = r.size();
-  const int64_t mini = (B + cfg_.num_mini_batches - 1) / cfg_.num_mini_batches;
   for (int64_t epoch = 0; epoch < cfg_.ppo_epochs; ++epoch) {
-    auto order = data::permutation(static_cast<size_t>(B), mix_seed(cfg_.seed, 0x99e0c, step, epoch));
-    for (int64_t m0 = 0; m0 < B; m0 += mini) {
-      std::vector<size_t> minibatch(order.begin() + m0, order.begin() + std::min(B, m0 + mini));
+    for (const auto& minibatch : minibatches(step, epoch)) {
       opt_->zero_grad();
       const MinibatchStats m = accumulate_gradients(r, minibatch);
       const double grad_norm = opt_->clip_grad_norm(cfg_.max_grad_norm);
@@ -405,6 +404,16 @@ UpdateStats PolicyTrainer::ppo_update(const Rollouts& r, int64_t step, double lr
     }
   }
   return u;
+}
+
+// The minibatches of a PPO epoch: a permutation of the rollouts by (seed, step, epoch), cut
+// into num_mini_batches parts.
+std::vector<std::vector<size_t>> PolicyTrainer::minibatches(int64_t step, int64_t epoch) const {
+  const int64_t mini = (B_ + cfg_.num_mini_batches - 1) / cfg_.num_mini_batches;
+  auto order = data::permutation(static_cast<size_t>(B_), mix_seed(cfg_.seed, 0x99e0c, step, epoch));
+  std::vector<std::vector<size_t>> out;
+  for (int64_t m0 = 0; m0 < B_; m0 += mini) out.emplace_back(order.begin() + m0, order.begin() + std::min(B_, m0 + mini));
+  return out;
 }
 
 // Gradients of the clipped policy loss + vf_coef · clipped value loss over one minibatch,
