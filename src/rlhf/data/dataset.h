@@ -1,5 +1,5 @@
 // Datasets: preference, prompt and evaluation JSONL files, read and validated in full before
-// any work starts. Accepted forms (DESIGN.md §3):
+// any work starts. Accepted forms:
 //   seed        {"input_text", "candidate_0", "candidate_1", "choice": 0|1}
 //   common      {"prompt", "chosen", "rejected"}; without "prompt" the prompt is the two
 //               texts' shared beginning (cut after the last "Assistant:" in it, else at a

@@ -129,20 +129,6 @@ PartialScan scan_lines(const std::string& text, size_t rows, const Expect& check
   return s;
 }
 
-void write_all(int fd, const std::string& bytes, const std::string& path) {
-  const char* p = bytes.data();
-  size_t left = bytes.size();
-  while (left > 0) {
-    ssize_t n = ::write(fd, p, left);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      fail("{}: write failed: {}", path, std::strerror(errno));
-    }
-    p += n;
-    left -= static_cast<size_t>(n);
-  }
-}
-
 void fsync_dir(const fs::path& file) {
   fs::path dir = file.has_parent_path() ? file.parent_path() : fs::path(".");
   int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -11,6 +11,7 @@
 #include <limits>
 
 #include "rlhf/util/error.h"
+#include "rlhf/util/fs.h"
 
 namespace rlhf::gguf {
 namespace {
@@ -81,17 +82,8 @@ class TempFile {
     if (!kept_) ::unlink(path_.c_str());
   }
   void write(const void* data, size_t n) {
-    const char* p = static_cast<const char*>(data);
-    while (n > 0) {
-      ssize_t w = ::write(fd_, p, n);
-      if (w < 0) {
-        if (errno == EINTR) continue;
-        fail("{}: write failed: {}", path_, std::strerror(errno));
-      }
-      p += w;
-      n -= static_cast<size_t>(w);
-      written_ += static_cast<uint64_t>(w);
-    }
+    write_all(fd_, std::string_view(static_cast<const char*>(data), n), path_);
+    written_ += n;
   }
   void zeros(uint64_t n) {
     static const char z[64] = {};
