@@ -18,7 +18,7 @@ struct AutoSxsFlags {
 };
 
 int run_autosxs(AutoSxsFlags& f) {
-  eval::claim_autosxs_output(f.config.output);
+  eval::check_autosxs_output(f.config.output);
   apply_threads(f.threads);
   f.config.judge.task = eval::parse_task(f.task);
   if (!f.human_labels.empty()) f.config.columns.human_labels = eval::parse_label_map(f.human_labels);

@@ -115,6 +115,24 @@ TEST(OutputDir, AnEarlierRunWithAForeignFileIsRefusedEvenWithOverwrite) {
   EXPECT_EQ(read_text(out / "zzz.txt"), "not the program's");
 }
 
+TEST(OutputDir, CheckingChangesNothing) {
+  const fs::path dir = scratch_dir();
+  EXPECT_FALSE(check_output_dir((dir / "new").string(), kTrainer));
+  EXPECT_FALSE(fs::exists(dir / "new"));
+  fs::create_directories(dir / "empty");
+  EXPECT_FALSE(check_output_dir((dir / "empty").string(), kTrainer));
+  EXPECT_TRUE(fs::is_empty(dir / "empty"));
+  claim_output_dir((dir / "run").string(), kTrainer);
+  fs::create_directories(dir / "run" / "checkpoints");
+  OutputClaim overwrite = kTrainer;
+  overwrite.overwrite = true;
+  EXPECT_FALSE(check_output_dir((dir / "run").string(), overwrite));
+  EXPECT_TRUE(fs::exists(dir / "run" / "checkpoints"));
+  EXPECT_THROW(check_output_dir((dir / "run").string(), kTrainer), Error);
+  std::ofstream(dir / "empty" / "x") << "x";
+  EXPECT_THROW(check_output_dir((dir / "empty").string(), kTrainer), Error);
+}
+
 TEST(OutputDir, AnotherCommandsFolderIsRefused) {
   const fs::path out = scratch_dir() / "x";
   claim_output_dir(out.string(), {.command = "autosxs", .own = {"metrics.json"}});
@@ -139,17 +157,17 @@ TEST(OutputDir, OwnPatternsMatchByPrefix) {
 TEST(OutputFile, OnlyAMissingEmptyOrOwnFileIsReplaced) {
   const fs::path dir = scratch_dir();
   auto ours = [](const std::string& p) { return read_text(p).starts_with("OURS"); };
-  EXPECT_NO_THROW(claim_output_file((dir / "new.jsonl").string(), "label", "--output", ours));
+  EXPECT_NO_THROW(check_output_file((dir / "new.jsonl").string(), "label", "--output", ours));
   std::ofstream(dir / "empty.jsonl") << "";
-  EXPECT_NO_THROW(claim_output_file((dir / "empty.jsonl").string(), "label", "--output", ours));
+  EXPECT_NO_THROW(check_output_file((dir / "empty.jsonl").string(), "label", "--output", ours));
   std::ofstream(dir / "own.jsonl") << "OURS\n";
-  EXPECT_NO_THROW(claim_output_file((dir / "own.jsonl").string(), "label", "--output", ours));
+  EXPECT_NO_THROW(check_output_file((dir / "own.jsonl").string(), "label", "--output", ours));
   std::ofstream(dir / "theirs.jsonl") << "theirs\n";
-  std::string e = error_of([&] { claim_output_file((dir / "theirs.jsonl").string(), "label", "--output", ours); });
+  std::string e = error_of([&] { check_output_file((dir / "theirs.jsonl").string(), "label", "--output", ours); });
   EXPECT_NE(e.find("was not written by `rlhf label`"), std::string::npos) << e;
-  e = error_of([&] { claim_output_file(dir.string(), "label", "--output", ours); });
+  e = error_of([&] { check_output_file(dir.string(), "label", "--output", ours); });
   EXPECT_NE(e.find("is a folder"), std::string::npos) << e;
-  e = error_of([&] { claim_output_file("/dev/null", "label", "--output", ours); });
+  e = error_of([&] { check_output_file("/dev/null", "label", "--output", ours); });
   EXPECT_NE(e.find("character device"), std::string::npos) << e;
 }
 

@@ -310,13 +310,15 @@ void write_autosxs_files(const std::string& dir, const std::vector<Judgment>& ju
   write_file_atomic((out / "metrics.json").string(), summary.to_json().dump(2) + "\n");
 }
 
-void claim_autosxs_output(const std::string& dir) {
-  claim_output_dir(dir, {.command = "autosxs", .own = {"judgments.jsonl", "metrics.json"}, .resume = true});
-}
+namespace {
+const OutputClaim kAutoSxsOutput{.command = "autosxs", .own = {"judgments.jsonl", "metrics.json"}, .resume = true};
+}  // namespace
+
+void check_autosxs_output(const std::string& dir) { check_output_dir(dir, kAutoSxsOutput); }
 
 void write_autosxs_output(const std::string& dir, const std::vector<Judgment>& judgments,
                           const AutoSxsSummary& summary) {
-  claim_autosxs_output(dir);
+  claim_output_dir(dir, kAutoSxsOutput);
   write_autosxs_files(dir, judgments, summary);
 }
 

@@ -76,15 +76,15 @@ struct AutoSxsSummary {
 };
 AutoSxsSummary summarize(const std::vector<Judgment>& judgments, const std::string& judge, JudgeTask task);
 
-// Makes DIR the output folder of `rlhf autosxs` (output_dir.h): a new or empty folder, or an
-// earlier autosxs output (replaced file by file when the new one is written). Throws
-// rlhf::Error, touching nothing, for anything else. Called before any work.
-void claim_autosxs_output(const std::string& dir);
+// Checks, changing nothing, that DIR may become the output folder of `rlhf autosxs`
+// (output_dir.h): a new or empty folder, or an earlier autosxs output (replaced file by file
+// when the new one is written). Throws rlhf::Error for anything else. Called before any work.
+void check_autosxs_output(const std::string& dir);
 
 // DIR/judgments.jsonl (id, input_text, response_a, response_b, choice, confidence,
 // explanation, prob_a, prob_a_first, prob_a_second, human_preference?) and DIR/metrics.json,
-// each written atomically into the folder claim_autosxs_output accepts (an earlier output's
-// files are replaced).
+// each written atomically into the folder check_autosxs_output accepts (claimed now; an
+// earlier output's files are replaced).
 void write_autosxs_output(const std::string& dir, const std::vector<Judgment>& judgments,
                           const AutoSxsSummary& summary);
 

@@ -69,7 +69,7 @@ void check(const LabelConfig& c) {
     if (!(t >= 0 && t <= 100)) fail("--temperatures must be numbers from 0 to 100, got {}", t);
   if (!c.pairs.empty() && (!c.model_b.empty() || !c.adapter.empty() || !c.adapter_b.empty()))
     fail("--pairs labels existing candidates: --adapter, --model-b and --adapter-b do not apply");
-  claim_output_file(c.output, "label", "--output", is_label_output);
+  check_output_file(c.output, "label", "--output", is_label_output);
 }
 
 struct Candidates {

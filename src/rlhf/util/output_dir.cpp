@@ -40,13 +40,13 @@ std::string marker_command(const fs::path& path, const std::string& folder, cons
   fail("{}: its {} file was not written by rlhf; choose another {}", folder, kMarkerFile, flag);
 }
 
-}  // namespace
-
-bool claim_output_dir(const std::string& path, const OutputClaim& c) {
+// claim_output_dir, or (act false) check_output_dir.
+bool claim(const std::string& path, const OutputClaim& c, bool act) {
   if (path.empty()) fail("{} is empty", c.flag);
   const fs::path dir(path);
   const PathInfo info = inspect_path(path);
   if (info.kind == PathKind::Missing) {
+    if (!act) return false;
     std::error_code ec;
     fs::create_directories(dir, ec);
     if (ec) fail("{}: cannot create the folder: {}", path, ec.message());
@@ -62,7 +62,7 @@ bool claim_output_dir(const std::string& path, const OutputClaim& c) {
   if (ec) fail("{}: cannot list the folder: {}", path, ec.message());
   std::sort(names.begin(), names.end());
   if (names.empty()) {
-    write_marker(dir, c.command);
+    if (act) write_marker(dir, c.command);
     return false;
   }
   const bool marked = std::find(names.begin(), names.end(), kMarkerFile) != names.end();
@@ -88,7 +88,7 @@ bool claim_output_dir(const std::string& path, const OutputClaim& c) {
   if (c.resume) return true;
   if (c.overwrite) {
     for (const std::string& name : names) {
-      if (name == kMarkerFile) continue;
+      if (!act || name == kMarkerFile) continue;
       fs::remove_all(dir / name, ec);
       if (ec) fail("{}: cannot remove the earlier {}: {}", path, name, ec.message());
     }
@@ -98,7 +98,13 @@ bool claim_output_dir(const std::string& path, const OutputClaim& c) {
        c.resume_flag.empty() ? std::string() : fmt::format("pass {} to continue it, or ", c.resume_flag), c.flag);
 }
 
-void claim_output_file(const std::string& path, const std::string& command, const std::string& flag,
+}  // namespace
+
+bool claim_output_dir(const std::string& path, const OutputClaim& c) { return claim(path, c, true); }
+
+bool check_output_dir(const std::string& path, const OutputClaim& c) { return claim(path, c, false); }
+
+void check_output_file(const std::string& path, const std::string& command, const std::string& flag,
                        const std::function<bool(const std::string&)>& is_own_file) {
   if (path.empty()) fail("{} is empty", flag);
   const PathInfo info = inspect_path(path);

@@ -31,11 +31,15 @@ struct OutputClaim {
 // while neither resume nor overwrite was asked for.
 bool claim_output_dir(const std::string& path, const OutputClaim& claim);
 
-// The same rule for a command whose output is one file: a missing file or an empty one is
-// fine; an existing file is replaced only when `is_own(path)` recognises it as this command's
-// earlier output. Anything that is not a regular file (a folder, a device, a FIFO) is refused.
-// Creates the parent folders.
-void claim_output_file(const std::string& path, const std::string& command, const std::string& flag,
+// The same checks, changing nothing (nothing is created, marked or removed): for a command
+// that checks its output before its work and claims it only when it writes.
+bool check_output_dir(const std::string& path, const OutputClaim& claim);
+
+// The same rule for a command whose output is one file, checked before its work (changing
+// nothing): a missing file or an empty one is fine; an existing file may be replaced only when
+// `is_own(path)` recognises it as this command's earlier output. Anything that is not a
+// regular file (a folder, a device, a FIFO) is refused.
+void check_output_file(const std::string& path, const std::string& command, const std::string& flag,
                        const std::function<bool(const std::string& path)>& is_own);
 
 }  // namespace rlhf
