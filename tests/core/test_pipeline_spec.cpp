@@ -114,6 +114,7 @@ TEST(PipelineSpec, ErrorsNameTheKey) {
       {base + "advanced:\n  dtype: fp16\n", "spec.yaml:4: key 'advanced.dtype': is \"fp16\"; it must be one of fp32, bf16"},
       {base + "advanced:\n  threads: 100000\n", "key 'advanced.threads': must be an integer in [0, 1024] (it is 100000)"},
       {base + "advanced:\n  adaptive_kl: true\nkl_coeff: 0\n", "key 'advanced.adaptive_kl': needs a positive kl_coeff"},
+      {base + "kl_coeff: 0.1\nkl_coeff: 0.3\n", "spec.yaml:4: key 'kl_coeff' appears twice (first on line 3)"},
       {base + "advanced:\n  device: gpu\n", "key 'advanced.device': is \"gpu\"; it must be cpu, cuda or cuda:N"},
       {base + "reward_model_train_steps: 1.5\n", "key 'reward_model_train_steps': must be an integer"},
       {base + "reward_model_train_steps: \"10\"\n", "key 'reward_model_train_steps': must be an integer at least 1, not the quoted text"},

@@ -258,6 +258,7 @@ RunResult run_pipeline(const RunOptions& o) {
   std::fprintf(stderr, "[rlhf] pipeline %s: checking the data and the model\n", o.spec.c_str());
   Plan plan = compile_plan(spec, o.run_dir);
 
+  claim_run_dir(o.run_dir);  // a new or empty folder, or an earlier run's: never someone else's files
   const int lock = try_lock_run_dir(o.run_dir);
   if (lock < 0) fail("{}: another pipeline run is using this directory", o.run_dir);
   struct Unlock {

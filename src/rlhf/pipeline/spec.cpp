@@ -13,6 +13,7 @@
 
 #include "rlhf/eval/autosxs.h"
 #include "rlhf/eval/rules.h"
+#include "rlhf/pipeline/spec_yaml.h"
 #include "rlhf/util/error.h"
 #include "rlhf/util/fs.h"
 
@@ -259,6 +260,7 @@ PipelineSpec parse_spec(const std::string& text, const std::string& source, cons
     fail("{}:{}: not valid YAML: {}", source, e.mark.line + 1, e.msg);
   }
   if (!root || root.IsNull()) fail("{}: the spec is empty", source);
+  check_unique_keys(root, source);
   if (!root.IsMap()) fail("{}: the spec must be a mapping of keys to values", source);
   PipelineSpec s;
   s.path = source;
