@@ -8,7 +8,8 @@
 //   - logs metrics under OUT/logs (TensorBoard, CSV, JSONL) and draws the progress bar;
 //   - saves atomic checkpoints (OUT/checkpoints/step-N, see checkpoint.h);
 //   - skips optimizer steps whose gradient norm is not finite (NonFiniteGradGuard, optim.h);
-//   - writes summary.json at the end (the trainer writes its folder's marker file last).
+//   - writes summary.json at the end (the trainer writes its folder's manifest last,
+//     trained_folder.h).
 // Also here: the epoch stream of shuffled indices and the check of a config against its
 // settings table. The trainers own their models, data and steps.
 #pragma once
@@ -17,7 +18,6 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
-#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -93,8 +93,9 @@ class TrainerRun {
   explicit TrainerRun(TrainerRunOptions options);
 
   // Starts the run for `steps` steps: with --resume, the newest checkpoint's fingerprint is
-  // checked against `fingerprint` and the optimizer and the training time are restored (the trainer restores its models from resumed()->dir); then the folder and
-  // the metrics logger are opened (rows logged after the checkpoint are dropped).
+  // checked against `fingerprint` and the optimizer and the training time are restored (the
+  // trainer restores its models from resumed()->dir); then the folder is claimed and the
+  // metrics logger opened (rows logged after the checkpoint are dropped).
   void begin(const nlohmann::json& fingerprint, int64_t steps, AdamW& optimizer);
 
   struct Resumed {
