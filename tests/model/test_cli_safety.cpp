@@ -142,8 +142,7 @@ TEST(CliSafety, AnUnrelatedFolderSurvivesEveryCommandPointedAtIt) {
 }
 
 // A tiny pipeline project; the run directory check comes before any stage runs.
-TEST(CliSafety, PipelineRunRefusesAnUnrelatedFolder) {
-  const fs::path dir = rlhf::testing::scratch_dir();
+fs::path write_pipeline_project(const fs::path& dir) {
   rlhf::testing::write_tiny_hf_model(dir / "model", 5);
   write_prompts(dir / "prompts.jsonl", 8);
   std::ofstream(dir / "spec.yaml") << "rlaif:\n  prompt_dataset: prompts.jsonl\n  rule: prefer-shorter\n"
@@ -151,6 +150,12 @@ TEST(CliSafety, PipelineRunRefusesAnUnrelatedFolder) {
                                       "large_model_reference: model\nprompt_sequence_length: 32\n"
                                       "target_sequence_length: 8\nreward_model_train_steps: 1\n"
                                       "reinforcement_learning_train_steps: 1\nadvanced:\n  threads: 1\n";
+  return dir / "spec.yaml";
+}
+
+TEST(CliSafety, PipelineRunRefusesAnUnrelatedFolder) {
+  const fs::path dir = rlhf::testing::scratch_dir();
+  write_pipeline_project(dir);
   const fs::path u = make_unrelated_folder(dir);
   const std::string cmd = cli() + " pipeline run " + (dir / "spec.yaml").string() + " --run-dir " + u.string() + " --quiet";
   expect_refused_untouched(cmd, u);
@@ -302,6 +307,22 @@ TEST(CliSafety, InterruptedTrainingNamesItsCheckpointAndTheCommandResumes) {
   const std::string log = capture(line.substr(line.find("continue with: ") + 15), &rc2, true);
   EXPECT_EQ(rc2, 0) << log;
   EXPECT_TRUE(fs::exists(out / "reward_model.json")) << log;
+}
+
+TEST(CliSafety, InterruptedPipelineSaysTheSameCommandContinues) {
+  const fs::path dir = rlhf::testing::scratch_dir();
+  const fs::path spec = write_pipeline_project(dir);
+  const fs::path run = dir / "run";
+  const std::string cmd = cli() + " pipeline run " + spec.string() + " --run-dir " + run.string() + " --quiet";
+  const int rc = interrupt_when(cmd, dir / "err.txt", [&] { return fs::exists(run / "validate" / "manifest.json"); },
+                                SIGINT);
+  ASSERT_NE(rc, -1) << "the pipeline finished before it could be interrupted";
+  EXPECT_EQ(rc, 130);
+  const std::string err = read_text(dir / "err.txt");
+  const std::string line = last_line(err);
+  EXPECT_TRUE(line.starts_with("rlhf: interrupted; ")) << err;
+  EXPECT_TRUE(line.ends_with("; continue with: " + cmd)) << err;
+  EXPECT_EQ(err.find("rlhf: interrupted"), err.rfind("rlhf: interrupted")) << "one line: " << err;
 }
 
 }  // namespace
