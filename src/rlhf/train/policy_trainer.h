@@ -2,14 +2,17 @@
 // PPO with a KL penalty against the untuned model. Per step it:
 //   1. rollouts   samples completions of B prompts with the policy (KV-cache generator,
 //                 temperature 0.7, up to target_sequence_length tokens);
-//   2. scoring    reward-model score at the completion's EOS (no EOS -> the penalty), the
-//                 reference's and the policy's log-probs and the values (no gradients);
+//   2. scoring    reward-model score at the completion's EOS (no EOS -> the penalty, replaced
+//                 or subtracted: ppo::apply_eos_penalty), the policy's log-probs and values,
+//                 and the reference's when the KL is used or measured (no gradients);
 //   3. advantage  per-token reward -kl_coeff·(logp - logp_ref) + score at the last token, GAE,
 //                 whitened advantages;
 //   4. update     ppo_epochs passes over minibatches: clipped policy loss + vf_coef · clipped
-//                 value loss, gradient accumulation over micro-batches, clipping, AdamW.
-// Metrics go to TensorBoard/CSV/JSONL; checkpoints are atomic and a resumed run repeats an
-// uninterrupted one (CPU, same threads). The output folder holds policy.json (written last),
+//                 value loss, gradient accumulation over micro-batches, clipping, AdamW (a
+//                 non-finite gradient norm skips the update).
+// The loop is PolicyTrainer::train() in policy_trainer.cpp, one named call per part; the run
+// around it (output folder, resume, metrics, checkpoints) is trainer_run.h. Checkpoints are
+// atomic and a resumed run repeats an uninterrupted one (CPU, same threads). The output folder holds policy.json (written last),
 // the policy adapter in peft layout, the value model, summary.json and logs/.
 #pragma once
 #include <cstdint>
