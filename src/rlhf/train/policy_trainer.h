@@ -12,8 +12,9 @@
 //                 non-finite gradient norm skips the update).
 // The loop is PolicyTrainer::train() in policy_trainer.cpp, one named call per part; the run
 // around it (output folder, resume, metrics, checkpoints) is trainer_run.h. Checkpoints are
-// atomic and a resumed run repeats an uninterrupted one (CPU, same threads). The output folder holds policy.json (written last),
-// the policy adapter in peft layout, the value model, summary.json and logs/.
+// atomic and a resumed run repeats an uninterrupted one (CPU, same threads). The output
+// folder holds policy.json (written last), the policy adapter in peft layout, the value model,
+// summary.json, logs/ and eval/.
 #pragma once
 #include <cstdint>
 #include <memory>
