@@ -11,15 +11,15 @@ void check_unique_keys(const YAML::Node& node, const std::string& source) {
     for (const YAML::Node& item : node) check_unique_keys(item, source);
   } else if (node.IsMap()) {
     std::map<std::string, int> first_line;  // scalar key -> its 1-based line
-    for (auto it = node.begin(); it != node.end(); ++it) {
-      const YAML::Node& key = it->first;
+    for (const auto& entry : node) {
+      const YAML::Node key = entry.first, value = entry.second;
       if (key.IsScalar()) {
         const int line = key.Mark().line + 1;
         auto [at, fresh] = first_line.emplace(key.Scalar(), line);
         if (!fresh)
           fail("{}:{}: key '{}' appears twice (first on line {}); keep one", source, line, key.Scalar(), at->second);
       }
-      check_unique_keys(it->second, source);
+      check_unique_keys(value, source);
     }
   }
 }
