@@ -27,7 +27,9 @@ std::mutex g_writer;
 bool g_tty = false;
 std::string g_continue;
 
-void write_all(const char* p, size_t n) {
+// The handler's write loop: util/fs.h's loop formats and throws on errors, which a signal
+// handler must not do; this one gives up silently.
+void write_to_stderr(const char* p, size_t n) {
   while (n > 0) {
     ssize_t w = ::write(STDERR_FILENO, p, n);
     if (w < 0) {
@@ -42,11 +44,11 @@ void write_all(const char* p, size_t n) {
 extern "C" void on_signal(int sig) {
   static std::atomic<bool> once{false};
   if (once.exchange(true)) return;  // a second signal while the note is written: the first exits
-  // A progress bar may hold the line: clear it on a terminal, else start a new line.
-  if (g_tty) write_all("\r\033[K", 4);
+  // On a terminal a progress bar may hold the line: clear it first.
+  if (g_tty) write_to_stderr("\r\033[K", 4);
   const size_t i = g_current.load(std::memory_order_acquire);
-  write_all(g_notes[i].data(), g_lengths[i]);
-  write_all("\n", 1);
+  write_to_stderr(g_notes[i].data(), g_lengths[i]);
+  write_to_stderr("\n", 1);
   ::_exit(128 + sig);
 }
 
