@@ -1,5 +1,6 @@
 #include "rlhf/util/fs.h"
 
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -10,12 +11,17 @@
 #include <fstream>
 
 #include "rlhf/util/error.h"
+#include "rlhf/util/path_kind.h"
 
 namespace rlhf {
 
 std::string read_file(const std::string& path, size_t max_bytes) {
   std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec)) fail("{}: no such file", path);
+  if (!std::filesystem::is_regular_file(path, ec)) {
+    const PathInfo info = inspect_path(path);
+    if (info.kind == PathKind::Missing) fail("{}: no such file", path);
+    fail("{}: not a regular file: it is {}", path, info.words);
+  }
   auto size = std::filesystem::file_size(path, ec);
   if (ec) fail("{}: cannot read size: {}", path, ec.message());
   if (size > max_bytes) fail("{}: file is {} bytes, more than the {} accepted here", path, size, max_bytes);
