@@ -1,6 +1,5 @@
 #include "rlhf/util/fs.h"
 
-
 #include <fcntl.h>
 #include <unistd.h>
 
