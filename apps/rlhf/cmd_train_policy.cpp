@@ -28,7 +28,7 @@ Command add_train_policy(CLI::App& app) {
   f->settings = std::make_unique<SettingFlags>(s, policy_settings(), c);
   return {s, [f] {
             const SettingNames given = f->settings->apply();
-            check_flags(policy_settings(), f->config, given, check_policy_config);
+            check_naming_flags(policy_settings(), f->config, given, check_policy_config);
             f->config.progress = !f->no_progress;
             // Blocks of 1 MiB and up are mapped (returned to the system when freed); smaller ones are
             // reused from the heap. Mapping from 128 KiB as train-reward does costs a PPO step about a

@@ -29,7 +29,7 @@ Command add_train_reward(CLI::App& app) {
   f->settings = std::make_unique<SettingFlags>(s, reward_settings(), c);
   return {s, [f] {
             const SettingNames given = f->settings->apply();
-            check_flags(reward_settings(), f->config, given, check_reward_config);
+            check_naming_flags(reward_settings(), f->config, given, check_reward_config);
             f->config.progress = !f->no_progress;
             use_mapped_allocations();
             train_reward_model(f->config);

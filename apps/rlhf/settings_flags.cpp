@@ -4,10 +4,6 @@
 
 namespace rlhf::cli {
 
-std::string SettingFlags::flag_name(const SettingRow& row) { return row.flag.substr(0, row.flag.find(',')); }
-
-void throw_setting_error(const std::string& flag, const std::string& problem) { fail("{}: {}", flag, problem); }
-
 void SettingFlags::add(CLI::App* app) {
   for (const auto& row : *rows_) {
     SettingRef ref = row.ref(config_);
@@ -45,7 +41,7 @@ SettingNames SettingFlags::apply() {
     try {
       if (shortcuts_[i] && shortcuts_[i]->count()) {
         if (options_[i]->count())
-          fail("give {} or {}, not both", row.shortcut_flag, flag_name(row));
+          fail("give {} or {}, not both", row.shortcut_flag, setting_flag(row));
         parse_setting(row, ref, row.shortcut_value);
         given.insert(row.name);
       }
@@ -61,7 +57,7 @@ SettingNames SettingFlags::apply() {
       }
       given.insert(row.name);
     } catch (const SettingError& e) {
-      throw_setting_error(flag_name(row), e.what());
+      fail_with_flag(setting_flag(row), e.what());
     }
   }
   return given;

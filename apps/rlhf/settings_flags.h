@@ -21,11 +21,9 @@ class SettingFlags {
   }
 
   // Writes the given flags into the config and returns their names; throws rlhf::Error naming
-  // the flag when a value is not allowed. The whole config is not checked here (see the
-  // trainer's check_*_config, which the caller runs with the returned names).
+  // the flag when a value is not allowed. The whole config is not checked here: the caller
+  // runs check_naming_flags(table, config, names, check_*_config).
   SettingNames apply();
-  // The first name of a row's flag ("--batch-size").
-  static std::string flag_name(const SettingRow& row);
 
  private:
   void add(CLI::App* app);
@@ -38,16 +36,4 @@ class SettingFlags {
   std::deque<bool> flags_;
 };
 
-[[noreturn]] void throw_setting_error(const std::string& flag, const std::string& problem);
-
-// Runs `check` (a check_*_config) and turns a SettingError into an rlhf::Error naming the flag.
-template <class Config, class Check>
-void check_flags(const SettingsTable<Config>& table, const Config& config, const SettingNames& given, Check check) {
-  try {
-    check(config, given);
-  } catch (const SettingError& e) {
-    const SettingRow* r = table.find(e.setting());
-    throw_setting_error(r ? SettingFlags::flag_name(*r) : e.setting(), e.what());
-  }
-}
 }  // namespace rlhf::cli

@@ -109,6 +109,17 @@ TEST(NonFiniteGradGuard, SkipsCountsAndStopsAfterConsecutiveSkips) {
   EXPECT_THROW(NonFiniteGradGuard(0, "policy"), Error);
 }
 
+// A resumed run continues its checkpoint's run of skips: it stops where the whole run would.
+TEST(NonFiniteGradGuard, ARestoredCountStopsWhereTheWholeRunWould) {
+  auto params = make_params();
+  AdamW opt(params, AdamWConfig{});
+  NonFiniteGradGuard guard(3, "reward model");
+  guard.restore_consecutive(2);
+  set_grads(params, 0);
+  EXPECT_THROW(guard.step(opt, 1e-3, std::numeric_limits<double>::quiet_NaN(), 9), Error);
+  EXPECT_EQ(opt.steps(), 0);
+}
+
 TEST(AdamW, ClipGradNormReturnsTheNormBeforeClipping) {
   auto params = make_params();
   AdamW opt(params, AdamWConfig{});

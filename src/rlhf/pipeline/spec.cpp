@@ -204,36 +204,26 @@ class TableKeys {
   }
 
  private:
-  static bool is_text_key(const std::string& full) {
+  // The first row with this spec key, and where its value lives in a default config.
+  static std::pair<const SettingRow*, SettingRef> row_of(const std::string& full) {
+    static RewardTrainConfig reward;
+    static PolicyTrainConfig policy;
     for (const auto& r : reward_settings().rows)
-      if (r.spec_key == full) {
-        SettingRef ref = reward_settings().ref(r, RewardTrainConfig{});
-        return std::holds_alternative<std::string*>(ref) || is_list(ref);
-      }
+      if (r.spec_key == full) return {&r, reward_settings().ref(r, reward)};
     for (const auto& r : policy_settings().rows)
-      if (r.spec_key == full) {
-        SettingRef ref = policy_settings().ref(r, PolicyTrainConfig{});
-        return std::holds_alternative<std::string*>(ref) || std::holds_alternative<std::optional<std::string>*>(ref) ||
-               is_list(ref);
-      }
-    return false;
+      if (r.spec_key == full) return {&r, policy_settings().ref(r, policy)};
+    return {nullptr, SettingRef{}};
+  }
+  static bool is_text_key(const std::string& full) {
+    const SettingRef ref = row_of(full).second;
+    return std::holds_alternative<std::string*>(ref) || std::holds_alternative<std::optional<std::string>*>(ref) ||
+           is_list(ref);
   }
   static std::string range_of(const std::string& full) {
-    static const RewardTrainConfig r{};
-    static const PolicyTrainConfig p{};
-    for (const auto& row : reward_settings().rows)
-      if (row.spec_key == full) return setting_range_text(row, reward_settings().ref(row, r));
-    for (const auto& row : policy_settings().rows)
-      if (row.spec_key == full) return setting_range_text(row, policy_settings().ref(row, p));
-    return "a value";
+    const auto [row, ref] = row_of(full);
+    return row ? setting_range_text(*row, ref) : "a value";
   }
-  static bool is_list_key(const std::string& full) {
-    for (const auto& r : reward_settings().rows)
-      if (r.spec_key == full) return is_list(reward_settings().ref(r, RewardTrainConfig{}));
-    for (const auto& r : policy_settings().rows)
-      if (r.spec_key == full) return is_list(policy_settings().ref(r, PolicyTrainConfig{}));
-    return false;
-  }
+  static bool is_list_key(const std::string& full) { return is_list(row_of(full).second); }
   template <class Config>
   static void assign(const SettingsTable<Config>& t, Config& c, const std::string& full, const std::string& text,
                      SettingNames& given) {

@@ -63,6 +63,8 @@ class NonFiniteGradGuard {
 
   int64_t skipped() const { return skipped_; }          // in this run (a metric)
   int64_t consecutive() const { return consecutive_; }  // skips since the last real step
+  // A resumed run continues the count of its checkpoint, so it stops where the whole run would.
+  void restore_consecutive(int64_t n) { consecutive_ = n; }
 
  private:
   int64_t max_consecutive_;

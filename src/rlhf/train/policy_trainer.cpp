@@ -121,7 +121,7 @@ TrainerRunOptions PolicyTrainer::run_options(const PolicyTrainConfig& cfg) {
   if (cfg.prompt_dataset.empty()) fail("--prompt-dataset is required");
   if (cfg.reward_model.empty()) fail("--reward-model is required");
   if (cfg.output.empty()) fail("--output is required");
-  check_run_settings(policy_settings(), cfg, [](const PolicyTrainConfig& c) { check_policy_config(c); });
+  check_naming_flags(policy_settings(), cfg, {}, check_policy_config);
   apply_threads(cfg.threads);
   return {.command = "train-policy",
           .output = cfg.output,
@@ -193,10 +193,7 @@ void PolicyTrainer::read_prompts() {
 // Prompts are encoded as the reward model was trained unless told otherwise.
 void PolicyTrainer::choose_encoding() {
   enc_ = rm_info().encode;
-  if (cfg_.prompt_format == "auto")
-    enc_.format = prompt_rows_.front().prompt.is_chat() ? data::PromptFormat::Chat : data::PromptFormat::Raw;
-  else if (cfg_.prompt_format)
-    enc_.format = data::parse_prompt_format(*cfg_.prompt_format);
+  if (cfg_.prompt_format) enc_.format = data::resolve_prompt_format(*cfg_.prompt_format, prompt_rows_.front().prompt);
   if (cfg_.instruction) enc_.instruction = *cfg_.instruction;
   enc_.prompt_sequence_length = cfg_.prompt_sequence_length;
   enc_.target_sequence_length = cfg_.target_sequence_length;

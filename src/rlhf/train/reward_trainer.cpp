@@ -97,7 +97,7 @@ class RewardTrainer {
 TrainerRunOptions RewardTrainer::run_options(const RewardTrainConfig& cfg) {
   if (cfg.preference_dataset.empty()) fail("--preference-dataset is required");
   if (cfg.output.empty()) fail("--output is required");
-  check_run_settings(reward_settings(), cfg, [](const RewardTrainConfig& c) { check_reward_config(c); });
+  check_naming_flags(reward_settings(), cfg, {}, check_reward_config);
   apply_threads(cfg.threads);
   return {.command = "train-reward",
           .output = cfg.output,
@@ -172,9 +172,7 @@ void RewardTrainer::read_pairs() {
 }
 
 void RewardTrainer::encode_pairs() {
-  const bool chat_data = rows_.front().prompt.is_chat();
-  enc_.format = cfg_.prompt_format == "auto" ? (chat_data ? data::PromptFormat::Chat : data::PromptFormat::Raw)
-                                             : data::parse_prompt_format(cfg_.prompt_format);
+  enc_.format = data::resolve_prompt_format(cfg_.prompt_format, rows_.front().prompt);
   enc_.instruction = cfg_.instruction;
   enc_.prompt_sequence_length = cfg_.prompt_sequence_length;
   enc_.target_sequence_length = cfg_.target_sequence_length;

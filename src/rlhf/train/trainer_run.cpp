@@ -16,11 +16,6 @@ namespace rlhf {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-void fail_setting(const SettingRow* row, const SettingError& e) {
-  const std::string name = row ? row->flag.substr(0, row->flag.find(',')) : e.setting();
-  fail("{} {}", name, e.what());
-}
-
 void apply_threads(int64_t threads) {
   if (threads > 0) torch::set_num_threads(static_cast<int>(threads));
 }
@@ -71,6 +66,7 @@ void TrainerRun::begin(const json& fingerprint, int64_t steps, AdamW& optimizer)
       optimizer.load_state(load_tensors(ckpt + "/optimizer.safetensors", options_.device), opt_steps.get<int64_t>(),
                            ckpt + "/optimizer.safetensors");
       train_seconds = state.value("train_seconds", 0.0);
+      guard_.restore_consecutive(state.value("consecutive_skipped_steps", int64_t(0)));
       if (state.value("threads", 0) != torch::get_num_threads())
         std::fprintf(stderr, "[rlhf] note: the run used %d threads, this one %d: results may differ in the last bits\n",
                      state.value("threads", 0), torch::get_num_threads());
@@ -88,6 +84,7 @@ void TrainerRun::save_checkpoint(int64_t step, json state, const std::function<v
   state["step"] = step;
   state["optimizer_steps"] = optimizer_->steps();
   state["train_seconds"] = train_seconds;
+  state["consecutive_skipped_steps"] = guard_.consecutive();
   state["threads"] = torch::get_num_threads();
   state["fingerprint"] = fingerprint_;
   checkpoint::save(out_.string(), step, options_.keep_checkpoints, state, [&](const std::string& dir) {

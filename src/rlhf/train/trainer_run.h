@@ -33,27 +33,6 @@
 
 namespace rlhf {
 
-// A SettingError as the rlhf::Error a user reads: the setting named by its flag.
-[[noreturn]] void fail_setting(const SettingRow* row, const SettingError& e);
-
-// Runs `check(config)` (check_reward_config, check_policy_config) and turns a SettingError
-// into an rlhf::Error naming the flag.
-template <class Config, class Check>
-void check_run_settings(const SettingsTable<Config>& table, const Config& config, Check check) {
-  try {
-    check(config);
-  } catch (const SettingError& e) {
-    fail_setting(table.find(e.setting()), e);
-  }
-}
-
-// The flag of a setting, as the user types it ("--max-skipped-steps").
-template <class Config>
-std::string setting_flag(const SettingsTable<Config>& table, const std::string& name) {
-  const SettingRow* row = table.find(name);
-  return row ? row->flag.substr(0, row->flag.find(',')) : name;
-}
-
 // CPU threads for torch; 0 leaves the default (all cores).
 void apply_threads(int64_t threads);
 

@@ -7,6 +7,8 @@
 
 #include <fmt/format.h>
 
+#include "rlhf/util/error.h"
+
 namespace rlhf {
 namespace {
 
@@ -177,6 +179,10 @@ std::string setting_range_text(const SettingRow& r, SettingRef ref) {
       },
       ref);
 }
+
+std::string setting_flag(const SettingRow& row) { return row.flag.substr(0, row.flag.find(',')); }
+
+void fail_with_flag(const std::string& flag, const std::string& problem) { fail("{}: {}", flag, problem); }
 
 bool is_bool(SettingRef ref) { return std::holds_alternative<bool*>(ref); }
 bool is_list(SettingRef ref) { return std::holds_alternative<std::vector<std::string>*>(ref); }

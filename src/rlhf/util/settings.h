@@ -87,6 +87,25 @@ template <class Config>
 void check_settings(const SettingsTable<Config>& t, const Config& c) {
   for (const auto& r : t.rows) check_setting(r, t.ref(r, c));
 }
+// The first name of a row's flag, as the user types it ("--batch-size"); by the row's name.
+std::string setting_flag(const SettingRow& row);
+template <class Config>
+std::string setting_flag(const SettingsTable<Config>& t, const std::string& name) {
+  const SettingRow* r = t.find(name);
+  return r ? setting_flag(*r) : name;
+}
+// Throws rlhf::Error "--flag: problem".
+[[noreturn]] void fail_with_flag(const std::string& flag, const std::string& problem);
+// Runs `check(config, given)` (check_reward_config, check_policy_config) and turns a
+// SettingError into the rlhf::Error a command-line user reads: the setting named by its flag.
+template <class Config, class Check>
+void check_naming_flags(const SettingsTable<Config>& t, const Config& c, const SettingNames& given, Check check) {
+  try {
+    check(c, given);
+  } catch (const SettingError& e) {
+    fail_with_flag(setting_flag(t, e.setting()), e.what());
+  }
+}
 // The settings as {name: value}; only those that change the result when result_only.
 template <class Config>
 nlohmann::json settings_json(const SettingsTable<Config>& t, const Config& c, bool result_only) {
