@@ -44,13 +44,6 @@ const SettingsTable<RewardTrainConfig>& data_settings() {
   return table;
 }
 
-// The prompt format a dataset is encoded with: "auto" is chat when its first row is a
-// conversation, as the trainers decide.
-data::PromptFormat prompt_format_for(const std::string& setting, const std::vector<data::PromptText>& prompts) {
-  if (setting != "auto") return data::parse_prompt_format(setting);
-  return !prompts.empty() && prompts.front().is_chat() ? data::PromptFormat::Chat : data::PromptFormat::Raw;
-}
-
 // The model's tokenizer, chat template and stop ids, without its weights.
 Model tokenizer_of(ModelFiles files) {
   Model m;
@@ -159,7 +152,8 @@ int run_validate(const ValidateFlags& f) {
       Contents contents = read_dataset(ds.spec, preferences, options, report);
       print_report(report);
       data::EncodeConfig config;
-      config.format = prompt_format_for(d.prompt_format, contents.prompts);
+      config.format = data::resolve_prompt_format(
+          d.prompt_format, contents.prompts.empty() ? data::PromptText{} : contents.prompts.front());
       config.instruction = d.instruction;
       config.prompt_sequence_length = d.prompt_sequence_length;
       config.target_sequence_length = d.target_sequence_length;

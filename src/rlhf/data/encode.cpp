@@ -14,6 +14,11 @@ PromptFormat parse_prompt_format(const std::string& name) {
 
 const char* prompt_format_name(PromptFormat f) { return f == PromptFormat::Chat ? "chat" : "raw"; }
 
+PromptFormat resolve_prompt_format(const std::string& setting, const PromptText& first) {
+  if (setting == "auto") return first.is_chat() ? PromptFormat::Chat : PromptFormat::Raw;
+  return parse_prompt_format(setting);
+}
+
 Encoder::Encoder(const text::Tokenizer& tokenizer, const text::ChatTemplate& chat_template, int32_t eos_id,
                  EncodeConfig config)
     : tok_(tokenizer), chat_(chat_template), eos_id_(eos_id), config_(std::move(config)) {

@@ -18,6 +18,9 @@ enum class PromptFormat { Raw, Chat };
 // "raw", "chat"; throws rlhf::Error otherwise.
 PromptFormat parse_prompt_format(const std::string& name);
 const char* prompt_format_name(PromptFormat f);
+// The format a prompt-format setting gives a dataset whose first prompt is `first`: "auto" is
+// chat when that prompt is a conversation, else raw; "raw" and "chat" are themselves.
+PromptFormat resolve_prompt_format(const std::string& setting, const PromptText& first);
 
 struct EncodeConfig {
   PromptFormat format = PromptFormat::Raw;

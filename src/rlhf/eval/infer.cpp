@@ -243,10 +243,7 @@ InferResult run_inference(const InferConfig& config) {
   auto m = load_generation_model(config.model, config.adapter,
                                  {parse_dtype(config.dtype), parse_device(config.device)});
   data::EncodeConfig enc = m->encode;
-  if (config.prompt_format == "auto")
-    enc.format = rows.front().prompt.is_chat() ? data::PromptFormat::Chat : data::PromptFormat::Raw;
-  else if (!config.prompt_format.empty())
-    enc.format = data::parse_prompt_format(config.prompt_format);
+  if (!config.prompt_format.empty()) enc.format = data::resolve_prompt_format(config.prompt_format, rows.front().prompt);
   if (config.instruction_set) enc.instruction = config.instruction;
   if (config.prompt_sequence_length > 0) enc.prompt_sequence_length = config.prompt_sequence_length;
   enc.target_sequence_length = std::max<int64_t>(2, config.sampling.max_new_tokens);

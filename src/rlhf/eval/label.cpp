@@ -91,10 +91,7 @@ Candidates sample_candidates(const LabelConfig& c) {
     enc.instruction = c.instruction;
     enc.prompt_sequence_length = c.prompt_sequence_length;
     enc.target_sequence_length = std::max<int64_t>(2, c.max_new_tokens);
-    if (c.prompt_format == "auto")
-      enc.format = out.rows.front().prompt.is_chat() ? data::PromptFormat::Chat : data::PromptFormat::Raw;
-    else
-      enc.format = data::parse_prompt_format(c.prompt_format);
+    enc.format = data::resolve_prompt_format(c.prompt_format, out.rows.front().prompt);
     data::Encoder encoder(*gm->base->tokenizer, gm->base->chat_template, gm->eos_id, enc);
     std::vector<std::vector<int32_t>> prompts;
     for (const auto& r : out.rows) {
