@@ -5,10 +5,16 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <optional>
 #include <sstream>
 #include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "rlhf/util/error.h"
 
 namespace rlhf::testing {
 
@@ -71,6 +77,25 @@ inline std::string capture(const std::string& cmd, int* status = nullptr, bool m
 }
 
 inline std::string cli() { return RLHF_CLI; }
+
+// The rows of a JSONL file (blank lines skipped).
+inline std::vector<nlohmann::json> read_jsonl(const std::filesystem::path& p) {
+  std::vector<nlohmann::json> rows;
+  std::ifstream f(p);
+  for (std::string line; std::getline(f, line);)
+    if (line.find_first_not_of(" \t\r") != std::string::npos) rows.push_back(nlohmann::json::parse(line));
+  return rows;
+}
+
+// The message of the rlhf::Error that f throws, or "(no error)".
+inline std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const rlhf::Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
 
 // GPT-2's byte-to-unicode spelling of one byte (the symbols of byte-level BPE), as UTF-8.
 inline std::string byte_char(int b) {

@@ -12,19 +12,12 @@
 namespace rlhf {
 namespace {
 
+using rlhf::testing::error_of;
+
 nlohmann::json smol_config() {
   return nlohmann::json::parse(R"({"model_type": "llama", "vocab_size": 49152, "hidden_size": 576,
     "intermediate_size": 1536, "num_hidden_layers": 30, "num_attention_heads": 9, "num_key_value_heads": 3,
     "rms_norm_eps": 1e-5, "rope_theta": 100000.0, "tie_word_embeddings": true, "max_position_embeddings": 8192})");
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 TEST(Config, ParsesSmolLM2AndCountsItsParameters) {

@@ -17,20 +17,13 @@
 namespace rlhf {
 namespace {
 
+using rlhf::testing::error_of;
+
 namespace fs = std::filesystem;
 using testing::read_text;
 using testing::scratch_dir;
 
 const OutputClaim kTrainer{.command = "train-reward", .own = {"reward_model.json", "checkpoints", "logs"}};
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 TEST(OutputDir, ANewFolderIsCreatedAndMarked) {
   const fs::path out = scratch_dir() / "a" / "b";

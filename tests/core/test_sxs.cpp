@@ -20,6 +20,9 @@
 namespace rlhf::eval {
 namespace {
 
+using rlhf::testing::read_jsonl;
+using rlhf::testing::error_of;
+
 namespace fs = std::filesystem;
 using nlohmann::json;
 
@@ -29,27 +32,9 @@ fs::path course_dir() { return testing::source_dir() / "../shared/data/course"; 
   if (!fs::exists(course_dir() / "eval_results_untuned.jsonl"))                              \
   GTEST_SKIP() << "the shared course data is absent (" << course_dir().string() << ")"
 
-std::vector<json> read_jsonl(const fs::path& p) {
-  std::vector<json> rows;
-  std::ifstream f(p);
-  for (std::string line; std::getline(f, line);)
-    if (line.find_first_not_of(" \t\r") != std::string::npos) rows.push_back(json::parse(line));
-  return rows;
-}
-
 void write_lines(const fs::path& p, const std::vector<json>& rows) {
   std::ofstream f(p);
   for (const auto& r : rows) f << r.dump() << "\n";
-}
-
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 // RFC 4180 reader: records of fields, quoted fields may hold commas, quotes ("") and line breaks.

@@ -19,6 +19,8 @@
 namespace rlhf {
 namespace {
 
+using rlhf::testing::error_of;
+
 namespace fs = std::filesystem;
 using nlohmann::json;
 
@@ -64,15 +66,6 @@ fs::path write_folder(const fs::path& dir, const TrainedFolder& f) {
   if (f.kind == TrainedFolder::Kind::RewardModel) write_reward_model_info(dir.string(), f);
   else write_policy_folder_manifest(dir.string(), f);
   return dir;
-}
-
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 void expect_same(const TrainedFolder& got, const TrainedFolder& want) {

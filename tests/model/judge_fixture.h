@@ -23,13 +23,4 @@ inline std::filesystem::path tiny_judge(const std::filesystem::path& dir, uint32
   return dir;
 }
 
-inline std::vector<nlohmann::json> read_jsonl(const std::filesystem::path& p) {
-  std::vector<nlohmann::json> rows;
-  std::ifstream f(p);
-  std::string line;
-  while (std::getline(f, line))
-    if (!line.empty()) rows.push_back(nlohmann::json::parse(line));
-  return rows;
-}
-
 }  // namespace rlhf::testing

@@ -22,18 +22,11 @@
 #include "tiny_model.h"
 
 namespace {
+
+using rlhf::testing::read_jsonl;
 namespace fs = std::filesystem;
 using nlohmann::json;
 using rlhf::testing::read_text;
-
-std::vector<json> read_jsonl(const fs::path& p) {
-  std::vector<json> out;
-  std::ifstream f(p);
-  std::string line;
-  while (std::getline(f, line))
-    if (!line.empty()) out.push_back(json::parse(line));
-  return out;
-}
 
 std::vector<std::string> lines_of(const std::string& text) {
   std::vector<std::string> out;

@@ -27,17 +27,10 @@
 #include "tiny_model.h"
 
 namespace {
+
+using rlhf::testing::read_jsonl;
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-std::vector<json> read_jsonl(const fs::path& p) {
-  std::vector<json> out;
-  std::ifstream f(p);
-  std::string line;
-  while (std::getline(f, line))
-    if (!line.empty()) out.push_back(json::parse(line));
-  return out;
-}
 
 // Preference pairs whose chosen completion (8 characters) holds more lowercase letters than the
 // rejected one; the rest are digits and punctuation. A reward model trained on them gives a

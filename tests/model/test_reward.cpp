@@ -29,6 +29,8 @@
 
 namespace {
 
+using rlhf::testing::read_jsonl;
+
 using rlhf::data::PreferencePair;
 namespace fs = std::filesystem;
 
@@ -171,15 +173,6 @@ TEST_F(RewardModelTest, PackedPairsEqualSeparateSequences) {
 // ---- Training on a tiny model written to disk --------------------------------------------
 
 // Synthetic preferences: the chosen completion carries a '#', the rejected one does not.
-std::vector<nlohmann::json> read_jsonl(const fs::path& p) {
-  std::vector<nlohmann::json> out;
-  std::ifstream f(p);
-  std::string line;
-  while (std::getline(f, line))
-    if (!line.empty()) out.push_back(nlohmann::json::parse(line));
-  return out;
-}
-
 TEST(RewardTraining, LearnsASyntheticPreference) {
   auto dir = rlhf::testing::scratch_dir();
   rlhf::testing::write_tiny_hf_model(dir / "model");

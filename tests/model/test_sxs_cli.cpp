@@ -15,18 +15,12 @@
 
 namespace {
 
+using rlhf::testing::read_jsonl;
+
 namespace fs = std::filesystem;
 using nlohmann::json;
 using rlhf::testing::capture;
 using rlhf::testing::cli;
-
-std::vector<json> read_jsonl(const fs::path& p) {
-  std::vector<json> rows;
-  std::ifstream f(p);
-  for (std::string line; std::getline(f, line);)
-    if (!line.empty()) rows.push_back(json::parse(line));
-  return rows;
-}
 
 TEST(SxsCli, WritesTheFourFilesForTheCourseResults) {
   const fs::path course = rlhf::testing::source_dir() / "../shared/data/course";
