@@ -4,8 +4,6 @@
 #include <malloc.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <cmath>
 #include <cstdlib>
 #include <string>
 #include <thread>
@@ -14,6 +12,7 @@
 
 #include "commands.h"
 #include "rlhf/model/registry.h"
+#include "rlhf/util/settings.h"
 
 namespace rlhf::cli {
 
@@ -28,55 +27,35 @@ void add_common(CLI::App* cmd, CommonFlags& f) {
 
 namespace {
 
-// The validators' error text: "<what>, got <input>" (CLI11 puts the flag's name in front).
-std::string refusal(const std::string& what, const std::string& input) {
-  return fmt::format("must be {}, got \"{}\"", what, input);
+// A validator that reads the text as the settings tables do (util/settings.h): one rule for
+// numbers in every command, NaN, infinities and wrapped negatives refused in plain words.
+template <class T>
+CLI::Validator setting_validator(SettingRow row, std::string description) {
+  return CLI::Validator(
+      [row](std::string& input) -> std::string {
+        T value{};
+        try {
+          parse_setting(row, &value, input);
+        } catch (const SettingError& e) {
+          return e.what();
+        }
+        return {};
+      },
+      std::move(description));
 }
 
 }  // namespace
 
 CLI::Validator real_in(double lo, double hi) {
-  const std::string what = fmt::format("a number from {} to {}", lo, hi);
-  return CLI::Validator(
-      [lo, hi, what](std::string& input) -> std::string {
-        errno = 0;
-        char* end = nullptr;
-        const double v = std::strtod(input.c_str(), &end);
-        if (input.empty() || end != input.c_str() + input.size() || !std::isfinite(v) || v < lo || v > hi)
-          return refusal(what, input);
-        return {};
-      },
-      fmt::format("[{}, {}]", lo, hi));
+  return setting_validator<double>({.min = lo, .max = hi}, fmt::format("[{}, {}]", lo, hi));
 }
 
 CLI::Validator whole_in(int64_t lo, int64_t hi) {
-  const std::string what = fmt::format("a whole number from {} to {}", lo, hi);
-  return CLI::Validator(
-      [lo, hi, what](std::string& input) -> std::string {
-        errno = 0;
-        char* end = nullptr;
-        const long long v = std::strtoll(input.c_str(), &end, 0);
-        if (input.empty() || end != input.c_str() + input.size() || errno == ERANGE || v < lo || v > hi)
-          return refusal(what, input);
-        return {};
-      },
-      fmt::format("[{}, {}]", lo, hi));
+  return setting_validator<int64_t>({.min = static_cast<double>(lo), .max = static_cast<double>(hi)},
+                                    fmt::format("[{}, {}]", lo, hi));
 }
 
-CLI::Validator unsigned_whole() {
-  return CLI::Validator(
-      [](std::string& input) -> std::string {
-        errno = 0;
-        char* end = nullptr;
-        const size_t first = input.find_first_not_of(" \t");
-        std::strtoull(input.c_str(), &end, 0);
-        if (input.empty() || first == std::string::npos || input[first] == '-' || input[first] == '+' ||
-            end != input.c_str() + input.size() || errno == ERANGE)
-          return refusal("a whole number from 0 to 18446744073709551615", input);
-        return {};
-      },
-      "[0, 2^64-1]");
-}
+CLI::Validator unsigned_whole() { return setting_validator<uint64_t>({}, "[0, 2^64-1]"); }
 
 void apply_threads(int threads) {
   int n = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));

@@ -181,6 +181,7 @@ TEST(Settings, ValuesAreCheckedInPlainNumbers) {
             "must be an integer at least 1, not \"99999999999999999999999\"");
   EXPECT_EQ(error("threads", "1000000"), "must be an integer in [0, 1024] (it is 1000000)");
   EXPECT_EQ(error("seed", "-1"), "must be a whole number from 0 to 18446744073709551615, not \"-1\"");
+  EXPECT_EQ(error("seed", "18446744073709551615"), "");  // every seed, past 2^53 too
   EXPECT_EQ(error("learning_rate_multiplier", "nan"), "must be a number in (0, 1000000], not \"nan\"");
   EXPECT_EQ(error("learning_rate_multiplier", "inf"), "must be a number in (0, 1000000], not \"inf\"");
   EXPECT_EQ(error("learning_rate_multiplier", "0"), "must be a number in (0, 1000000] (it is 0)");

@@ -72,9 +72,8 @@ void check_setting(const SettingRow& r, SettingRef ref) {
       [&](auto* p) {
         using T = std::remove_pointer_t<decltype(p)>;
         if constexpr (std::is_same_v<T, int64_t>) check_number(r, static_cast<double>(*p), true);
-        else if constexpr (std::is_same_v<T, uint64_t>) {
-          if (*p > uint64_t(1) << 53 && !unbounded(r.max)) check_number(r, static_cast<double>(*p), true);
-        } else if constexpr (std::is_same_v<T, double>) check_number(r, *p, false);
+        else if constexpr (std::is_same_v<T, uint64_t>) (void)p;  // every whole number from 0 (seeds)
+        else if constexpr (std::is_same_v<T, double>) check_number(r, *p, false);
         else if constexpr (std::is_same_v<T, std::string>) check_choice(r, *p);
         else if constexpr (std::is_same_v<T, std::optional<std::string>>) {
           if (p->has_value()) check_choice(r, **p);
