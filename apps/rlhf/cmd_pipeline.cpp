@@ -16,7 +16,7 @@ namespace {
 struct PipelineFlags {
   std::string spec, run_dir;
   int threads = 0;
-  bool quiet = false, json = false;
+  bool quiet = false, json = false, accept_edited_outputs = false;
   CLI::App *compile = nullptr, *run = nullptr, *status = nullptr;
 };
 
@@ -46,7 +46,11 @@ int run_pipeline_command(PipelineFlags& f) {
   }
   if (f.run->parsed()) {
     interrupt::note_kept(fmt::format("the finished stages are kept in {}", f.run_dir));
-    pipeline::RunResult r = pipeline::run_pipeline({.spec = f.spec, .run_dir = f.run_dir, .threads = f.threads, .progress = !f.quiet});
+    pipeline::RunResult r = pipeline::run_pipeline({.spec = f.spec,
+                                                    .run_dir = f.run_dir,
+                                                    .threads = f.threads,
+                                                    .progress = !f.quiet,
+                                                    .accept_edited_outputs = f.accept_edited_outputs});
     size_t cached = 0;
     for (const auto& s : r.stages) cached += s.outcome == "cached";
     std::printf("pipeline done: %zu stages, %zu cached\n", r.stages.size(), cached);
@@ -58,7 +62,8 @@ int run_pipeline_command(PipelineFlags& f) {
     nlohmann::json j = nlohmann::json::array();
     for (const auto& s : stages)
       j.push_back({{"stage", s.name}, {"state", s.state}, {"started", s.started}, {"finished", s.finished},
-                   {"wall_seconds", s.wall_seconds}, {"metrics", s.metrics}, {"error", s.error}});
+                   {"wall_seconds", s.wall_seconds}, {"metrics", s.metrics}, {"error", s.error},
+                   {"edited", s.edited}, {"missing", s.missing}, {"changed", s.changed}});
     std::printf("%s\n", j.dump(2).c_str());
   } else {
     std::fputs(pipeline::format_status(stages).c_str(), stdout);
@@ -82,6 +87,9 @@ Command add_pipeline(CLI::App& app) {
   f->run->add_option("--threads", f->threads, "CPU threads (0 = the spec's advanced.threads, else all cores)")
       ->check(whole_in(0, kMaxThreads));
   f->run->add_flag("--quiet,-q", f->quiet, "no progress bars");
+  f->run->add_flag("--accept-edited-outputs", f->accept_edited_outputs,
+                   "a done stage's outputs edited by hand since it ran are used as they are (the stages that read "
+                   "them run again), instead of running the stage again");
   f->status = p->add_subcommand("status", "each stage's state, times and headline metrics");
   f->status->add_option("run_dir", f->run_dir, "the run directory")->required();
   f->status->add_flag("--json", f->json, "print JSON");

@@ -1,8 +1,13 @@
 #include "rlhf/model/loader.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <filesystem>
+
+#include <fmt/format.h>
 
 #include <nlohmann/json.hpp>
 
@@ -179,15 +184,56 @@ void read_gguf(ModelFiles& m, bool weights) {
   if (weights) m.weights = gguf_weights(f, m.config);
 }
 
+// The files of a Hugging Face folder that read_model reads, by role (empty: not there). The
+// loader takes every path from here and model_content_hash hashes exactly these, so an edit
+// to any file the loader reads gives the folder another hash.
+struct HfFolderFiles {
+  fs::path config;             // config.json
+  fs::path tokenizer;          // tokenizer.json, else tokenizer.model
+  fs::path tokenizer_config;   // tokenizer_config.json: special tokens, the chat template
+  fs::path chat_template;      // chat_template.jinja: the template when tokenizer_config has none
+  fs::path generation_config;  // generation_config.json: more ids that end a completion
+  std::vector<fs::path> weights;  // model.safetensors.index.json and every *.safetensors
+
+  static HfFolderFiles of(const fs::path& dir) {
+    HfFolderFiles f;
+    auto present = [&](const char* name) { return fs::is_regular_file(dir / name) ? dir / name : fs::path(); };
+    f.config = dir / "config.json";
+    f.tokenizer = present("tokenizer.json");
+    if (f.tokenizer.empty()) f.tokenizer = present("tokenizer.model");
+    f.tokenizer_config = present("tokenizer_config.json");
+    f.chat_template = present("chat_template.jinja");
+    f.generation_config = present("generation_config.json");
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(dir, ec)) {
+      const std::string name = e.path().filename().string();
+      if (e.is_regular_file(ec) && (name.ends_with(".safetensors") || name == "model.safetensors.index.json"))
+        f.weights.push_back(e.path());
+    }
+    if (ec) fail("{}: cannot list folder: {}", dir.string(), ec.message());
+    return f;
+  }
+
+  // Every file, sorted by name.
+  std::vector<std::string> all() const {
+    std::vector<std::string> out;
+    for (const fs::path* p : {&config, &tokenizer, &tokenizer_config, &chat_template, &generation_config})
+      if (!p->empty()) out.push_back(p->string());
+    for (const auto& w : weights) out.push_back(w.string());
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+};
+
 void read_hf_folder(ModelFiles& m, bool weights) {
-  const fs::path dir(m.path);
+  const HfFolderFiles files = HfFolderFiles::of(m.path);
   m.format = "hf";
-  m.config = parse_hf_config(read_json_file((dir / "config.json").string()), (dir / "config.json").string());
-  const std::string tcfg = fs::exists(dir / "tokenizer_config.json") ? (dir / "tokenizer_config.json").string() : "";
-  if (fs::exists(dir / "tokenizer.json")) {
-    m.tokenizer = text::load_tokenizer_json((dir / "tokenizer.json").string(), tcfg);
-  } else if (fs::exists(dir / "tokenizer.model")) {
-    m.tokenizer = text::load_sentencepiece((dir / "tokenizer.model").string());
+  m.config = parse_hf_config(read_json_file(files.config.string()), files.config.string());
+  const std::string tcfg = files.tokenizer_config.string();
+  if (files.tokenizer.filename() == "tokenizer.json") {
+    m.tokenizer = text::load_tokenizer_json(files.tokenizer.string(), tcfg);
+  } else if (files.tokenizer.filename() == "tokenizer.model") {
+    m.tokenizer = text::load_sentencepiece(files.tokenizer.string());
   } else {
     fail("{}: no tokenizer.json or tokenizer.model in this folder", m.path);
   }
@@ -196,12 +242,12 @@ void read_hf_folder(ModelFiles& m, bool weights) {
     auto j = read_json_file(tcfg);
     if (j.contains("chat_template") && j["chat_template"].is_string()) jinja = j["chat_template"];
   }
-  if (jinja.empty() && fs::exists(dir / "chat_template.jinja")) jinja = read_file((dir / "chat_template.jinja").string());
+  if (jinja.empty() && !files.chat_template.empty()) jinja = read_file(files.chat_template.string());
   std::string bos_text = m.tokenizer->special().bos >= 0 ? m.tokenizer->token_bytes(m.tokenizer->special().bos) : "";
   m.chat_template = text::ChatTemplate::from_jinja(jinja, bos_text);
   std::vector<int32_t> extra;
-  if (fs::exists(dir / "generation_config.json")) {
-    const std::string gpath = (dir / "generation_config.json").string();
+  if (!files.generation_config.empty()) {
+    const std::string gpath = files.generation_config.string();
     auto g = read_json_file(gpath);
     if (auto it = g.find("eos_token_id"); it != g.end()) {
       if (it->is_number_integer()) extra.push_back(it->get<int32_t>());
@@ -261,27 +307,16 @@ ModelFiles read_model(const std::string& reference, bool weights) {
 }
 
 std::string model_content_hash(const std::string& path) {
-  std::vector<std::string> files;
-  if (fs::is_directory(path)) {
-    for (const auto& e : fs::directory_iterator(path)) {
-      const std::string name = e.path().filename().string();
-      if (e.is_regular_file() && (name.ends_with(".safetensors") || name == "config.json" ||
-                                  name == "tokenizer.json" || name == "tokenizer.model" ||
-                                  name == "model.safetensors.index.json"))
-        files.push_back(e.path().string());
-    }
-    std::sort(files.begin(), files.end());
-  } else {
-    files.push_back(path);
-  }
-  if (files.empty()) fail("{}: no model files to hash", path);
-  // Key: every file's absolute path, size and mtime.
-  std::string key;
+  const bool folder = fs::is_directory(path);
+  const std::vector<std::string> files = folder ? HfFolderFiles::of(path).all() : std::vector<std::string>{path};
+  // The cache's key: the scheme, then every file's absolute path, size, modification and
+  // change times and inode. Any write to a file (or a file added or removed) changes it.
+  std::string key = "model_content_hash 2\n";
   for (const auto& f : files) {
-    std::error_code ec;
-    auto size = fs::file_size(f, ec);
-    auto mtime = fs::last_write_time(f, ec).time_since_epoch().count();
-    key += fs::absolute(f).string() + "|" + std::to_string(size) + "|" + std::to_string(mtime) + "\n";
+    struct stat st {};
+    if (::stat(f.c_str(), &st) != 0) fail("{}: cannot read: {}", f, std::strerror(errno));
+    key += fmt::format("{}|{}|{}.{}|{}.{}|{}\n", fs::absolute(f).string(), st.st_size, st.st_mtim.tv_sec,
+                       st.st_mtim.tv_nsec, st.st_ctim.tv_sec, st.st_ctim.tv_nsec, st.st_ino);
   }
   const std::string cache = cache_dir() + "/hashes/" + sha256_hex(key);
   std::error_code ec;
@@ -289,7 +324,7 @@ std::string model_content_hash(const std::string& path) {
     std::string h = read_file(cache, 128);
     if (h.size() == 64) return h;
   }
-  std::string h = files.size() == 1 && !fs::is_directory(path) ? sha256_file(files[0]) : sha256_files(files);
+  std::string h = folder ? sha256_files(files) : sha256_file(files[0]);
   try {
     write_file_atomic(cache, h);
   } catch (const Error&) {

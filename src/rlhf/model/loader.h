@@ -30,9 +30,12 @@ struct ModelFiles {
 // naming the file on any problem. weights=false reads only config, tokenizer and template.
 ModelFiles read_model(const std::string& reference, bool weights = true);
 
-// SHA-256 of what a model is made of (a GGUF file; or a folder's config, tokenizer and
-// weight files), recorded in trained artifacts. Cached under cache_dir()/hashes by path,
-// size and modification time, so only the first call reads the files.
+// SHA-256 of what a model is made of: a GGUF file, or every file of a folder that read_model
+// reads (config.json, tokenizer.json or tokenizer.model, tokenizer_config.json,
+// chat_template.jinja, generation_config.json, the safetensors files and their index), so an
+// edited chat template or EOS id gives another hash. Recorded in trained artifacts and in the
+// pipeline's cache keys. Cached under cache_dir()/hashes by each file's path, size, times and
+// inode, so only the first call reads the files and any edit is seen.
 std::string model_content_hash(const std::string& path);
 
 // llama.cpp's converter interleaves the two rotary halves of every Q/K head: GGUF row

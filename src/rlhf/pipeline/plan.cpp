@@ -10,6 +10,7 @@
 #include "rlhf/data/dataset.h"
 #include "rlhf/model/loader.h"
 #include "rlhf/model/registry.h"
+#include "rlhf/util/build_id.h"
 #include "rlhf/util/error.h"
 #include "rlhf/util/hash.h"
 
@@ -48,7 +49,20 @@ std::string human_bytes(uint64_t b) {
   return fmt::format("{:.0f} MiB", double(b) / double(1 << 20));
 }
 
+// What a key is the hash of; `deps` differs between the plan key and the run key.
+json key_material(const Stage& s, const json& deps) {
+  json k = {{"stage", s.name}, {"program", build_id()}, {"params", s.params}, {"inputs", json::object()}, {"deps", deps}};
+  for (const auto& in : s.inputs) k["inputs"][in.name] = in.sha256;
+  return k;
+}
+
 }  // namespace
+
+std::string run_key(const Stage& stage, const json& deps) {
+  for (const auto& d : stage.deps)
+    if (!deps.contains(d)) fail("internal: the run key of stage {} lacks stage {}", stage.name, d);
+  return sha256_hex(json{{"run", key_material(stage, deps)}}.dump());
+}
 
 const Stage* Plan::find(const std::string& name) const {
   for (const auto& s : stages)
@@ -213,23 +227,23 @@ Plan compile_plan(const PipelineSpec& spec, const std::string& run_dir) {
                            {{"format", adv.export_format}},
                            {adv.export_format == "gguf" ? "export/model.gguf" : "export/model"}, ""});
 
-  // Keys, in order: each includes the keys of the stages it reads.
+  // Plan keys, in order: each includes the plan keys of the stages it reads.
   for (auto& s : plan.stages) {
-    json k = {{"stage", s.name}, {"version", RLHF_VERSION}, {"params", s.params}};
-    for (const auto& in : s.inputs) k["inputs"][in.name] = in.sha256;
+    json deps = json::object();
     for (const auto& d : s.deps) {
       const Stage* dep = plan.find(d);
       if (!dep) fail("internal: stage {} depends on {}, which is not planned", s.name, d);
-      k["deps"][d] = dep->key;
+      deps[d] = dep->key;
     }
-    s.key = sha256_hex(k.dump());
+    s.key = sha256_hex(key_material(s, deps).dump());
   }
   if (spec.rlaif.enabled && spec.policy.kl_coeff == 0) ck.notes.push_back("kl_coeff 0: no reference model, nothing keeps the policy near the base");
   return plan;
 }
 
 json Plan::to_json() const {
-  json j = {{"spec", spec.to_json()},
+  json j = {{"program", build_id()},
+            {"spec", spec.to_json()},
             {"model", {{"path", checks.model_path}, {"format", checks.model_format}, {"sha256", checks.model_sha256},
                        {"context_length", checks.context_length}}},
             {"data", {{"preference_pairs", checks.preference_pairs}, {"prompts", checks.prompts},
@@ -264,8 +278,9 @@ std::string Plan::format() const {
     for (auto it = s.params.begin(); it != s.params.end(); ++it)
       out += fmt::format("   param:   {} = {}\n", it.key(), it.value().dump());
     for (const auto& o : s.outputs) out += fmt::format("   output:  {}\n", o);
-    out += fmt::format("   key:     {}\n", s.key);
+    out += fmt::format("   plan key: {}\n", s.key);
   }
+  out += fmt::format("\nprogram: rlhf {}; a stage's run key adds the content of the outputs it reads, at run time\n", build_id());
   for (const auto& n : checks.notes) out += "\nnote: " + n + "\n";
   return out;
 }

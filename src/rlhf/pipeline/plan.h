@@ -12,9 +12,14 @@
 //   autosxs        (autosxs block) the judge's verdicts: autosxs/
 //   export         (export_format hf|gguf) the policy merged: export/model[.gguf]
 //
-// A stage's key is the SHA-256 of: its name, the program version, its parameters, the content
-// hashes of the files it reads and the keys of the stages it depends on. Changing a parameter
-// therefore re-runs that stage and those downstream of it, nothing else.
+// A stage has two keys. Its plan key, known at compile time, is the SHA-256 of: its name, the
+// program's identity (util/build_id.h), its parameters, the content hashes of the files it
+// reads (datasets, the model's files) and the plan keys of the stages it depends on. Its run
+// key, computed by `pipeline run` just before the stage would run, has the same parts but,
+// for each stage it depends on, that stage's run key and the content hashes of its outputs as
+// they are then. A stage is cached when its manifest holds its run key; so a changed
+// parameter, file, program or upstream output re-runs that stage and what reads it, and an
+// upstream stage that re-ran with the same outputs re-runs nothing downstream.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -39,8 +44,12 @@ struct Stage {
   std::vector<StageInput> inputs;
   nlohmann::json params;
   std::vector<std::string> outputs;  // relative to the run directory
-  std::string key;
+  std::string key;                   // the plan key
 };
+
+// The run key of a stage (above), given for each stage it depends on {"key": its run key,
+// "outputs": {path: sha256}}.
+std::string run_key(const Stage& stage, const nlohmann::json& deps);
 
 // What compiling found out about the data and the model.
 struct Checks {

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -23,6 +24,7 @@
 #include "rlhf/track/tensorboard.h"
 #include "rlhf/train/policy_trainer.h"
 #include "rlhf/train/reward_trainer.h"
+#include "rlhf/util/build_id.h"
 #include "rlhf/util/error.h"
 #include "rlhf/util/fs.h"
 #include "rlhf/util/progress.h"
@@ -109,7 +111,8 @@ json stage_label(const Ctx& c) {
   l.device = c.spec.device();
   l.progress = c.progress;
   eval::LabelSummary s = eval::run_label(l);
-  return {{"pairs_labeled", s.written}, {"ties_left_out", s.ties}, {"identical_left_out", s.identical},
+  return {{"pairs_labeled", s.written}, {"empty_left_out", s.empty}, {"ties_left_out", s.ties},
+          {"identical_left_out", s.identical},
           {"chose_0", s.chose_0}, {"chose_1", s.chose_1}, {"mean_confidence", s.mean_confidence}};
 }
 
@@ -234,11 +237,10 @@ json run_stage(const std::string& name, const Ctx& c) {
   fail("internal: no stage named {}", name);
 }
 
-bool outputs_exist(const Stage& s, const std::string& dir) {
-  std::error_code ec;
-  for (const auto& o : s.outputs)
-    if (!fs::exists(fs::path(dir) / o, ec)) return false;
-  return true;
+std::string joined(const std::vector<std::string>& v) {
+  std::string out;
+  for (const auto& x : v) out += (out.empty() ? "" : ", ") + x;
+  return out;
 }
 
 // The report must not hide the run's own outcome: its failures are warnings.
@@ -271,7 +273,9 @@ RunResult run_pipeline(const RunOptions& o) {
   write_file_atomic((fs::path(o.run_dir) / "spec.yaml").string(), read_file(o.spec, size_t(1) << 20));
   write_file_atomic((fs::path(o.run_dir) / "plan.json").string(), plan.to_json().dump(2) + "\n");
 
-  const json versions = {{"rlhf", RLHF_VERSION}, {"torch", TORCH_VERSION}};
+  const json versions = {{"rlhf", RLHF_VERSION}, {"build", build_id()}, {"torch", TORCH_VERSION}};
+  // What each stage's dependants read of it: {"key": its run key, "outputs": {path: sha256}}.
+  std::map<std::string, json> done;
   RunResult result;
   result.report = report_path(o.run_dir);
   const size_t n = plan.stages.size();
@@ -279,12 +283,42 @@ RunResult run_pipeline(const RunOptions& o) {
     const Stage& st = plan.stages[i];
     std::optional<Manifest> prev = read_manifest(o.run_dir, st.name);
     const std::string tag = fmt::format("[{}/{}] {}", i + 1, n, st.name);
-    if (prev && prev->state == "done" && prev->key == st.key && outputs_exist(st, o.run_dir)) {
-      std::fprintf(stderr, "%s: cached (key %s)\n", tag.c_str(), st.key.substr(0, 12).c_str());
-      result.stages.push_back({st.name, "cached", prev->wall_seconds, prev->metrics});
-      continue;
+    // The run key: the plan's parts, with the upstream outputs as they are now.
+    json deps = json::object();
+    for (const auto& d : st.deps) deps[d] = done.at(d);
+    const std::string key = run_key(st, deps);
+    if (prev && prev->state == "done" && prev->key == key) {
+      OutputCheck check = check_outputs(o.run_dir, *prev);
+      bool said = false;
+      if (check.missing.empty() && !check.edited.empty() && o.accept_edited_outputs) {
+        // The user's edit stands: recorded, so what reads these outputs runs again with them.
+        for (const auto& e : check.edited)
+          if (std::find(prev->accepted_edits.begin(), prev->accepted_edits.end(), e) == prev->accepted_edits.end())
+            prev->accepted_edits.push_back(e);
+        prev->output_hashes = check.hashes;
+        write_manifest(o.run_dir, *prev);
+        std::fprintf(stderr, "%s: cached (key %s), with %s as edited by hand\n", tag.c_str(), key.substr(0, 12).c_str(),
+                     joined(check.edited).c_str());
+        check.edited.clear();
+        said = true;
+      }
+      if (check.missing.empty() && check.edited.empty()) {
+        if (check.hashes != prev->output_hashes) {  // the same content, rewritten (or copied): note the new stamps
+          prev->output_hashes = check.hashes;
+          write_manifest(o.run_dir, *prev);
+        }
+        if (!said) std::fprintf(stderr, "%s: cached (key %s)\n", tag.c_str(), key.substr(0, 12).c_str());
+        done[st.name] = {{"key", key}, {"outputs", output_sha256(check.hashes)}};
+        result.stages.push_back({st.name, "cached", prev->wall_seconds, prev->metrics});
+        continue;
+      }
+      if (!check.missing.empty())
+        std::fprintf(stderr, "%s: %s gone since the stage ran: it runs again\n", tag.c_str(), joined(check.missing).c_str());
+      else
+        std::fprintf(stderr, "%s: %s edited by hand since the stage ran: it runs again (--accept-edited-outputs uses %s)\n",
+                     tag.c_str(), joined(check.edited).c_str(), check.edited.size() == 1 ? "it as it is" : "them as they are");
     }
-    const bool resume = prev && prev->key == st.key && prev->state != "done";
+    const bool resume = prev && prev->key == key && prev->state != "done";
     if (!resume) {
       // Another key (or outputs gone): start over in an empty folder.
       std::error_code ec;
@@ -294,7 +328,8 @@ RunResult run_pipeline(const RunOptions& o) {
     Manifest m;
     m.stage = st.name;
     m.state = "running";
-    m.key = st.key;
+    m.key = key;
+    m.plan_key = st.key;
     m.params = st.params;
     m.outputs = st.outputs;
     m.versions = versions;
@@ -303,8 +338,7 @@ RunResult run_pipeline(const RunOptions& o) {
     m.metrics = json::object();
     m.inputs = json::object();
     for (const auto& in : st.inputs) m.inputs[in.name] = {{"path", in.path}, {"sha256", in.sha256}};
-    for (const auto& d : st.deps)
-      if (const Stage* dep = plan.find(d)) m.inputs[d] = {{"key", dep->key}};
+    for (const auto& d : st.deps) m.inputs[d] = deps[d];
     write_manifest(o.run_dir, m);
     std::fprintf(stderr, "%s: %s — %s\n", tag.c_str(), resume ? "resuming" : "running", st.title.c_str());
 
@@ -323,9 +357,20 @@ RunResult run_pipeline(const RunOptions& o) {
       fail("stage {} failed: {}", st.name, e.what());
     }
     m.wall_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    m.output_hashes = output_hashes(o.run_dir, m.outputs);
+    for (const auto& out : m.outputs)
+      if (!m.output_hashes.contains(out)) {
+        m.state = "failed";
+        m.error = fmt::format("{}: the stage finished without writing it", out);
+        m.finished = utc_now();
+        write_manifest(o.run_dir, m);
+        refresh_report(o.run_dir);
+        fail("stage {} failed: {}", st.name, m.error);
+      }
     m.state = "done";
     m.finished = utc_now();
     write_manifest(o.run_dir, m);
+    done[st.name] = {{"key", key}, {"outputs", output_sha256(m.output_hashes)}};
     std::string headline;
     for (auto it = m.metrics.begin(); it != m.metrics.end(); ++it)
       if (it.value().is_number())

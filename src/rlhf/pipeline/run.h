@@ -3,7 +3,11 @@
 // sxs, autosxs, label, export). A stage whose manifest is "done" with an unchanged key is
 // skipped; one left "running" or "failed" with the same key (a killed or crashed run) resumes
 // from its own checkpoints (the trainers) or partial output (inference); one whose key
-// changed starts over in an emptied folder. The report is rewritten after every stage.
+// changed starts over in an emptied folder. The key is the stage's run key (plan.h), taken
+// just before the stage would run, with the content of the upstream outputs it reads. A done
+// stage whose outputs were edited by hand since runs again, unless accept_edited_outputs
+// (then its manifest records the edit and what reads those outputs runs again). The report
+// is rewritten after every stage.
 #pragma once
 #include <string>
 #include <vector>
@@ -19,6 +23,7 @@ struct RunOptions {
   std::string run_dir;
   int threads = 0;      // 0 = the spec's advanced.threads, else all cores
   bool progress = true;
+  bool accept_edited_outputs = false;  // a done stage's outputs edited by hand are used as they are
 };
 
 struct StageOutcome {

@@ -7,9 +7,10 @@
 //   DIR/report.html               the report (report.h)
 //   DIR/.rlhf, DIR/.lock          the folder's marker (output_dir.h) and the run's lock
 // Only a new or empty folder, or an earlier run's, becomes a run directory (claim_run_dir).
-// A stage is done when its manifest says "done" with the key the plan computes now; a
-// manifest with another key, or "running"/"failed", means the stage runs (again). A stage
-// that was killed resumes from its own checkpoints when its key is unchanged.
+// A stage is done when its manifest says "done" with the key the run computes now and its
+// outputs still hold what the manifest recorded; a manifest with another key, or
+// "running"/"failed", means the stage runs (again). A stage that was killed resumes from its
+// own checkpoints when its key is unchanged.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -24,15 +25,18 @@ namespace rlhf::pipeline {
 struct Manifest {
   std::string stage;
   std::string state;            // "running", "done", "failed"
-  std::string key;              // cache key of the stage when it ran
-  nlohmann::json inputs;        // {name: {"path", "sha256"}} and {dep_stage: {"key"}}
+  std::string key;              // the stage's key when it ran (plan.h: the run key)
+  std::string plan_key;         // the plan's key of the stage then (plan.h)
+  nlohmann::json inputs;        // {name: {"path", "sha256"}} and {dep_stage: {"key", "outputs": {path: sha256}}}
   nlohmann::json params;        // the stage's parameters, defaults filled in
   std::vector<std::string> outputs;  // paths relative to DIR
+  nlohmann::json output_hashes; // {path: {"sha256", "stamp"}} once done (output_hashes below)
+  std::vector<std::string> accepted_edits;  // outputs edited by hand and kept (--accept-edited-outputs)
   nlohmann::json metrics;       // headline metrics ({} until done)
   std::string started, finished;     // ISO 8601 UTC
   double wall_seconds = 0;
   int64_t attempts = 0;         // runs of this key (a resumed stage counts again)
-  nlohmann::json versions;      // {"rlhf", "torch"}
+  nlohmann::json versions;      // {"rlhf", "build" (util/build_id.h), "torch"}
   std::string error;            // when failed
 
   nlohmann::json to_json() const;
@@ -52,6 +56,25 @@ std::string report_path(const std::string& run_dir);
 // nullopt when the stage has no manifest; throws rlhf::Error on a corrupt one.
 std::optional<Manifest> read_manifest(const std::string& run_dir, const std::string& stage);
 void write_manifest(const std::string& run_dir, const Manifest& m);
+
+// The content of a stage's outputs (paths relative to DIR), as {path: {"sha256", "stamp"}}: a
+// file's SHA-256, a folder's over its files (each one's path in the folder and SHA-256) less
+// checkpoints/ and logs/, which no other stage reads. The stamp (sizes, times, inodes) lets
+// a later call take the SHA-256 from `known` (an earlier result) without reading a file that
+// was not written since. A missing output is left out.
+nlohmann::json output_hashes(const std::string& run_dir, const std::vector<std::string>& outputs,
+                             const nlohmann::json& known = nlohmann::json::object());
+
+// A done stage's outputs against what its manifest recorded: those gone, those whose content
+// changed since (edited by hand), and the hashes now.
+struct OutputCheck {
+  std::vector<std::string> missing, edited;
+  nlohmann::json hashes;  // output_hashes now
+};
+OutputCheck check_outputs(const std::string& run_dir, const Manifest& m);
+
+// {path: sha256} of output_hashes' result: what a dependant's key and manifest record.
+nlohmann::json output_sha256(const nlohmann::json& hashes);
 
 // Now, as "2026-01-02T03:04:05Z".
 std::string utc_now();

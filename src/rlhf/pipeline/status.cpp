@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <map>
 
 #include <fmt/format.h>
 
@@ -40,7 +41,8 @@ bool run_dir_locked(const std::string& run_dir) {
 
 std::string stage_state(const Manifest* m, const std::string& plan_key, bool live) {
   if (!m) return "pending";
-  if (!plan_key.empty() && m->key != plan_key) return "stale";
+  // A manifest of an older program has no plan_key: its key was the plan key.
+  if (!plan_key.empty() && (m->plan_key.empty() ? m->key : m->plan_key) != plan_key) return "stale";
   if (m->state == "running") return live ? "running" : "interrupted";
   return m->state;
 }
@@ -53,6 +55,7 @@ std::vector<StageStatus> run_status(const std::string& run_dir) {
   if (!plan.contains("stages") || !plan["stages"].is_array()) fail("{}: field 'stages' is missing", plan_path.string());
   const bool live = run_dir_locked(run_dir);
   std::vector<StageStatus> out;
+  std::map<std::string, json> outputs_now;  // stage -> {path: sha256} as the outputs are now
   for (const auto& st : plan["stages"]) {
     StageStatus s;
     s.name = st.value("name", "");
@@ -66,6 +69,21 @@ std::vector<StageStatus> run_status(const std::string& run_dir) {
       s.wall_seconds = m->wall_seconds;
       s.metrics = m->metrics;
       s.error = m->error;
+      if (m->state == "done") {
+        const OutputCheck check = check_outputs(run_dir, *m);
+        outputs_now[s.name] = output_sha256(check.hashes);
+        s.missing = check.missing;
+        s.edited = check.edited;
+        // What it read of the stages upstream, against what they hold now.
+        for (auto it = m->inputs.begin(); it != m->inputs.end(); ++it) {
+          if (!it->is_object() || !it->contains("outputs") || !outputs_now.count(it.key())) continue;
+          const json& now = outputs_now[it.key()];
+          for (auto o = (*it)["outputs"].begin(); o != (*it)["outputs"].end(); ++o)
+            if (now.contains(o.key()) && now[o.key()] != o.value()) s.changed.push_back(o.key());
+        }
+        if (s.state == "done" && !s.edited.empty()) s.state = "edited";
+        if (s.state != "stale" && (!s.missing.empty() || !s.changed.empty())) s.state = "stale";
+      }
     }
     out.push_back(std::move(s));
   }
@@ -76,7 +94,7 @@ std::string format_status(const std::vector<StageStatus>& stages) {
   std::string out;
   for (const auto& s : stages) {
     std::string line = fmt::format("{:<14} {:<12}", s.name, s.state);
-    if (s.state == "done" || s.state == "failed" || s.state == "stale")
+    if (s.state == "done" || s.state == "failed" || s.state == "stale" || s.state == "edited")
       line += fmt::format(" {:>8}  {}", Progress::format_duration(s.wall_seconds), s.finished);
     else if (s.state == "running" || s.state == "interrupted")
       line += fmt::format(" since {}", s.started);
@@ -89,6 +107,16 @@ std::string format_status(const std::vector<StageStatus>& stages) {
     if (!metrics.empty()) line += "  " + metrics;
     out += line + "\n";
     if (s.state == "failed" && !s.error.empty()) out += "    error: " + s.error + "\n";
+    auto list = [](const std::vector<std::string>& v) {
+      std::string l;
+      for (const auto& x : v) l += (l.empty() ? "" : ", ") + x;
+      return l;
+    };
+    if (!s.edited.empty())
+      out += "    edited by hand: " + list(s.edited) +
+             " (pipeline run runs the stage again; with --accept-edited-outputs it uses the edit)\n";
+    if (!s.missing.empty()) out += "    gone: " + list(s.missing) + " (pipeline run runs the stage again)\n";
+    if (!s.changed.empty()) out += "    changed since it read them: " + list(s.changed) + " (pipeline run runs the stage again)\n";
   }
   return out;
 }
