@@ -43,10 +43,14 @@ Command add_autosxs(CLI::App& app) {
   g->add_option("--id-column", c.columns.id, "row id field (absent: the row number)")->capture_default_str();
   g->add_option("--context-column", c.columns.context,
                 "the prompt's field(s), joined by a blank line (default: input_text, inputs.inputs_pretokenized or prompt)");
+  g->add_option("--instruction-column", c.columns.instruction,
+                "field of the instruction the models were given, put before the context (\"\" = none)")
+      ->capture_default_str();
   g->add_option("--response-a-column", c.columns.response_a, "response A's field")->capture_default_str();
   g->add_option("--response-b-column", c.columns.response_b, "response B's field")->capture_default_str();
   g->add_option("--human-preference-column", c.columns.human,
-                "human label field(s); several are a majority vote. Adds accuracy, precision, recall, F1, Cohen's kappa");
+                "human label field(s); several are a majority vote; empty or null = no preference (TIE). Adds accuracy, "
+                "precision, recall, F1, Cohen's kappa");
   g->add_option("--human-labels", f->human_labels, "map raw human values to labels, e.g. 1=A,2=B,0=TIE");
   g->add_option("--judge-prompt-format", c.judge.prompt_format, "chat, raw or auto")->capture_default_str();
   g->add_option("--explanation-tokens", c.judge.explanation_tokens, "explanation length (0 = none)")

@@ -1,5 +1,6 @@
 // rlhf label: RLAIF. Two candidates per prompt (or existing pairs), labeled by a rule or a
-// judge model, written as a preference dataset in the seed's format.
+// judge model, written as a preference dataset in the seed's format. Pairs with an empty
+// candidate are left out and counted (see label.h).
 #include <cmath>
 #include <cstdio>
 #include <memory>
@@ -44,10 +45,11 @@ int run_label(LabelFlags& f) {
   }
   c.progress = !f.quiet;
   eval::LabelSummary s = eval::run_label(c);
-  std::printf("%zu pairs labeled by %s -> %s (choice 0: %zu, choice 1: %zu, mean confidence %.3f); left out: %zu ties, "
-              "%zu identical, %zu below --min-confidence\n",
-              s.written, s.labeler.c_str(), c.output.c_str(), s.chose_0, s.chose_1, s.mean_confidence, s.ties,
-              s.identical, s.low_confidence);
+  std::printf("%zu pairs labeled by %s -> %s (choice 0: %zu, choice 1: %zu, mean confidence %.3f%s); left out: %zu "
+              "with an empty candidate, %zu ties, %zu identical, %zu below --min-confidence\n",
+              s.written, s.labeler.c_str(), c.output.c_str(), s.chose_0, s.chose_1, s.mean_confidence,
+              c.keep_ties ? (", " + std::to_string(s.ties_kept) + " ties kept, marked \"tie\": true").c_str() : "",
+              s.empty, s.ties, s.identical, s.low_confidence);
   return 0;
 }
 
@@ -57,9 +59,12 @@ Command add_label(CLI::App& app) {
   auto f = std::make_shared<LabelFlags>();
   auto& c = f->config;
   auto* g = app.add_subcommand("label", "RLAIF: label candidate pairs with a rule or a judge model into a preference dataset");
+  g->footer("A pair whose candidate is empty or only whitespace (the model stopped at once) is left out and counted;\n"
+            "with --keep-ties, a tie is written with \"tie\": true and choice = the candidate the judge's mean\n"
+            "probability leans to (0 when even, always 0 for a rule): a coin, not a preference.");
   g->add_option("--prompt-dataset", c.prompt_dataset, "prompts: sample two candidates for each");
   g->add_option("--pairs", c.pairs, "existing pairs to label (input_text, candidate_0, candidate_1)");
-  g->add_option("--rule", c.rule, "max-words=N, regex=PATTERN or prefer-shorter");
+  g->add_option("--rule", c.rule, "max-words=N, regex=PATTERN or prefer-shorter (an empty candidate never wins)");
   g->add_option("--judge", c.judge, "judge model (the AutoSxS judge)");
   g->add_option("--task", f->task, "the judge's criteria: summarization or question_answering")->capture_default_str();
   g->add_option("--output,-o", c.output, "preference dataset to write (JSONL)")->required();
@@ -74,14 +79,15 @@ Command add_label(CLI::App& app) {
       ->capture_default_str()->check(whole_in(1, 1 << 20));
   g->add_option("--prompt-sequence-length", c.prompt_sequence_length, "prompt tokens kept (the last ones)")
       ->capture_default_str()->check(whole_in(1, 1 << 24));
-  g->add_option("--instruction", c.instruction, "prepended to every prompt (and shown to the judge)");
+  g->add_option("--instruction", c.instruction, "prepended to every prompt (and to the judge's context)");
   g->add_option("--prompt-format", c.prompt_format, "raw, chat or auto")->capture_default_str();
   g->add_option("--seed", c.seed, "sampling seed (candidate_1 uses seed + 1)")->capture_default_str()
       ->check(unsigned_whole());
   g->add_option("--batch-size", c.batch_size, "prompts generated together")->capture_default_str()->check(whole_in(1, 4096));
   g->add_option("--min-confidence", c.min_confidence, "leave out pairs labeled with less confidence")
       ->capture_default_str()->check(real_in(0.0, 1.0));
-  g->add_flag("--keep-ties", c.keep_ties, "keep pairs the labeler cannot separate (choice by the judge's probability, else 0)");
+  g->add_flag("--keep-ties", c.keep_ties,
+              "keep pairs the labeler cannot separate, marked \"tie\": true (choice: the judge's leaning, else 0)");
   g->add_option("--max-rows", c.max_rows, "use the first N rows only (0 = all)")->capture_default_str()->check(whole_in(0, INT64_MAX));
   g->add_flag("--skip-invalid", c.skip_invalid, "leave out invalid prompt lines (counted) instead of failing");
   g->add_option("--dtype", c.dtype, "fp32, bf16, fp16")->capture_default_str();

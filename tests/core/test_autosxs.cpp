@@ -120,9 +120,9 @@ TEST(AutoSxsOutput, SummaryAndFiles) {
   ASSERT_TRUE(s.agreement.has_value());
   EXPECT_EQ(s.agreement->n, 3u);
   EXPECT_NEAR(s.agreement->accuracy, 1.0 / 3.0, 1e-12);
-  // By probability alone (0.5 counts as B): row 0 right, row 1 (0.5) wrong, row 2 right.
+  // By probability alone (0.5 is a tie): row 0 right, row 1 (0.5) a tie, row 2 right.
   ASSERT_TRUE(s.agreement_by_probability.has_value());
-  EXPECT_EQ(s.agreement_by_probability->judge_ties, 0u);
+  EXPECT_EQ(s.agreement_by_probability->judge_ties, 1u);
   EXPECT_NEAR(s.agreement_by_probability->accuracy, 2.0 / 3.0, 1e-12);
   const std::string out = (dir / "out").string();
   write_autosxs_output(out, js, s);

@@ -125,7 +125,7 @@ TEST(Sxs, ReadsOurFormatAndThePlainForm) {
                                     {{"input_text", "post one"}, {"prediction", "plain one"}}});
 
   SxsTable t = join_sxs(read_sxs_side((dir / "ours_a.jsonl").string()), read_sxs_side((dir / "ours_b.jsonl").string()));
-  EXPECT_EQ(t.join_on, "inputs_pretokenized");
+  EXPECT_EQ(t.join_on, "input_text");  // both carry the dataset prompt
   ASSERT_EQ(t.rows.size(), 2u);
   EXPECT_EQ(t.rows[0].id, 7);  // A's ids are kept
   EXPECT_EQ(t.rows[0].input_text, "post one");  // the dataset prompt, not the formatted one

@@ -40,6 +40,11 @@ std::string task_criteria(JudgeTask task) {
          "- Relevant: it stays on the question.\n";
 }
 
+std::string judge_context(const std::string& instruction, const std::string& prompt) {
+  if (instruction.empty() || prompt.starts_with(instruction)) return prompt;
+  return prompt.empty() ? instruction : instruction + "\n\n" + prompt;
+}
+
 std::string judge_prompt(JudgeTask task, const std::string& context, const std::string& first,
                          const std::string& second) {
   const bool sum = task == JudgeTask::Summarization;
@@ -129,6 +134,9 @@ AutoSxsRow parse_row(const json& row, const AutoSxsColumns& cols, const std::str
       r.context += t;
     }
   }
+  if (!cols.instruction.empty() &&
+      std::find(cols.context.begin(), cols.context.end(), cols.instruction) == cols.context.end())
+    if (auto instruction = text_field(cols.instruction, false)) r.context = judge_context(*instruction, r.context);
   r.response_a = *text_field(cols.response_a, true);
   r.response_b = *text_field(cols.response_b, true);
   if (!cols.human.empty()) {
@@ -137,7 +145,10 @@ AutoSxsRow parse_row(const json& row, const AutoSxsColumns& cols, const std::str
       const json* v = field_at(row, name);
       if (!v) fail("{}: field '{}' is missing (a human preference column)", where, name);
       std::optional<Choice> c;
-      if (!cols.human_labels.empty()) {
+      // An empty or null label is no preference: a TIE, with or without --human-labels.
+      if (v->is_null() || (v->is_string() && v->get<std::string>().empty())) {
+        c = Choice::Tie;
+      } else if (!cols.human_labels.empty()) {
         auto it = cols.human_labels.find(raw_value(*v));
         if (it != cols.human_labels.end()) c = it->second;
       } else {
@@ -228,7 +239,7 @@ AutoSxsSummary summarize(const std::vector<Judgment>& judgments, const std::stri
     conf += j.verdict.confidence;
     if (j.human) {
       judged.push_back(j.verdict.choice);
-      by_prob.push_back(j.verdict.prob_a > 0.5 ? Choice::A : Choice::B);
+      by_prob.push_back(j.verdict.prob_a > 0.5 ? Choice::A : j.verdict.prob_a < 0.5 ? Choice::B : Choice::Tie);
       human.push_back(*j.human);
     }
   }
@@ -281,7 +292,7 @@ std::string format_summary(const AutoSxsSummary& s) {
   }
   if (s.agreement_by_probability) {
     const Agreement& g = *s.agreement_by_probability;
-    out += fmt::format("  by mean probability alone (no ties): accuracy {:.3f}, F1 {:.3f}, Cohen's kappa {:.3f}\n", g.accuracy,
+    out += fmt::format("  by mean probability alone (a tie only at 0.5): accuracy {:.3f}, F1 {:.3f}, Cohen's kappa {:.3f}\n", g.accuracy,
                        g.f1, g.cohens_kappa);
   }
   return out;

@@ -4,8 +4,10 @@
 // Input rows: an id, the context (the prompt both responses answer), response A and B, and
 // optionally human preference labels. Columns are named by flags (defaults below); a dotted
 // name reads a nested field ("inputs.inputs_pretokenized"); several context columns are
-// joined with a blank line, skipping empty ones; several human columns are a vote (the
-// majority label, TIE without one).
+// joined with a blank line, skipping empty ones. The judge reads what the models read: a row's
+// instruction column (default "instruction", as `rlhf sxs` writes it) goes before the context,
+// a blank line between (judge_context). Several human columns are a vote (the majority label,
+// TIE without one); an empty or null label is no preference: a TIE.
 #pragma once
 #include <map>
 #include <optional>
@@ -25,6 +27,11 @@ const char* task_name(JudgeTask task);
 
 // The task's criteria as the judge reads them, one per line.
 std::string task_criteria(JudgeTask task);
+// The context the judge reads: the instruction the responses were written to, a blank line,
+// the prompt. The prompt alone when the instruction is empty or the prompt already starts
+// with it (a prompt as the model saw it).
+std::string judge_context(const std::string& instruction, const std::string& prompt);
+
 // The judge's instruction for one pair, `first` shown as Response A, `second` as Response B.
 // It ends with the question the judge answers with the letter A or B.
 std::string judge_prompt(JudgeTask task, const std::string& context, const std::string& first,
@@ -33,9 +40,11 @@ std::string judge_prompt(JudgeTask task, const std::string& context, const std::
 struct AutoSxsColumns {
   std::string id = "id";                        // absent: the row number (1-based)
   std::vector<std::string> context = {};        // empty: input_text, inputs.inputs_pretokenized, prompt
+  std::string instruction = "instruction";      // put before the context when a row has it ("" = none)
   std::string response_a = "response_a", response_b = "response_b";
   std::vector<std::string> human;               // human preference column(s); empty: none
-  // Raw human values to labels ("1" -> A ...); empty: parse_choice ("A"/"B"/"TIE", 0/1).
+  // Raw human values to labels ("1" -> A ...); empty: parse_choice ("A"/"B"/"TIE", 0/1). An
+  // empty or null value is TIE either way.
   std::map<std::string, Choice> human_labels;
 };
 
@@ -68,7 +77,8 @@ struct AutoSxsSummary {
   WinRates wins;
   std::optional<Agreement> agreement;  // with human labels
   // The same with the judge's choice taken from its mean probability alone (A when
-  // prob_a > 0.5, else B; no ties): how much a judge knows even where it is position-biased.
+  // prob_a > 0.5, B when below, TIE at exactly 0.5): how much a judge knows even where it is
+  // position-biased.
   std::optional<Agreement> agreement_by_probability;
   double mean_confidence = 0;
   size_t invalid_rows_skipped = 0;

@@ -13,6 +13,8 @@
 #include "rlhf/eval/infer.h"
 #include "rlhf/eval/judge.h"
 #include "rlhf/eval/rules.h"
+#include "rlhf/eval/sxs.h"
+#include "rlhf/text/words.h"
 #include "rlhf/util/error.h"
 #include "rlhf/util/fs.h"
 #include "rlhf/util/json_file.h"
@@ -23,19 +25,9 @@ namespace rlhf::eval {
 namespace {
 using nlohmann::json;
 
-// The prompt as the judge reads it: the instruction, a blank line, the text (a conversation's
-// turns as "User:"/"Assistant:" paragraphs).
-std::string judge_context(const data::PromptText& p, const std::string& instruction) {
-  std::string body;
-  if (!p.is_chat()) {
-    body = p.text;
-  } else {
-    if (!p.context.empty()) body = p.context + "\n\n";
-    for (const auto& t : p.messages) body += (t.author == "user" ? "User: " : "Assistant: ") + t.content + "\n\n";
-    while (!body.empty() && body.back() == '\n') body.pop_back();
-  }
-  return instruction.empty() ? body : instruction + "\n\n" + body;
-}
+// A candidate that is no answer: empty or only whitespace (the model stopped at once). The
+// preference reader refuses such a line, so the pair is left out.
+bool is_blank(const std::string& s) { return text::count_words(s) == 0; }
 
 // True when the file's first line reads as a line this command writes (the seed's preference
 // fields plus "labeler": "rule:..." or "judge:...").
@@ -149,11 +141,23 @@ LabelSummary run_label(const LabelConfig& c) {
 
   LabelSummary sum;
   sum.pairs = n;
+  // Pairs with an empty candidate are left out before labeling: no labeler is asked about them.
+  std::vector<size_t> labeled;
+  for (size_t i = 0; i < n; ++i) {
+    if (is_blank(cand.c0[i]) || is_blank(cand.c1[i])) {
+      if (sum.empty++ == 0) sum.first_empty = cand.rows[i].where;
+      continue;
+    }
+    labeled.push_back(i);
+  }
+  if (sum.empty)
+    std::fprintf(stderr, "[rlhf] label: %zu of %zu pairs left out: a candidate is empty or only whitespace (first: %s)\n",
+                 sum.empty, n, sum.first_empty.c_str());
   std::vector<RuleLabel> labels(n);
   std::vector<double> prob_a(n, 0.5);
   if (rule) {
     sum.labeler = "rule:" + c.rule;
-    for (size_t i = 0; i < n; ++i) labels[i] = rule->label(cand.c0[i], cand.c1[i]);
+    for (size_t i : labeled) labels[i] = rule->label(cand.c0[i], cand.c1[i]);
   } else {
     JudgeConfig jc{.model = c.judge, .task = c.task, .prompt_format = "auto", .max_prompt_tokens = 2048,
                    .explanation_tokens = 0, .batch_size = std::min<int64_t>(c.batch_size, 8), .dtype = c.dtype,
@@ -161,32 +165,36 @@ LabelSummary run_label(const LabelConfig& c) {
     Judge judge(jc);
     sum.labeler = "judge:" + judge.reference();
     std::vector<PairToJudge> pairs;
-    for (size_t i = 0; i < n; ++i) pairs.push_back({judge_context(cand.rows[i].prompt, c.instruction), cand.c0[i], cand.c1[i]});
+    for (size_t i : labeled)
+      pairs.push_back({judge_context(c.instruction, prompt_as_text(cand.rows[i].prompt)), cand.c0[i], cand.c1[i]});
     std::optional<Progress> progress;
-    if (c.progress) progress.emplace("judging", static_cast<int64_t>(n), "pair");
+    if (c.progress) progress.emplace("judging", static_cast<int64_t>(pairs.size()), "pair");
     auto judged = judge.judge(pairs, [&](size_t done) {
       if (progress) progress->update(static_cast<int64_t>(done));
     });
     if (progress) progress->finish();
-    for (size_t i = 0; i < n; ++i) {
-      labels[i] = {judged[i].verdict.choice, judged[i].verdict.confidence};
-      prob_a[i] = judged[i].verdict.prob_a;
+    for (size_t k = 0; k < labeled.size(); ++k) {
+      labels[labeled[k]] = {judged[k].verdict.choice, judged[k].verdict.confidence};
+      prob_a[labeled[k]] = judged[k].verdict.prob_a;
     }
   }
 
   std::string lines;
   double conf = 0;
-  for (size_t i = 0; i < n; ++i) {
+  for (size_t i : labeled) {
     if (cand.c0[i] == cand.c1[i]) {
       sum.identical++;
       continue;
     }
     RuleLabel l = labels[i];
-    if (l.choice == Choice::Tie) {
+    const bool tie = l.choice == Choice::Tie;
+    if (tie) {
       if (!c.keep_ties) {
         sum.ties++;
         continue;
       }
+      // A kept tie: choice is the candidate the judge's mean probability leans to (0 when it
+      // is even, and always 0 for a rule); the line is marked "tie": true.
       l.choice = prob_a[i] >= 0.5 ? Choice::A : Choice::B;
     }
     if (l.confidence < c.min_confidence) {
@@ -194,7 +202,7 @@ LabelSummary run_label(const LabelConfig& c) {
       continue;
     }
     json row = json::parse(cand.rows[i].json);
-    for (const char* f : {"candidate_0", "candidate_1", "choice", "confidence", "labeler", "prediction"}) row.erase(f);
+    for (const char* f : {"candidate_0", "candidate_1", "choice", "confidence", "labeler", "tie", "prediction"}) row.erase(f);
     if (!cand.rows[i].prompt.is_chat()) {  // the prompt as input_text, whatever field held it
       row.erase("prompt");
       row.erase("inputs");
@@ -205,6 +213,10 @@ LabelSummary run_label(const LabelConfig& c) {
     row["choice"] = l.choice == Choice::A ? 0 : 1;
     row["confidence"] = l.confidence;
     row["labeler"] = sum.labeler;
+    if (tie) {
+      row["tie"] = true;
+      sum.ties_kept++;
+    }
     (l.choice == Choice::A ? sum.chose_0 : sum.chose_1)++;
     conf += l.confidence;
     lines += row.dump(-1, ' ', false, json::error_handler_t::replace);
@@ -213,8 +225,9 @@ LabelSummary run_label(const LabelConfig& c) {
   }
   sum.mean_confidence = sum.written ? conf / double(sum.written) : 0;
   if (sum.written == 0)
-    fail("no pair was labeled: of {} pairs, {} ties, {} identical, {} below --min-confidence; nothing written to {}", n,
-         sum.ties, sum.identical, sum.low_confidence, c.output);
+    fail("no pair was labeled: of {} pairs, {} with an empty candidate, {} ties, {} identical, {} below "
+         "--min-confidence; nothing written to {}",
+         n, sum.empty, sum.ties, sum.identical, sum.low_confidence, c.output);
   write_file_atomic(c.output, lines);
   return sum;
 }

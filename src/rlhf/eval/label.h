@@ -2,12 +2,17 @@
 // Candidates: for each prompt of a prompt dataset, two completions, sampled from one model at
 // two temperatures (and seeds), or from two models (model_b); or existing unlabeled pairs
 // (input_text, candidate_0, candidate_1). Labels: a rule (rules.h) or the AutoSxS judge
-// (judge.h). Output, in the seed's preference format, one line per labeled pair:
+// (judge.h); the judge reads the instruction, a blank line and the prompt, as the candidates'
+// model did. Output, in the seed's preference format, one line per labeled pair:
 //   input_text, candidate_0, candidate_1, choice (0|1), confidence, labeler
-// Ties (rule undecided, judge readings in disagreement, identical candidates) are left out
-// unless keep_ties (then choice follows the judge's probability, or 0), and so are pairs
-// with confidence below min_confidence. The file is written atomically at the end; an existing
-// file there is replaced only when it is an earlier label output (checked before any work).
+// Left out, and counted: pairs with a candidate that is empty or only whitespace (the model
+// stopped at once; the preference reader refuses such a line), before any labeling; pairs
+// with identical candidates; ties (rule undecided, judge readings in disagreement) unless
+// keep_ties; pairs with confidence below min_confidence. A kept tie is a readable preference
+// line marked "tie": true, whose choice is the candidate the judge's mean probability leans
+// to (0 when it is even, and always 0 for a rule): a coin, not a preference. The file is
+// written atomically at the end; an existing file there is replaced only when it is an
+// earlier label output (checked before any work).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -29,7 +34,7 @@ struct LabelConfig {
   int64_t top_k = 0;
   int64_t max_new_tokens = 64;       // target_sequence_length
   int64_t prompt_sequence_length = 512;
-  std::string instruction;           // prepended to every prompt (and shown to the judge)
+  std::string instruction;           // prepended to every prompt (and before it in the judge's context)
   std::string prompt_format = "raw"; // raw, chat, auto
   uint64_t seed = 0;
   int64_t batch_size = 16;
@@ -50,7 +55,10 @@ struct LabelConfig {
 
 struct LabelSummary {
   size_t pairs = 0, written = 0;
+  size_t empty = 0;                                    // left out: a candidate empty or only whitespace
+  std::string first_empty;                             // the first of them ("file:line")
   size_t ties = 0, identical = 0, low_confidence = 0;  // left out
+  size_t ties_kept = 0;                                // written with keep_ties, marked "tie": true
   size_t chose_0 = 0, chose_1 = 0;
   double mean_confidence = 0;                          // of the written pairs
   std::string labeler;

@@ -66,6 +66,9 @@ RuleLabel LabelRule::label(const std::string& c0, const std::string& c1) const {
     if (ok0 == ok1) return RuleLabel{};
     return RuleLabel{ok0 ? Choice::A : Choice::B, 1.0};
   };
+  // No answer never wins: shorter, within the limit or matching, it is still nothing.
+  const bool empty0 = text::count_words(c0) == 0, empty1 = text::count_words(c1) == 0;
+  if (empty0 || empty1) return decide(!empty0, !empty1);
   switch (kind_) {
     case Kind::MaxWords:
       return decide(size_t(text::count_words(c0)) <= max_words_, size_t(text::count_words(c1)) <= max_words_);

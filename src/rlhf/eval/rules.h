@@ -3,6 +3,8 @@
 //   regex=PATTERN   the candidate that matches PATTERN (PCRE2, anywhere in the text) wins;
 //                   both or neither: a tie
 //   prefer-shorter  the candidate with fewer words wins (then fewer characters); equal: a tie
+// Whatever the rule, an empty (or only whitespace) candidate is no answer and never wins: it
+// loses to a real one with confidence 1, and two of them tie.
 // Words as text::count_words counts them (Python's str.split()). A decisive label has
 // confidence 1, except prefer-shorter, whose confidence is the relative difference in length
 // (1 - shorter/longer).

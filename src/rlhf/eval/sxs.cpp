@@ -35,7 +35,15 @@ std::string conversation_text(const data::PromptText& p) {
   return s;
 }
 
-std::string prompt_text(const data::PromptText& p) { return p.is_chat() ? conversation_text(p) : p.text; }
+// The join key of a prompt: its form, then its content. A plain text and a conversation
+// never share a key, whatever their texts read like.
+std::string text_key(const std::string& text) { return "text\n" + text; }
+std::string prompt_key(const data::PromptText& p) {
+  if (!p.is_chat()) return text_key(p.text);
+  json turns = json::array();
+  for (const auto& t : p.messages) turns.push_back(json::array({t.author, t.content}));
+  return "chat\n" + json{{"context", p.context}, {"messages", turns}}.dump(-1, ' ', false, json::error_handler_t::replace);
+}
 
 // The label of a side: its recorded model, else the file's name.
 std::string side_label(const std::string& path, const json& model) {
@@ -51,6 +59,12 @@ std::string side_label(const std::string& path, const json& model) {
   fs::path p(path);
   if (p.filename().empty()) p = p.parent_path();
   return p.extension() == ".jsonl" ? p.stem().string() : p.filename().string();
+}
+
+// The start of a text, quoted, for a message.
+std::string quoted_start(const std::string& s) {
+  std::string head = s.substr(0, text::utf8::complete_prefix(s.substr(0, 60)));
+  return json(head + (head.size() < s.size() ? "..." : "")).dump();
 }
 
 bool python_space_at(std::string_view s, size_t i, size_t* len) {
@@ -89,6 +103,11 @@ SxsSide read_sxs_side(const std::string& path, const SxsReadOptions& options, si
         r.has_pretokenized = true;
       }
     }
+    if (auto it = j.find("settings"); it != j.end() && it->is_object())
+      if (auto in = it->find("instruction"); in != it->end()) {
+        if (!in->is_string()) fail("{}: field 'settings.instruction': must be a string", s.where);
+        r.instruction = in->get<std::string>();
+      }
     if (auto it = j.find("id"); it != j.end()) r.id = *it;
     if (side.rows.empty()) {
       if (auto it = j.find("model"); it != j.end()) side.model = *it;
@@ -110,11 +129,17 @@ JoinOn parse_join_on(const std::string& name) {
 }
 
 SxsTable join_sxs(SxsSide a, SxsSide b, JoinOn on) {
-  auto all_pretokenized = [](const SxsSide& s) {
-    return std::all_of(s.rows.begin(), s.rows.end(), [](const SxsInputRow& r) { return r.has_pretokenized; });
+  auto all_have = [](const SxsSide& s, bool SxsInputRow::*field) {
+    return std::all_of(s.rows.begin(), s.rows.end(), [&](const SxsInputRow& r) { return r.*field; });
   };
-  if (on == JoinOn::Auto)
-    on = all_pretokenized(a) && all_pretokenized(b) ? JoinOn::Pretokenized : JoinOn::DatasetPrompt;
+  if (on == JoinOn::Auto) {
+    if (all_have(a, &SxsInputRow::has_dataset_prompt) && all_have(b, &SxsInputRow::has_dataset_prompt))
+      on = JoinOn::DatasetPrompt;
+    else if (all_have(a, &SxsInputRow::has_pretokenized) && all_have(b, &SxsInputRow::has_pretokenized))
+      on = JoinOn::Pretokenized;
+    else
+      on = JoinOn::DatasetPrompt;
+  }
   if (on == JoinOn::Pretokenized)
     for (const SxsSide* s : {&a, &b})
       for (const auto& r : s->rows)
@@ -122,8 +147,13 @@ SxsTable join_sxs(SxsSide a, SxsSide b, JoinOn on) {
           fail("{}: field 'inputs.inputs_pretokenized': missing (the join is on it; --join-on input_text joins on "
                "the dataset prompt)", r.where);
   auto key = [on](const SxsInputRow& r) {
-    if (on == JoinOn::Pretokenized) return r.pretokenized;
-    return r.has_dataset_prompt ? prompt_text(r.prompt) : r.pretokenized;
+    if (on == JoinOn::Pretokenized) return text_key(r.pretokenized);
+    return r.has_dataset_prompt ? prompt_key(r.prompt) : text_key(r.pretokenized);
+  };
+  // The prompt as a message shows it.
+  auto shown = [on](const SxsInputRow& r) {
+    if (on == JoinOn::Pretokenized || !r.has_dataset_prompt) return r.pretokenized;
+    return (r.prompt.is_chat() ? "a conversation: " : "") + prompt_as_text(r.prompt);
   };
 
   SxsTable t;
@@ -153,7 +183,9 @@ SxsTable join_sxs(SxsSide a, SxsSide b, JoinOn on) {
     const SxsInputRow& rb = b.rows[j];
     SxsRow row;
     row.id = ra.id.is_null() ? json(t.rows.size() + 1) : ra.id;
-    row.input_text = ra.has_dataset_prompt ? prompt_text(ra.prompt) : ra.pretokenized;
+    row.input_text = ra.has_dataset_prompt ? prompt_as_text(ra.prompt) : ra.pretokenized;
+    row.instruction = !ra.instruction.empty() ? ra.instruction : rb.instruction;
+    if (!ra.instruction.empty() && !rb.instruction.empty() && ra.instruction != rb.instruction) ++t.instruction_differs;
     row.response_a = ra.response;
     row.response_b = rb.response;
     row.words_a = text::count_words(ra.response);
@@ -164,18 +196,15 @@ SxsTable join_sxs(SxsSide a, SxsSide b, JoinOn on) {
   }
   for (size_t j = 0; j < b.rows.size(); ++j)
     if (!b_used[j]) t.unmatched_b.push_back(j);
-  if (t.rows.empty()) {
-    auto begin = [](const std::string& s) {
-      std::string head = s.substr(0, text::utf8::complete_prefix(s.substr(0, 60)));
-      return json(head + (head.size() < s.size() ? "..." : "")).dump();
-    };
+  if (t.rows.empty())
     fail("{} and {}: no prompt of A is in B (joined on {}); A's first prompt is {}, B's is {}", a.file, b.file,
-         t.join_on, begin(key(a.rows[0])), begin(key(b.rows[0])));
-  }
+         t.join_on, quoted_start(shown(a.rows[0])), quoted_start(shown(b.rows[0])));
   t.a = std::move(a);
   t.b = std::move(b);
   return t;
 }
+
+std::string prompt_as_text(const data::PromptText& p) { return p.is_chat() ? conversation_text(p) : p.text; }
 
 data::PromptText reward_prompt(const SxsInputRow& row, const std::string& instruction, bool* stripped) {
   if (stripped) *stripped = false;
@@ -208,6 +237,8 @@ json SxsSummary::to_json() const {
     return j;
   };
   json j = {{"rows", rows}, {"join_on", join_on}, {"max_words", max_words}, {"a", side(a)}, {"b", side(b)}};
+  if (!instruction.empty()) j["instruction"] = instruction;
+  if (instruction_differs) j["instruction_differs"] = instruction_differs;
   if (!reward_model.empty()) {
     j["reward_model"] = reward_model;
     j["b_score_higher"] = b_higher.value_or(0);
@@ -223,6 +254,10 @@ SxsSummary summarize_sxs(const SxsTable& t, int64_t max_words) {
   s.join_on = t.join_on;
   s.max_words = max_words;
   s.reward_model = t.reward_model;
+  s.instruction_differs = t.instruction_differs;
+  if (!t.rows.empty() && std::all_of(t.rows.begin(), t.rows.end(),
+                                     [&](const SxsRow& r) { return r.instruction == t.rows[0].instruction; }))
+    s.instruction = t.rows[0].instruction;
   auto fill = [&](SxsSideSummary& out, const SxsSide& side, size_t unmatched, size_t duplicates, bool is_a) {
     out.file = side.file;
     out.label = side.label;
@@ -266,6 +301,7 @@ std::string sxs_jsonl(const SxsTable& t) {
   for (const auto& r : t.rows) {
     json j = {{"id", r.id},           {"input_text", r.input_text}, {"response_a", r.response_a},
               {"response_b", r.response_b}, {"words_a", r.words_a},       {"words_b", r.words_b}};
+    if (!r.instruction.empty()) j["instruction"] = r.instruction;
     if (t.scored()) {
       j["score_a"] = r.score_a ? json(*r.score_a) : json();
       j["score_b"] = r.score_b ? json(*r.score_b) : json();
@@ -277,8 +313,10 @@ std::string sxs_jsonl(const SxsTable& t) {
 }
 
 std::string sxs_csv(const SxsTable& t) {
+  const bool instructed = std::any_of(t.rows.begin(), t.rows.end(), [](const SxsRow& r) { return !r.instruction.empty(); });
   std::string out = "id,input_text,response_a,response_b,words_a,words_b";
   if (t.scored()) out += ",score_a,score_b";
+  if (instructed) out += ",instruction";
   out += "\r\n";
   for (const auto& r : t.rows) {
     out += csv_field(r.id.is_string() ? r.id.get<std::string>() : json_line(r.id));
@@ -287,6 +325,7 @@ std::string sxs_csv(const SxsTable& t) {
     if (t.scored())
       out += fmt::format(",{},{}", r.score_a ? fmt::format("{}", *r.score_a) : std::string(),
                          r.score_b ? fmt::format("{}", *r.score_b) : std::string());
+    if (instructed) out += ',' + csv_field(r.instruction);
     out += "\r\n";
   }
   return out;
@@ -347,6 +386,11 @@ std::string sxs_html(const SxsTable& t, const SxsSummary& s) {
                      html::escape(s.reward_model), html::percent(s.b_higher.value_or(0)),
                      html::percent(s.a_higher.value_or(0)), html::percent(s.ties.value_or(0)));
   h += "</p>\n";
+  if (!s.instruction.empty())
+    h += fmt::format("<p>Instruction given with every prompt: <q>{}</q></p>\n", html::escape(s.instruction));
+  if (s.instruction_differs)
+    h += fmt::format("<p class=\"warn\">On {} rows A and B were given different instructions; the table shows A's.</p>\n",
+                     s.instruction_differs);
   if (s.a.unmatched || s.b.unmatched)
     h += fmt::format("<p class=\"warn\">Left out: {} rows of A whose prompt is not in B, {} rows of B whose prompt is "
                      "not in A.</p>\n",
@@ -359,6 +403,10 @@ std::string sxs_html(const SxsTable& t, const SxsSummary& s) {
 
 std::string format_sxs_summary(const SxsSummary& s) {
   std::string out = fmt::format("side by side: {} prompts, joined on {}\n", s.rows, s.join_on);
+  if (!s.instruction.empty()) out += fmt::format("  instruction: {}\n", json(s.instruction).dump());
+  if (s.instruction_differs)
+    out += fmt::format("  warning: on {} rows A and B were given different instructions (the table shows A's)\n",
+                       s.instruction_differs);
   auto side = [&](const char* name, const SxsSideSummary& x) {
     out += fmt::format("  {}  {} ({}): mean {:.1f} words, {} over {} words", name, x.label, x.file, x.mean_words,
                        html::percent(x.over_max_words), s.max_words);

@@ -7,11 +7,16 @@
 //              settings (`rlhf infer`, see infer.h)
 //   seed       {"inputs": {"inputs_pretokenized", "targets_pretokenized"}, "prediction"}
 //   plain      input_text (or prompt, or messages) + prediction (or completion)
-// Join key: inputs.inputs_pretokenized (the text the model saw) when every row of both files
-// has it, else the dataset prompt (input_text, prompt or messages; a row with only
-// inputs_pretokenized uses that). The table keeps A's order; the k-th occurrence of a prompt
-// in A is paired with its k-th occurrence in B; rows without a partner are counted, named
+// Join key: the dataset prompt (input_text, prompt or messages) when every row of both files
+// has it, else inputs.inputs_pretokenized when every row has that, else the dataset prompt
+// (a row with only inputs_pretokenized uses that). The key keeps a prompt's form: a plain
+// text and a conversation never share a key, even when one reads like the other ("User: x"
+// against [user: x]). The table keeps A's order; the k-th occurrence of a prompt in A is
+// paired with its k-th occurrence in B; rows without a partner are counted, named
 // (file:line) and left out of the table.
+// Instruction: our rows record the instruction their model was given (settings.instruction);
+// the table carries it with every row (A's, else B's when A's is empty or not recorded), so
+// a judge reads the prompt as the models saw it.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -34,6 +39,7 @@ struct SxsInputRow {
   std::string pretokenized;   // inputs.inputs_pretokenized; "" when absent
   bool has_pretokenized = false;
   std::string response;       // prediction (or completion)
+  std::string instruction;    // settings.instruction: what the model was given; "" when none
   nlohmann::json id;          // the row's "id", null when absent
   std::string where;          // "file:line"
 };
@@ -63,6 +69,8 @@ JoinOn parse_join_on(const std::string& name);
 struct SxsRow {
   nlohmann::json id;           // A's "id" when it has one, else the row's number (1-based)
   std::string input_text;      // the prompt shown: A's dataset prompt, else its inputs_pretokenized
+  std::string instruction;     // the instruction the models were given: A's, else B's ("" = none)
+                               // (rows whose sides were given different ones are counted)
   std::string response_a, response_b;
   int64_t words_a = 0, words_b = 0;
   std::optional<double> score_a, score_b;
@@ -75,6 +83,7 @@ struct SxsTable {
   std::vector<SxsRow> rows;
   std::vector<size_t> unmatched_a, unmatched_b;   // rows (indexes) with no partner
   size_t duplicates_a = 0, duplicates_b = 0;      // rows whose prompt came earlier in the same file
+  size_t instruction_differs = 0;                 // rows whose A and B were given different instructions
   std::string reward_model;                       // the folder that gave the scores ("" = none)
   bool scored() const { return !reward_model.empty(); }
 };
@@ -95,6 +104,8 @@ struct SxsSummary {
   size_t rows = 0;
   std::string join_on;
   int64_t max_words = 50;
+  std::string instruction;         // the instruction of every row, when they share one ("" otherwise)
+  size_t instruction_differs = 0;  // rows whose A and B were given different instructions
   SxsSideSummary a, b;
   std::string reward_model;
   // With scores: shares of the rows where B's score is higher, A's is higher, they are equal.
@@ -104,9 +115,11 @@ struct SxsSummary {
 SxsSummary summarize_sxs(const SxsTable& table, int64_t max_words = 50);
 
 // The outputs' contents.
-std::string sxs_jsonl(const SxsTable& table);   // id, input_text, response_a, response_b, words_a,
-                                                // words_b, score_a?, score_b?
-std::string sxs_csv(const SxsTable& table);     // the same columns, RFC 4180 (CRLF, quoted fields)
+std::string sxs_jsonl(const SxsTable& table);   // id, input_text, instruction (when the row has
+                                                // one), response_a, response_b, words_a, words_b,
+                                                // score_a?, score_b?
+std::string sxs_csv(const SxsTable& table);     // the same columns, RFC 4180 (CRLF, quoted fields);
+                                                // instruction last, when any row has one
 std::string sxs_html(const SxsTable& table, const SxsSummary& summary);
 // The summary in a few lines, for the terminal.
 std::string format_sxs_summary(const SxsSummary& summary);
@@ -121,6 +134,10 @@ void write_sxs_output(const std::string& dir, const SxsTable& table, const SxsSu
 // higher of the two marked. The sxs page and the run report both show it.
 std::string sxs_table_html(const std::vector<SxsRow>& rows, const std::string& label_a, const std::string& label_b,
                            int64_t max_words, bool scored);
+
+// A prompt as one text: a plain prompt as it is; a conversation as its context, then
+// "User: ..." / "Assistant: ..." paragraphs (what the table shows and the judge reads).
+std::string prompt_as_text(const data::PromptText& prompt);
 
 // The prompt a reward model scores a row's response with. The reward model prepends its own
 // instruction, so it gets the dataset prompt when the row has one. A row with only

@@ -420,16 +420,26 @@ void parse_event(std::string_view bytes, PluginByTag& plugins, std::vector<Scala
 void read_event_file(const std::string& path, std::vector<ScalarPoint>& out) {
   const std::string data = read_file(path);
   PluginByTag plugins;
+  // Where the file's closing run of zero bytes starts (data.size() when it ends otherwise).
+  // A power loss can leave the last record's bytes as zeros instead of cutting them off: a
+  // record that fails its checksum where that run has begun is torn, like a short one (a
+  // zero length with a zero checksum is no record).
+  size_t zeros = data.size();
+  while (zeros > 0 && data[zeros - 1] == '\0') --zeros;
   size_t off = 0;
   while (data.size() - off >= 12) {
     const char* rec = data.data() + off;
     const uint64_t len = get_u64(rec);
-    if (get_u32(rec + 8) != masked_crc32c(rec, 8))
+    if (get_u32(rec + 8) != masked_crc32c(rec, 8)) {
+      if (zeros < off + 12) break;  // torn tail: zeros in the header
       fail("{}: corrupt TensorBoard record at byte {}: bad length checksum", path, off);
+    }
     if (len > data.size() - off - 12 || data.size() - off - 12 - len < 4) break;  // torn tail
     std::string_view body(rec + 12, len);
-    if (get_u32(rec + 12 + len) != masked_crc32c(body.data(), body.size()))
+    if (get_u32(rec + 12 + len) != masked_crc32c(body.data(), body.size())) {
+      if (zeros < off + 12 + len + 4) break;  // torn tail: zeros in the data or its checksum
       fail("{}: corrupt TensorBoard record at byte {}: bad data checksum", path, off);
+    }
     try {
       parse_event(body, plugins, out);
     } catch (const BadProto& e) {

@@ -44,7 +44,9 @@ struct ScalarPoint {
 
 // Scalars of an event file, or of every event file (name containing "tfevents") under a
 // folder, recursively, in file then record order. Throws rlhf::Error naming the file on a
-// corrupt record (bad CRC, bad protobuf); a torn last record ends the file silently.
+// corrupt record (bad CRC, bad protobuf); a torn last record ends the file silently: one cut
+// short, or one whose bytes turn into zeros that run to the end of the file (what a power
+// loss leaves when the file's size reached the disk before its data).
 std::vector<ScalarPoint> read_scalars(const std::string& path);
 
 // The encoders the writer uses, exposed for tests: one TFRecord frame around `data`, and
