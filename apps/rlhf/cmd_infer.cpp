@@ -47,7 +47,7 @@ Command add_infer(CLI::App& app) {
   s->add_option("--output,-o", c.output, "JSONL out: each input row with inputs, prediction, model, settings, stopped")
       ->required();
   f->instruction = s->add_option("--instruction", c.instruction, "text prepended to every prompt (default: the adapter's, else none)");
-  s->add_option("--prompt-format", c.prompt_format, "raw, chat or auto (default: the adapter's, else raw)");
+  s->add_option("--prompt-format", c.prompt_format, "raw, chat or auto (default auto: the adapter's format, else chat when the prompts are conversations)");
   s->add_option("--prompt-sequence-length", c.prompt_sequence_length,
                 "prompt tokens kept, the last ones (default: the adapter's, else 512)")
       ->check(whole_in(1, 1 << 24));

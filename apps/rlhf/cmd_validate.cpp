@@ -61,6 +61,7 @@ Model tokenizer_of(ModelFiles files) {
 // What a dataset holds, for the token statistics.
 struct Contents {
   std::vector<data::PromptText> prompts;
+  data::PromptForms forms;
   std::vector<std::string> completions;
 };
 
@@ -69,12 +70,16 @@ Contents read_dataset(const std::string& spec, bool preferences, const data::Rea
   Contents c;
   if (preferences) {
     for (auto& r : data::read_preference_dataset(spec, options, &report)) {
+      c.forms.add(r.prompt, r.where);
       c.prompts.push_back(std::move(r.prompt));
       c.completions.push_back(std::move(r.chosen));
       c.completions.push_back(std::move(r.rejected));
     }
   } else {
-    for (auto& r : data::read_prompt_dataset(spec, options, &report)) c.prompts.push_back(std::move(r.prompt));
+    for (auto& r : data::read_prompt_dataset(spec, options, &report)) {
+      c.forms.add(r.prompt, r.where);
+      c.prompts.push_back(std::move(r.prompt));
+    }
   }
   return c;
 }
@@ -152,8 +157,7 @@ int run_validate(const ValidateFlags& f) {
       Contents contents = read_dataset(ds.spec, preferences, options, report);
       print_report(report);
       data::EncodeConfig config;
-      config.format = data::resolve_prompt_format(
-          d.prompt_format, contents.prompts.empty() ? data::PromptText{} : contents.prompts.front());
+      config.format = data::resolve_prompt_format(d.prompt_format, contents.forms, "--prompt-format");
       config.instruction = d.instruction;
       config.prompt_sequence_length = d.prompt_sequence_length;
       config.target_sequence_length = d.target_sequence_length;

@@ -5,6 +5,8 @@
 
 #include "core/tokenizer_reference.h"
 #include "rlhf/text/chat_template.h"
+#include "rlhf/text/prompt_pieces.h"
+#include "rlhf/text/tokenizer.h"
 #include "rlhf/util/error.h"
 
 namespace {
@@ -28,6 +30,25 @@ TEST(ChatTemplateParity, MatchesTransformers) {
     seen.insert(c["template"]);
   }
   EXPECT_EQ(seen, (std::set<std::string>{"smollm", "qwen2", "llama3", "llama2"}));
+}
+
+// The pieces a template renders (markup parsed for special tokens, message content as text)
+// encode to the ids transformers gives the rendered text, for content without special-token
+// spellings: the split into pieces changes nothing but where control tokens may come from.
+TEST(ChatTemplateParity, RenderedPiecesEncodeAsTransformers) {
+  RLHF_REQUIRE_TOKENIZER_REFERENCE(r);
+  auto tok = rlhf::text::load_tokenizer_json((r.dir / "smollm/tokenizer.json").string(),
+                                             (r.dir / "smollm/tokenizer_config.json").string());
+  size_t compared = 0;
+  for (const auto& c : r.chat) {
+    auto t = ChatTemplate::from_jinja(c["jinja"].get<std::string>(), c["bos"].get<std::string>());
+    std::vector<ChatMessage> messages;
+    for (const auto& m : c["messages"]) messages.push_back({m["role"], m["content"]});
+    auto ids = rlhf::text::fit_prompt(*tok, t.render(messages, c["add_generation_prompt"])).ids;
+    EXPECT_EQ(ids, c["ids"].get<std::vector<int32_t>>()) << c["template"] << ", messages " << c["messages"].dump();
+    ++compared;
+  }
+  EXPECT_GE(compared, 32u);
 }
 
 TEST(ChatTemplate, DetectsStyleAndDefaultSystem) {

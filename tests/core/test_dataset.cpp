@@ -391,7 +391,7 @@ TEST(DatasetEncoder, RawPromptsAreCutFromTheLeftCompletionsFromTheRight) {
   PromptText short_prompt{.text = "ab", .messages = {}, .context = ""};
   PromptText long_prompt{.text = "abcdef", .messages = {}, .context = ""};
   EXPECT_EQ(enc.prompt_ids(short_prompt), (std::vector<int32_t>{kEnd, 'a', 'b'}));  // BOS, no EOS
-  EXPECT_EQ(enc.prompt_ids(long_prompt), bytes_of("cdef"));                         // the last 4, BOS cut
+  EXPECT_EQ(enc.prompt_ids(long_prompt), (std::vector<int32_t>{kEnd, 'd', 'e', 'f'}));  // BOS kept, the text's end
   EXPECT_EQ(enc.completion_ids("xyz"), (std::vector<int32_t>{'x', 'y', kEnd}));
   EXPECT_EQ(enc.completion_ids("x"), (std::vector<int32_t>{'x', kEnd}));
   EXPECT_EQ(enc.completion_ids(""), (std::vector<int32_t>{kEnd}));

@@ -167,7 +167,10 @@ CONVERSATIONS = [
 
 
 def chat_cases(hf_tokenizer, smollm_template):
+    from tokenizers import Tokenizer
     from transformers import PreTrainedTokenizerFast
+    # The model's own vocabulary, untouched by the wrappers below (they add their BOS/EOS).
+    pristine = Tokenizer.from_str(hf_tokenizer.to_str())
     templates = [("smollm", smollm_template, "<|im_start|>", "<|im_end|>"),
                  ("qwen2", QWEN2_TEMPLATE, "<|im_start|>", "<|im_end|>"),
                  ("llama3", LLAMA3_TEMPLATE, "<|begin_of_text|>", "<|eot_id|>"),
@@ -179,8 +182,11 @@ def chat_cases(hf_tokenizer, smollm_template):
             for gen in (False, True):
                 text = tok.apply_chat_template(messages, chat_template=template, tokenize=False,
                                                add_generation_prompt=gen)
+                # The ids the model's tokenizer gives the rendered conversation (its special
+                # tokens parsed; the other templates' markers are plain text to it).
+                ids = pristine.encode(text, add_special_tokens=False).ids
                 cases.append({"template": name, "jinja": template, "bos": bos, "messages": messages,
-                              "add_generation_prompt": gen, "text": text})
+                              "add_generation_prompt": gen, "text": text, "ids": ids})
     return cases
 
 

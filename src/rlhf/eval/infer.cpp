@@ -54,7 +54,8 @@ TrainedFolder read_generating_adapter(const std::string& dir) {
 std::string dump(const ojson& j) { return j.dump(-1, ' ', false, ojson::error_handler_t::replace); }
 
 // Fields this command adds to (or replaces in) every input row.
-constexpr const char* kAddedFields[] = {"inputs", "prediction", "model", "settings", "stopped"};
+constexpr const char* kAddedFields[] = {"inputs", "prediction", "model", "settings", "stopped", "prompt_tokens_cut",
+                                       "prompt_seen"};
 
 ojson without_added(ojson j) {
   for (const char* k : kAddedFields) j.erase(k);
@@ -243,7 +244,11 @@ InferResult run_inference(const InferConfig& config) {
   auto m = load_generation_model(config.model, config.adapter,
                                  {parse_dtype(config.dtype), parse_device(config.device)});
   data::EncodeConfig enc = m->encode;
-  if (!config.prompt_format.empty()) enc.format = data::resolve_prompt_format(config.prompt_format, rows.front().prompt);
+  data::PromptForms forms;
+  forms.add_rows(rows);
+  enc.format = data::choose_prompt_format(
+      config.prompt_format, m->encode_from_adapter ? std::optional(m->encode.format) : std::nullopt,
+      "the adapter in " + m->adapter_dir, forms, "--prompt-format");
   if (config.instruction_set) enc.instruction = config.instruction;
   if (config.prompt_sequence_length > 0) enc.prompt_sequence_length = config.prompt_sequence_length;
   enc.target_sequence_length = std::max<int64_t>(2, config.sampling.max_new_tokens);
@@ -252,9 +257,12 @@ InferResult run_inference(const InferConfig& config) {
 
   std::vector<std::string> texts(rows.size());
   std::vector<std::vector<int32_t>> ids(rows.size());
+  std::vector<size_t> cut(rows.size());
   for (size_t i = 0; i < rows.size(); ++i) {
     texts[i] = encoder.prompt_text(rows[i].prompt);
-    ids[i] = encoder.prompt_ids(rows[i].prompt);
+    data::EncodedPrompt e = encoder.encode_prompt(rows[i].prompt, rows[i].where);
+    ids[i] = std::move(e.ids);
+    cut[i] = e.cut;
     if (ids[i].empty()) fail("{}: the prompt encodes to no tokens", rows[i].where);
     const int64_t need = static_cast<int64_t>(ids[i].size()) + config.sampling.max_new_tokens;
     if (need > base.config.max_position)
@@ -288,6 +296,8 @@ InferResult run_inference(const InferConfig& config) {
   auto line_of = [&](size_t i, const Completion& c) {
     ojson j = input_of(i);
     j["prediction"] = c.text;
+    j["prompt_tokens_cut"] = cut[i];
+    j["prompt_seen"] = text::utf8::sanitize(base.tokenizer->decode(ids[i]));
     j["model"] = model_json;
     j["settings"] = settings;
     j["stopped"] = c.stopped;

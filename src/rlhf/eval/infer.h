@@ -1,9 +1,12 @@
 // Bulk inference (`rlhf infer`): a JSONL of prompts in, one JSONL line per prompt out, in
 // input order. Each output line is the input row (its fields in their order) with these
 // fields added, or replaced where the row already has them:
-//   inputs      {"inputs_pretokenized": the prompt text the model saw, before the left cut
-//               to prompt_sequence_length tokens} (the seed's form)
+//   inputs      {"inputs_pretokenized": the whole prompt text (instruction and format
+//               applied), before any cut to prompt_sequence_length tokens} (the seed's form)
 //   prediction  the completion (special tokens dropped; invalid UTF-8 replaced)
+//   prompt_tokens_cut  how many tokens of the dataset's text were left out to fit
+//               prompt_sequence_length (0 when the prompt fit)
+//   prompt_seen the text of the prompt tokens the model received (template markers shown)
 //   model       {"reference", "sha256", "adapter"?, "adapter_sha256"?}
 //   settings    {"instruction", "prompt_format", "prompt_sequence_length", "max_new_tokens",
 //                "temperature", "top_p", "top_k", "seed", "batch_size", "dtype"}
@@ -72,7 +75,7 @@ struct InferConfig {
   std::string input, output;      // JSONL in (file, folder or glob), JSONL out
   std::string instruction;        // "" with instruction_set false: the adapter's, else none
   bool instruction_set = false;
-  std::string prompt_format;      // raw, chat, auto; "" = the adapter's, else raw
+  std::string prompt_format;      // raw, chat, auto; "" = auto: the adapter's, else from the data
   int64_t prompt_sequence_length = 0;  // 0 = the adapter's, else 512
   SamplingConfig sampling{.temperature = 0.0, .top_k = 0, .top_p = 1.0, .max_new_tokens = 64, .seed = 0};
   int64_t batch_size = 16;

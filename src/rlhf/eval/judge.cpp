@@ -35,20 +35,7 @@ std::string lead_in(Choice c) {
 }
 
 // What stands for a cut.
-constexpr const char* kCutMark = " [...] ";
-
-// s without `drop` bytes from its middle (on UTF-8 character boundaries), kCutMark in their
-// place; the start and the end of s survive.
-std::string cut_middle(const std::string& s, size_t drop) {
-  if (drop == 0) return s;
-  if (drop >= s.size()) return "[...]";
-  auto continuation = [&](size_t i) { return i < s.size() && (static_cast<unsigned char>(s[i]) & 0xC0) == 0x80; };
-  const size_t keep = s.size() - drop;
-  size_t head = keep / 2, tail = s.size() - (keep - keep / 2);
-  while (head > 0 && continuation(head)) --head;
-  while (continuation(tail)) ++tail;
-  return s.substr(0, head) + kCutMark + s.substr(tail);
-}
+constexpr std::string_view kCutMark = " [...] ";
 
 }  // namespace
 
@@ -74,7 +61,7 @@ Judge::Judge(const JudgeConfig& config) : config_(config) {
     for (Choice c : {Choice::A, Choice::B, Choice::Tie})
       lead_tokens_ = std::max<int64_t>(lead_tokens_, static_cast<int64_t>(lead_in_ids(lead_in(c)).size()));
   const int64_t room = model_->config.max_position - config_.explanation_tokens - lead_tokens_;
-  const int64_t instructions = static_cast<int64_t>(render("", "", "").size());
+  const int64_t instructions = static_cast<int64_t>(text::fit_prompt(*model_->tokenizer, render("", "", "")).ids.size());
   if (room < instructions + 16)
     fail("{}: the judge's context ({} tokens) leaves {} for a prompt after {} explanation tokens, but its instructions "
          "alone take {}; lower --explanation-tokens",
@@ -91,10 +78,17 @@ Judge::~Judge() = default;
 
 std::string Judge::reference() const { return model_->reference; }
 
-std::vector<int32_t> Judge::render(const std::string& context, const std::string& first,
-                                   const std::string& second) const {
-  const std::string text = judge_prompt(config_.task, context, first, second);
-  return chat_ ? model_->encode_prompt(text, /*chat=*/true) : model_->tokenizer->encode_sequence(text + "\nAnswer:");
+text::PromptPieces Judge::render(const std::string& context, const std::string& first,
+                                 const std::string& second) const {
+  text::PromptPieces body = judge_prompt_pieces(config_.task, context, first, second);
+  if (chat_) {
+    const std::vector<text::ChatMessage> turn = {{"user", "", body.pieces}};
+    return model_->chat_template.render(turn, /*add_generation_prompt=*/true);
+  }
+  const auto& special = model_->tokenizer->special();
+  body.bos = special.add_bos && special.bos >= 0;
+  body.add(text::PieceKind::Fixed, "\nAnswer:");
+  return body;
 }
 
 std::vector<int32_t> Judge::lead_in_ids(const std::string& lead) const {
@@ -102,54 +96,15 @@ std::vector<int32_t> Judge::lead_in_ids(const std::string& lead) const {
 }
 
 std::vector<int32_t> Judge::prompt_ids(const PairToJudge& shown) const {
-  const size_t budget = static_cast<size_t>(config_.max_prompt_tokens);
-  std::vector<int32_t> ids = render(shown.context, shown.response_a, shown.response_b);
-  if (ids.size() <= budget) return ids;
   // The three texts share the room the instructions leave: short ones stay whole, the longest
   // give up their middles (the start says what a text is, the end often what is asked), so a
   // long dataset text is cut before the responses are touched.
-  const std::vector<int32_t> bare = render("", "", "");
-  const std::string* texts[3] = {&shown.context, &shown.response_a, &shown.response_b};
-  size_t tokens[3];
-  for (int i = 0; i < 3; ++i) tokens[i] = model_->tokenizer->encode(*texts[i], /*parse_special=*/false).size();
-  size_t slack = 8;
-  for (int attempt = 0; attempt < 6 && ids.size() > budget; ++attempt, slack *= 2) {
-    const size_t room = budget > bare.size() + slack ? budget - bare.size() - slack : 0;
-    // The largest cap c with sum(min(tokens, c)) <= room.
-    size_t sorted[3] = {tokens[0], tokens[1], tokens[2]};
-    std::sort(sorted, sorted + 3);
-    size_t cap = 0, used = 0;
-    for (int i = 0; i < 3; ++i) {
-      const size_t left = 3 - i;
-      if (used + sorted[i] * left <= room) {
-        cap = sorted[i];
-        used += sorted[i];
-      } else {
-        cap = (room - used) / left;
-        break;
-      }
-    }
-    std::string cut[3];
-    for (int i = 0; i < 3; ++i) {
-      const std::string& t = *texts[i];
-      if (tokens[i] <= cap) {
-        cut[i] = t;
-        continue;
-      }
-      const size_t keep = size_t(double(t.size()) * double(cap) / double(tokens[i]));
-      cut[i] = cut_middle(t, t.size() - std::min(t.size(), keep) + std::string_view(kCutMark).size());
-    }
-    ids = render(cut[0], cut[1], cut[2]);
-  }
-  if (ids.size() <= budget) return ids;
-  // Still too long (tokens that resist cutting): keep the template's start (BOS, the
-  // instructions up to the text) and the end, drop the tokens in between.
-  size_t header = 0;
-  while (header < bare.size() && header < ids.size() && bare[header] == ids[header]) ++header;
-  header = std::min(header, budget / 2);
-  std::vector<int32_t> out(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(header));
-  out.insert(out.end(), ids.end() - static_cast<std::ptrdiff_t>(budget - header), ids.end());
-  return out;
+  text::FitOptions fit;
+  fit.limit = static_cast<size_t>(config_.max_prompt_tokens);
+  fit.cut = text::CutFrom::Middle;
+  fit.cut_mark = kCutMark;
+  fit.limit_name = "--max-prompt-tokens";
+  return text::fit_prompt(*model_->tokenizer, render(shown.context, shown.response_a, shown.response_b), fit).ids;
 }
 
 std::vector<double> Judge::prob_first_better(const std::vector<PairToJudge>& shown) const {

@@ -9,8 +9,9 @@
 //      (X = the choice; for a tie, "Neither response is clearly better:").
 // Any loadable model can judge; the prompt goes through its chat template when it has one.
 // The prompt, the lead-in and the explanation always fit the model's context: a prompt too
-// long loses the middle of its text (then of the responses), never the template's start
-// (BOS, instructions) or the question at its end.
+// long loses the middle of its texts (the longest first), never the template's markup, BOS,
+// the instructions or the question at its end. A special-token spelling inside the texts
+// stays text.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -73,8 +74,8 @@ class Judge {
   std::vector<int32_t> letter_a_, letter_b_;  // single-token spellings of each letter
   int64_t lead_tokens_ = 0;
 
-  // The template rendered and encoded, as the judge reads it.
-  std::vector<int32_t> render(const std::string& context, const std::string& first, const std::string& second) const;
+  // The prompt as the judge reads it (through the chat template when it uses one), in pieces.
+  text::PromptPieces render(const std::string& context, const std::string& first, const std::string& second) const;
   // The ids of the lead-in of an explanation for `choice`, as appended to the prompt.
   std::vector<int32_t> lead_in_ids(const std::string& lead) const;
 };

@@ -10,8 +10,8 @@ std::vector<int32_t> Model::encode_prompt(const std::string& text, bool chat) co
   if (chat_template.style == text::ChatStyle::None)
     fail("{}: this model has no chat template; drop --chat to use raw prompts", path);
   std::vector<text::ChatMessage> turn = {{"user", text}};
-  // The template spells out BOS itself where the model wants one.
-  return tokenizer->encode(chat_template.apply(turn, /*add_generation_prompt=*/true), /*parse_special=*/true);
+  // The template spells out BOS itself where the model wants one; the text stays text.
+  return text::fit_prompt(*tokenizer, chat_template.render(turn, /*add_generation_prompt=*/true)).ids;
 }
 
 std::unique_ptr<Model> load_model(const std::string& reference, const LoadOptions& options) {

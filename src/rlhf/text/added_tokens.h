@@ -4,6 +4,8 @@
 #pragma once
 #include <array>
 #include <cstdint>
+#include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -45,6 +47,26 @@ class AddedTokenSplitter {
       start = i;
     }
     if (start < text.size()) on_text(text.substr(start));
+  }
+
+  // split() over several parts, each with its own parse_special: on_run(text) gets the text
+  // between added tokens, joined across part boundaries (a run ends only at a token).
+  template <class OnRun, class OnToken>
+  void split_parts(std::span<const TextPart> parts, OnRun&& on_run, OnToken&& on_token) const {
+    std::string run;
+    auto flush = [&] {
+      if (run.empty()) return;
+      on_run(std::string_view(run));
+      run.clear();
+    };
+    for (const TextPart& part : parts)
+      split(
+          part.text, part.parse_special, [&](std::string_view piece) { run.append(piece); },
+          [&](int32_t id) {
+            flush();
+            on_token(id);
+          });
+    flush();
   }
 
   const std::vector<AddedToken>& tokens() const { return tokens_; }

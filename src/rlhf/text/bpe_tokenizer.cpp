@@ -86,11 +86,11 @@ class BpeTokenizer final : public Tokenizer {
     }
   }
 
-  std::vector<int32_t> encode(std::string_view text, bool parse_special) const override {
+  std::vector<int32_t> encode_parts(std::span<const TextPart> parts) const override {
     std::vector<int32_t> ids;
     std::vector<std::string_view> pieces;
-    added_.split(
-        text, parse_special,
+    added_.split_parts(
+        parts,
         [&](std::string_view segment) {
           pieces.clear();
           pre_.split(segment, pieces);

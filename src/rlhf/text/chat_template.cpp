@@ -43,23 +43,14 @@ std::string chatml_default_system(std::string_view jinja) {
   return {};
 }
 
-// Python's str.strip(): what Jinja's trim filter and the templates' .strip() do.
-std::string strip(std::string_view s) {
-  size_t b = 0, e = s.size();
-  while (b < e) {
-    utf8::Step st = utf8::next(s, b);
-    if (!st.valid || !utf8::is_python_space(st.cp)) break;
-    b += st.len;
-  }
-  while (e > b) {
-    size_t start = e - 1;
-    while (start > b && (static_cast<uint8_t>(s[start]) & 0xC0) == 0x80) --start;
-    utf8::Step st = utf8::next(s, start);
-    if (!st.valid || start + st.len != e || !utf8::is_python_space(st.cp)) break;
-    e = start;
-  }
-  return std::string(s.substr(b, e - b));
+// A message's content as pieces.
+std::vector<PromptPiece> content_of(const ChatMessage& m) {
+  if (!m.parts.empty()) return m.parts;
+  return {{PieceKind::Content, m.content}};
 }
+
+// The default system message is the template's own text.
+ChatMessage default_system_message(const std::string& text) { return {"system", "", {{PieceKind::Markup, text}}}; }
 
 // Roles must be an optional system message, then user and assistant in turn.
 void check_roles(std::span<const ChatMessage> messages) {
@@ -105,42 +96,66 @@ ChatTemplate ChatTemplate::from_jinja(std::string_view jinja, std::string_view b
   return t;
 }
 
-std::string ChatTemplate::apply(std::span<const ChatMessage> messages, bool add_generation_prompt) const {
+PromptPieces ChatTemplate::render(std::span<const ChatMessage> messages, bool add_generation_prompt) const {
   if (style == ChatStyle::None) fail("chat: the model has no chat template this program can render");
   check_roles(messages);
   const bool has_system = messages[0].role == "system";
-  std::string out;
+  PromptPieces out;
+  auto add_content = [&](std::vector<PromptPiece> parts, bool strip_left, bool strip_right) {
+    strip_pieces(parts, strip_left, strip_right);
+    for (auto& p : parts) out.add(p.kind, p.text);
+  };
+  const auto markup = [&](std::string_view text) { out.add(PieceKind::Markup, text); };
   switch (style) {
-    case ChatStyle::ChatML:
-      if (!has_system && !default_system.empty()) out += "<|im_start|>system\n" + default_system + "<|im_end|>\n";
-      for (const auto& m : messages) out += "<|im_start|>" + m.role + "\n" + m.content + "<|im_end|>\n";
-      if (add_generation_prompt) out += "<|im_start|>assistant\n";
-      break;
-    case ChatStyle::Llama3: {
-      out += bos_text;
-      auto turn = [&](std::string_view role, std::string_view content) {
-        out += "<|start_header_id|>";
-        out += role;
-        out += "<|end_header_id|>\n\n" + strip(content) + "<|eot_id|>";
+    case ChatStyle::ChatML: {
+      auto turn = [&](const ChatMessage& m) {
+        markup("<|im_start|>" + m.role + "\n");
+        add_content(content_of(m), false, false);
+        markup("<|im_end|>\n");
       };
-      if (!has_system && !default_system.empty()) turn("system", default_system);
-      for (const auto& m : messages) turn(m.role, m.content);
-      if (add_generation_prompt) out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
+      if (!has_system && !default_system.empty()) turn(default_system_message(default_system));
+      for (const auto& m : messages) turn(m);
+      if (add_generation_prompt) markup("<|im_start|>assistant\n");
+      break;
+    }
+    case ChatStyle::Llama3: {
+      markup(bos_text);
+      auto turn = [&](const ChatMessage& m) {
+        markup("<|start_header_id|>" + m.role + "<|end_header_id|>\n\n");
+        add_content(content_of(m), true, true);  // the template trims each content
+        markup("<|eot_id|>");
+      };
+      if (!has_system && !default_system.empty()) turn(default_system_message(default_system));
+      for (const auto& m : messages) turn(m);
+      if (add_generation_prompt) markup("<|start_header_id|>assistant<|end_header_id|>\n\n");
       break;
     }
     case ChatStyle::Llama2: {
       // The system message rides inside the first user turn; the template has no
       // generation prompt beyond the open [/INST]. EOS is </s> in every Llama 2 vocabulary.
-      std::optional<std::string> system;
-      if (has_system) system = messages[0].content;
-      else if (!default_system.empty()) system = default_system;
+      std::optional<ChatMessage> system;
+      if (has_system) system = messages[0];
+      else if (!default_system.empty()) system = default_system_message(default_system);
       bool first = true;
       for (const auto& m : messages.subspan(has_system ? 1 : 0)) {
-        std::string content = m.content;
-        if (first && system) content = "<<SYS>>\n" + *system + "\n<</SYS>>\n\n" + content;
+        // The template trims "<<SYS>>...<</SYS>>" + content as one text: the system part
+        // starts with markup, so only the content's end is trimmed then.
+        const bool with_system = first && system.has_value();
         first = false;
-        if (m.role == "user") out += bos_text + "[INST] " + strip(content) + " [/INST]";
-        else out += " " + strip(content) + " </s>";
+        if (m.role == "user") {
+          markup(bos_text + "[INST] ");
+          if (with_system) {
+            markup("<<SYS>>\n");
+            add_content(content_of(*system), false, false);
+            markup("\n<</SYS>>\n\n");
+          }
+          add_content(content_of(m), !with_system, true);
+          markup(" [/INST]");
+        } else {
+          markup(" ");
+          add_content(content_of(m), true, true);
+          markup(" </s>");
+        }
       }
       break;
     }
@@ -148,6 +163,10 @@ std::string ChatTemplate::apply(std::span<const ChatMessage> messages, bool add_
       break;
   }
   return out;
+}
+
+std::string ChatTemplate::apply(std::span<const ChatMessage> messages, bool add_generation_prompt) const {
+  return render(messages, add_generation_prompt).text();
 }
 
 }  // namespace rlhf::text

@@ -7,6 +7,9 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
+
+#include "rlhf/text/prompt_pieces.h"
 
 namespace rlhf::text {
 
@@ -15,6 +18,9 @@ enum class ChatStyle { None, ChatML, Llama2, Llama3 };
 struct ChatMessage {
   std::string role;  // system, user, assistant
   std::string content;
+  // The content as pieces (e.g. a fixed instruction, then the dataset's text); when empty,
+  // the content is one Content piece.
+  std::vector<PromptPiece> parts = {};
 };
 
 struct ChatTemplate {
@@ -26,7 +32,10 @@ struct ChatTemplate {
   // An empty or unrecognised template gives style None.
   static ChatTemplate from_jinja(std::string_view jinja, std::string_view bos_text = "");
 
-  // The prompt text. With style None, throws rlhf::Error (the model has no chat template).
+  // The prompt as pieces: the template's own text is Markup, each message's content its
+  // parts (or one Content piece). With style None, throws rlhf::Error (no chat template).
+  PromptPieces render(std::span<const ChatMessage> messages, bool add_generation_prompt = true) const;
+  // The prompt text: render() joined.
   std::string apply(std::span<const ChatMessage> messages, bool add_generation_prompt = true) const;
 };
 

@@ -24,11 +24,11 @@ class SentencePieceTokenizer final : public Tokenizer {
     for (const auto& t : specials_.tokens()) special_ids_.push_back(t.id);  // ascending
   }
 
-  std::vector<int32_t> encode(std::string_view text, bool parse_special) const override {
+  std::vector<int32_t> encode_parts(std::span<const TextPart> parts) const override {
     std::vector<int32_t> ids;
     std::vector<int> piece_ids;
-    specials_.split(
-        text, parse_special,
+    specials_.split_parts(
+        parts,
         [&](std::string_view segment) {
           piece_ids.clear();
           auto st = sp_->Encode(segment, &piece_ids);

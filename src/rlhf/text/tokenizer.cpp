@@ -6,6 +6,11 @@
 
 namespace rlhf::text {
 
+std::vector<int32_t> Tokenizer::encode(std::string_view text, bool parse_special) const {
+  const TextPart part{text, parse_special};
+  return encode_parts({&part, 1});
+}
+
 std::vector<int32_t> Tokenizer::encode_sequence(std::string_view text) const {
   std::vector<int32_t> ids;
   if (special_.add_bos && special_.bos >= 0) ids.push_back(special_.bos);

@@ -41,13 +41,24 @@ struct TokenizerSpec {
   std::string source;  // where the spec came from (a file path), for error messages
 };
 
+// A piece of a text to encode and whether spell-outs of special tokens in it become their ids.
+struct TextPart {
+  std::string_view text;
+  bool parse_special = false;
+};
+
 class Tokenizer {
  public:
   virtual ~Tokenizer() = default;
 
   // Ids of text. parse_special: spell-outs of added/special tokens in the text become their
   // ids (as HF tokenizers does). Does not add BOS/EOS; see encode_sequence.
-  virtual std::vector<int32_t> encode(std::string_view text, bool parse_special = true) const = 0;
+  std::vector<int32_t> encode(std::string_view text, bool parse_special = true) const;
+  // Ids of the parts' concatenation, special tokens found only in the parts that parse them:
+  // a chat template's markers are control tokens while the data between them stays text.
+  // Text runs that cross part boundaries are encoded as one (as the concatenation would be),
+  // so parts without special spell-outs give exactly encode(concatenation).
+  virtual std::vector<int32_t> encode_parts(std::span<const TextPart> parts) const = 0;
   // Exact text of ids (bytes reassembled). skip_special drops special tokens.
   virtual std::string decode(std::span<const int32_t> ids, bool skip_special = false) const = 0;
   // The raw bytes of one token (for streaming; may be an incomplete UTF-8 sequence).

@@ -193,7 +193,11 @@ void PolicyTrainer::read_prompts() {
 // Prompts are encoded as the reward model was trained unless told otherwise.
 void PolicyTrainer::choose_encoding() {
   enc_ = rm_info().encode;
-  if (cfg_.prompt_format) enc_.format = data::resolve_prompt_format(*cfg_.prompt_format, prompt_rows_.front().prompt);
+  data::PromptForms forms;
+  forms.add_rows(prompt_rows_);
+  forms.add_rows(eval_rows_);
+  enc_.format = data::choose_prompt_format(cfg_.prompt_format.value_or(""), rm_info().encode.format,
+                                           "the reward model in " + cfg_.reward_model, forms, "--prompt-format");
   if (cfg_.instruction) enc_.instruction = *cfg_.instruction;
   enc_.prompt_sequence_length = cfg_.prompt_sequence_length;
   enc_.target_sequence_length = cfg_.target_sequence_length;
@@ -214,8 +218,8 @@ void PolicyTrainer::choose_encoding() {
 
 void PolicyTrainer::encode_prompts() {
   data::Encoder encoder(*policy_model().tokenizer, policy_model().chat_template, eos_, enc_);
-  for (const auto& r : prompt_rows_) prompt_ids_.push_back(encoder.prompt_ids(r.prompt));
-  for (const auto& r : eval_rows_) eval_ids_.push_back(encoder.prompt_ids(r.prompt));
+  for (const auto& r : prompt_rows_) prompt_ids_.push_back(encoder.prompt_ids(r.prompt, r.where));
+  for (const auto& r : eval_rows_) eval_ids_.push_back(encoder.prompt_ids(r.prompt, r.where));
   for (size_t i = 0; i < prompt_ids_.size(); ++i)
     if (prompt_ids_[i].empty()) fail("{}: the prompt encodes to no tokens", prompt_rows_[i].where);
   for (size_t i = 0; i < eval_ids_.size(); ++i)
@@ -327,7 +331,7 @@ void PolicyTrainer::score_rollouts(Rollouts& r, const std::vector<data::PromptRo
         seq.insert(seq.end(), body.begin(), body.end());
         seq.push_back(rm_info().eos_id);
       } else {
-        seq = rm.encoder->prompt_ids(rows[s.row].prompt);
+        seq = rm.encoder->prompt_ids(rows[s.row].prompt, rows[s.row].where);
         auto c = rm.encoder->completion_ids(policy_model().tokenizer->decode(body, /*skip_special=*/true));
         seq.insert(seq.end(), c.begin(), c.end());
       }

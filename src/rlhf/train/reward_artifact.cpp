@@ -35,7 +35,7 @@ std::vector<float> score_rows(const LoadedRewardModel& m, const std::vector<data
                               int64_t batch_size, bool progress) {
   std::vector<std::vector<int32_t>> seqs(rows.size());
   for (size_t i = 0; i < rows.size(); ++i) {
-    seqs[i] = m.encoder->prompt_ids(rows[i].prompt);
+    seqs[i] = m.encoder->prompt_ids(rows[i].prompt, rows[i].where);
     auto c = m.encoder->completion_ids(rows[i].completion);
     seqs[i].insert(seqs[i].end(), c.begin(), c.end());
   }

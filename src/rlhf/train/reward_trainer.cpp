@@ -172,7 +172,10 @@ void RewardTrainer::read_pairs() {
 }
 
 void RewardTrainer::encode_pairs() {
-  enc_.format = data::resolve_prompt_format(cfg_.prompt_format, rows_.front().prompt);
+  data::PromptForms forms;
+  forms.add_rows(rows_);
+  forms.add_rows(val_rows_);
+  enc_.format = data::resolve_prompt_format(cfg_.prompt_format, forms, "--prompt-format");
   enc_.instruction = cfg_.instruction;
   enc_.prompt_sequence_length = cfg_.prompt_sequence_length;
   enc_.target_sequence_length = cfg_.target_sequence_length;
