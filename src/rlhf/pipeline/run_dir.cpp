@@ -56,6 +56,7 @@ Manifest Manifest::from_json(const json& j, const std::string& source) {
   m.metrics = j.value("metrics", json::object());
   m.versions = j.value("versions", json::object());
   m.output_hashes = j.value("output_hashes", json::object());
+  if (m.output_hashes.is_null()) m.output_hashes = json::object();
   if (!m.output_hashes.is_object()) fail("{}: field 'output_hashes' must be an object", source);
   if (auto it = j.find("accepted_edits"); it != j.end() && it->is_array())
     for (const auto& o : *it)

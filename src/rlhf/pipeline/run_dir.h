@@ -30,7 +30,7 @@ struct Manifest {
   nlohmann::json inputs;        // {name: {"path", "sha256"}} and {dep_stage: {"key", "outputs": {path: sha256}}}
   nlohmann::json params;        // the stage's parameters, defaults filled in
   std::vector<std::string> outputs;  // paths relative to DIR
-  nlohmann::json output_hashes; // {path: {"sha256", "stamp"}} once done (output_hashes below)
+  nlohmann::json output_hashes = nlohmann::json::object();  // {path: {"sha256", "stamp"}} once done (output_hashes below)
   std::vector<std::string> accepted_edits;  // outputs edited by hand and kept (--accept-edited-outputs)
   nlohmann::json metrics;       // headline metrics ({} until done)
   std::string started, finished;     // ISO 8601 UTC
