@@ -45,21 +45,26 @@ std::string judge_context(const std::string& instruction, const std::string& pro
   return prompt.empty() ? instruction : instruction + "\n\n" + prompt;
 }
 
+text::PromptPieces judge_prompt_pieces(JudgeTask task, const std::string& context, const std::string& first,
+                                       const std::string& second) {
+  using text::PieceKind;
+  const bool sum = task == JudgeTask::Summarization;
+  text::PromptPieces p;
+  p.add(PieceKind::Fixed, sum ? "Compare two summaries of the same text.\n\n" : "Compare two answers to the same question.\n\n");
+  p.add(PieceKind::Fixed, sum ? "Text and instruction:\n" : "Question and context:\n");
+  p.add(PieceKind::Content, context);
+  p.add(PieceKind::Fixed, "\n\nResponse A:\n");
+  p.add(PieceKind::Content, first);
+  p.add(PieceKind::Fixed, "\n\nResponse B:\n");
+  p.add(PieceKind::Content, second);
+  p.add(PieceKind::Fixed, "\n\nCriteria:\n" + task_criteria(task));
+  p.add(PieceKind::Fixed, "\nWhich response is better, A or B? Answer with one letter.");
+  return p;
+}
+
 std::string judge_prompt(JudgeTask task, const std::string& context, const std::string& first,
                          const std::string& second) {
-  const bool sum = task == JudgeTask::Summarization;
-  std::string s;
-  s += sum ? "Compare two summaries of the same text.\n\n" : "Compare two answers to the same question.\n\n";
-  s += sum ? "Text and instruction:\n" : "Question and context:\n";
-  s += context;
-  s += "\n\nResponse A:\n";
-  s += first;
-  s += "\n\nResponse B:\n";
-  s += second;
-  s += "\n\nCriteria:\n";
-  s += task_criteria(task);
-  s += "\nWhich response is better, A or B? Answer with one letter.";
-  return s;
+  return judge_prompt_pieces(task, context, first, second).text();
 }
 
 std::map<std::string, Choice> parse_label_map(const std::string& spec) {

@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "rlhf/eval/metrics.h"
+#include "rlhf/text/prompt_pieces.h"
 
 namespace rlhf::eval {
 
@@ -33,7 +34,10 @@ std::string task_criteria(JudgeTask task);
 std::string judge_context(const std::string& instruction, const std::string& prompt);
 
 // The judge's instruction for one pair, `first` shown as Response A, `second` as Response B.
-// It ends with the question the judge answers with the letter A or B.
+// It ends with the question the judge answers with the letter A or B. As pieces, the three
+// texts are Content (what a prompt too long gives up) and the instructions around them Fixed.
+text::PromptPieces judge_prompt_pieces(JudgeTask task, const std::string& context, const std::string& first,
+                                       const std::string& second);
 std::string judge_prompt(JudgeTask task, const std::string& context, const std::string& first,
                          const std::string& second);
 

@@ -83,11 +83,13 @@ Candidates sample_candidates(const LabelConfig& c) {
     enc.instruction = c.instruction;
     enc.prompt_sequence_length = c.prompt_sequence_length;
     enc.target_sequence_length = std::max<int64_t>(2, c.max_new_tokens);
-    enc.format = data::resolve_prompt_format(c.prompt_format, out.rows.front().prompt);
+    data::PromptForms forms;
+    forms.add_rows(out.rows);
+    enc.format = data::resolve_prompt_format(c.prompt_format, forms, "--prompt-format");
     data::Encoder encoder(*gm->base->tokenizer, gm->base->chat_template, gm->eos_id, enc);
     std::vector<std::vector<int32_t>> prompts;
     for (const auto& r : out.rows) {
-      prompts.push_back(encoder.prompt_ids(r.prompt));
+      prompts.push_back(encoder.prompt_ids(r.prompt, r.where));
       if (prompts.back().empty()) fail("{}: the prompt encodes to no tokens", r.where);
     }
     SamplingConfig s{.temperature = temperature, .top_k = c.top_k, .top_p = c.top_p, .max_new_tokens = c.max_new_tokens,
