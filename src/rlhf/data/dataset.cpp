@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <initializer_list>
 #include <memory>
@@ -31,6 +32,7 @@ constexpr size_t kListedProblems = 20;
 // and caught by the reading loop, which names the line.
 struct BadLine {
   std::string message;
+  bool droppable = false;  // a row that is well formed but teaches nothing: left out, counted, named
 };
 
 template <class... Args>
@@ -87,15 +89,19 @@ std::string text_field(const json& obj, const char* key, std::string_view field)
 }
 std::string text_field(const json& obj, const char* key) { return text_field(obj, key, key); }
 
-// The conversation of a chat line: turns alternate user/assistant, first and last user.
-PromptText chat_prompt(const json& j) {
-  const json& messages = j["messages"];
-  if (!messages.is_array()) bad_field("messages", "must be an array, got {}", type_name(messages));
-  if (messages.empty()) bad_field("messages", "is empty");
-  PromptText p;
-  for (size_t i = 0; i < messages.size(); ++i) {
-    const json& m = messages[i];
-    const std::string name = fmt::format("messages[{}]", i);
+// The turns of a message list (`field` names it in errors): objects with "author" (or "role",
+// as Hugging Face writes it) and "content". Roles alternate from the user's (or, for a list of
+// completions, the assistant's) turn; a system message may come first in a list that starts
+// with the user. A prompt's list must end with the user's turn (the one the model answers).
+std::vector<Turn> turns_of(const json& list, std::string_view field, bool starts_with_user,
+                           bool ends_with_user = false) {
+  if (!list.is_array()) bad_field(field, "must be an array, got {}", type_name(list));
+  if (list.empty()) bad_field(field, "is empty");
+  std::vector<Turn> turns;
+  size_t first = 0;  // index of the first user/assistant turn
+  for (size_t i = 0; i < list.size(); ++i) {
+    const json& m = list[i];
+    const std::string name = fmt::format("{}[{}]", field, i);
     if (!m.is_object()) bad_field(name, "must be an object, got {}", type_name(m));
     const char* key = m.contains("author") || !m.contains("role") ? "author" : "role";
     const std::string author_field = name + "." + key;
@@ -103,19 +109,47 @@ PromptText chat_prompt(const json& j) {
     if (it == m.end()) bad_field(author_field, "missing");
     if (!it->is_string()) bad_field(author_field, "must be a string, got {}", type_name(*it));
     std::string author = it->get<std::string>();
-    if (author != "user" && author != "assistant")
-      bad_field(author_field, "must be 'user' or 'assistant', got '{}'", author);
-    const char* want = i % 2 == 0 ? "user" : "assistant";
-    if (author != want)
-      bad_field(author_field, "is '{}' where '{}' was expected (turns alternate, starting with the user's)", author,
-                want);
-    p.messages.push_back({author, text_field(m, "content", name + ".content")});
+    if (author == "system") {
+      if (i != 0 || !starts_with_user)
+        bad_field(author_field, "a system message may only come first, before the user's turn");
+      first = 1;
+    } else if (author != "user" && author != "assistant") {
+      bad_field(author_field, "must be 'system', 'user' or 'assistant', got '{}'", author);
+    } else {
+      const bool user_turn = ((i - first) % 2 == 0) == starts_with_user;
+      const char* want = user_turn ? "user" : "assistant";
+      if (author != want)
+        bad_field(author_field, "is '{}' where '{}' was expected (turns alternate, starting with the {}'s)", author, want,
+                  starts_with_user ? "user" : "assistant");
+    }
+    turns.push_back({author, text_field(m, "content", name + ".content")});
   }
-  if (p.messages.back().author != "user")
-    bad_field(fmt::format("messages[{}].author", messages.size() - 1),
+  if (first == turns.size()) bad_field(field, "holds only a system message; the user's turn is missing");
+  if (ends_with_user && turns.back().author != "user") {
+    const json& last = list.back();
+    bad_field(fmt::format("{}[{}].{}", field, list.size() - 1, last.contains("author") || !last.contains("role") ? "author" : "role"),
               "the last turn must be the user's (it is the one the model answers)");
+  }
+  return turns;
+}
+
+// A prompt from turns: the system message (if any) becomes the context.
+PromptText prompt_of_turns(std::vector<Turn> turns) {
+  PromptText p;
+  if (turns.front().author == "system") {
+    p.context = std::move(turns.front().content);
+    turns.erase(turns.begin());
+  }
+  p.messages = std::move(turns);
+  return p;
+}
+
+// The conversation of a chat line, with its optional "context" (or a system message).
+PromptText chat_prompt(const json& j) {
+  PromptText p = prompt_of_turns(turns_of(j["messages"], "messages", true, true));
   if (auto it = j.find("context"); it != j.end()) {
     if (!it->is_string()) bad_field("context", "must be a string, got {}", type_name(*it));
+    if (!p.context.empty()) bad_field("context", "is given twice: as 'context' and as a system message in messages");
     p.context = it->get<std::string>();
   }
   return p;
@@ -130,6 +164,7 @@ PromptText prompt_of(const json& j, const char* usual) {
   if (j.contains("input_text")) {
     p.text = text_field(j, "input_text");
   } else if (j.contains("prompt")) {
+    if (j["prompt"].is_array()) return prompt_of_turns(turns_of(j["prompt"], "prompt", true, true));
     p.text = text_field(j, "prompt");
   } else if (j.contains("inputs")) {
     const json& inputs = j["inputs"];
@@ -139,6 +174,41 @@ PromptText prompt_of(const json& j, const char* usual) {
     bad_field(usual, "missing (the prompt is input_text, prompt or messages)");
   }
   return p;
+}
+
+// A completion field: a string, or (Hugging Face's conversational form) a list holding one
+// assistant message.
+std::string completion_of(const json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end() || !it->is_array()) return text_field(j, key);
+  std::vector<Turn> turns = turns_of(*it, key, /*starts_with_user=*/false);
+  if (turns.size() != 1)
+    bad_field(key, "holds {} messages; a completion is one assistant message", turns.size());
+  return std::move(turns[0].content);
+}
+
+// Hugging Face's implicit-prompt conversational form: chosen and rejected are whole
+// conversations; the turns they share are the prompt, and each must add one assistant turn.
+void split_shared_turns(const json& j, PreferenceRow& r) {
+  std::vector<Turn> chosen = turns_of(j["chosen"], "chosen", true);
+  if (!j["rejected"].is_array()) bad_field("rejected", "must be a list of messages like chosen, got {}", type_name(j["rejected"]));
+  std::vector<Turn> rejected = turns_of(j["rejected"], "rejected", true);
+  size_t n = 0;
+  while (n < chosen.size() && n < rejected.size() && chosen[n].author == rejected[n].author &&
+         chosen[n].content == rejected[n].content)
+    ++n;
+  if (n == 0 || chosen[n - 1].author != "user")
+    bad_field("chosen", "the turns it shares with rejected (the prompt) must end with the user's; {} are shared", n);
+  for (const auto* side : {&chosen, &rejected}) {
+    const char* name = side == &chosen ? "chosen" : "rejected";
+    if (side->size() != n + 1 || side->back().author != "assistant")
+      bad_field(name, "must be the shared conversation plus one assistant turn ({} turns are shared, it has {})", n,
+                side->size());
+  }
+  r.chosen = std::move(chosen.back().content);
+  r.rejected = std::move(rejected.back().content);
+  chosen.pop_back();
+  r.prompt = prompt_of_turns(std::move(chosen));
 }
 
 int choice_of(const json& j) {
@@ -165,8 +235,12 @@ void split_shared_prompt(PreferenceRow& r) {
   r.prompt.text = a.substr(0, cut);
   r.chosen.erase(0, cut);
   r.rejected.erase(0, cut);
-  if (r.chosen.empty()) bad_field("chosen", "nothing is left of it after the prompt it shares with rejected");
-  if (r.rejected.empty()) bad_field("rejected", "nothing is left of it after the prompt it shares with chosen");
+  for (const auto* side : {&r.chosen, &r.rejected})
+    if (is_blank(*side))  // a dialogue that ends at its last "Assistant:": the pair teaches nothing
+      throw BadLine{fmt::format("field '{}': the final reply is empty (nothing follows the prompt it shares with {}); "
+                                "the row is left out",
+                                side == &r.chosen ? "chosen" : "rejected", side == &r.chosen ? "rejected" : "chosen"),
+                    /*droppable=*/true};
 }
 
 PreferenceRow parse_preference(const json& j) {
@@ -180,11 +254,15 @@ PreferenceRow parse_preference(const json& j) {
     r.chosen = choice == 0 ? c0 : c1;
     r.rejected = choice == 0 ? c1 : c0;
   } else if (has_common_fields(j)) {
-    r.chosen = text_field(j, "chosen");
-    r.rejected = text_field(j, "rejected");
+    if (!has_prompt_fields(j) && j.contains("chosen") && j["chosen"].is_array()) {
+      split_shared_turns(j, r);
+    } else {
+      r.chosen = completion_of(j, "chosen");
+      r.rejected = completion_of(j, "rejected");
+      if (has_prompt_fields(j)) r.prompt = prompt_of(j, "prompt");
+    }
     if (r.chosen == r.rejected) bad_field("rejected", "is the same text as chosen");
-    if (has_prompt_fields(j)) r.prompt = prompt_of(j, "prompt");
-    else split_shared_prompt(r);
+    if (!has_prompt_fields(j) && !r.prompt.is_chat()) split_shared_prompt(r);
   } else {
     bad("no completions: a preference line has candidate_0, candidate_1 and choice, or chosen and rejected");
   }
@@ -302,6 +380,7 @@ std::vector<Row> read_rows(const std::string& spec, const ReadOptions& options, 
   r.files = expand_paths(spec);
   std::vector<Row> rows;
   size_t lines = 0, problems = 0;
+  size_t dropped = 0;
   for (const std::string& path : r.files) {
     auto file = open_dataset_file(path);
     std::string_view text(reinterpret_cast<const char*>(file->data()), file->size());
@@ -323,6 +402,10 @@ std::vector<Row> read_rows(const std::string& spec, const ReadOptions& options, 
         row.where = where;
         if (options.max_rows == 0 || rows.size() < options.max_rows) rows.push_back(std::move(row));
       } catch (const BadLine& e) {
+        if (e.droppable) {
+          if (dropped++ < kListedProblems) r.left_out.push_back(where + ": " + e.message);
+          continue;
+        }
         ++problems;
         if (r.errors.size() < kListedProblems) r.errors.push_back(where + ": " + e.message);
       }
@@ -330,6 +413,9 @@ std::vector<Row> read_rows(const std::string& spec, const ReadOptions& options, 
   }
   r.rows = rows.size();
   r.skipped = options.skip_invalid ? problems : 0;
+  r.dropped = dropped;
+  if (dropped > 0)
+    std::fprintf(stderr, "[rlhf] %s: %zu rows left out; the first: %s\n", spec.c_str(), dropped, r.left_out[0].c_str());
   if (report) *report = r;
   if (problems > 0 && !options.skip_invalid) {
     std::string message = fmt::format("{}", fmt::join(r.errors, "\n"));
@@ -337,6 +423,7 @@ std::vector<Row> read_rows(const std::string& spec, const ReadOptions& options, 
     fail("{}\n{}: {} of {} lines are invalid (skip-invalid leaves them out)", message, spec, problems, lines);
   }
   if (rows.empty()) {
+    if (dropped > 0) fail("{}: no rows: all {} were left out; the first: {}", spec, dropped, r.left_out[0]);
     if (problems > 0) fail("{}: no valid rows: all {} lines are invalid; the first: {}", spec, lines, r.errors[0]);
     fail("{}: the dataset has no rows", spec);
   }
@@ -443,7 +530,8 @@ bool has_preference_fields(const std::string& spec) {
       try {
         parse_preference(parse_line(line));
         return true;
-      } catch (const BadLine&) {
+      } catch (const BadLine& e) {
+        if (e.droppable) return true;
       }
       try {
         parse_prompt(parse_line(line));
@@ -467,7 +555,9 @@ Split holdout_split(size_t n, double fraction, size_t max_validation, uint64_t s
   Split s;
   if (n == 0) return s;
   const double wanted = std::isfinite(fraction) ? std::round(static_cast<double>(n) * std::max(0.0, fraction)) : 0.0;
-  size_t k = std::max(static_cast<size_t>(std::min(wanted, static_cast<double>(n))), size_t(n >= 2 ? 1 : 0));
+  // A positive fraction holds out at least one row (when there are two); zero holds out none.
+  const bool some = wanted > 0 || (std::isfinite(fraction) && fraction > 0);
+  size_t k = std::max(static_cast<size_t>(std::min(wanted, static_cast<double>(n))), size_t(some && n >= 2 ? 1 : 0));
   k = std::min(k, std::min(max_validation, n - 1));
   std::vector<size_t> order = permutation(n, seed);
   s.validation.assign(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(k));

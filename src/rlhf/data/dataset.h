@@ -4,10 +4,19 @@
 //   common      {"prompt", "chosen", "rejected"}; without "prompt" the prompt is the two
 //               texts' shared beginning (cut after the last "Assistant:" in it, else at a
 //               word boundary), as in Anthropic HH-RLHF
-//   chat        {"messages": [{"author": "user"|"assistant", "content"}], "context"?} plus
-//               the seed's or the common completion fields
-//   prompt      {"input_text"} or {"prompt"} or {"messages", "context"?}, or the seed's
-//               bulk-inference output {"inputs": {"inputs_pretokenized"}, "prediction"}
+//   chat        {"messages": [{"author"|"role": "system"|"user"|"assistant", "content"}],
+//               "context"?} plus the seed's or the common completion fields; a system
+//               message (first only) is the context
+//   conversational (Hugging Face TRL's forms)
+//               {"prompt": [messages], "chosen": [one assistant message], "rejected": [...]},
+//               or without "prompt", "chosen" and "rejected" as whole conversations whose
+//               shared turns are the prompt and which each add one assistant turn
+//   prompt      {"input_text"} or {"prompt"} (text or a list of messages) or {"messages",
+//               "context"?}, or the seed's bulk-inference output {"inputs":
+//               {"inputs_pretokenized"}, "prediction"}
+// Text that is only whitespace counts as empty. A well-formed row that teaches nothing (an
+// HH-RLHF dialogue whose final reply is empty) is left out, counted and named in a warning,
+// without failing the read.
 // A path may be a file, a directory (its *.jsonl files, sorted) or a glob; anything else
 // there (a device, a FIFO, a socket, a symbolic-link loop) is refused, naming what it is.
 // A line whose JSON repeats a key in one object is invalid (which value is meant is ambiguous).
@@ -66,6 +75,8 @@ struct ReadReport {
   size_t rows = 0;                  // valid rows kept
   size_t skipped = 0;               // bad lines left out (skip_invalid)
   std::vector<std::string> errors;  // the first problems found ("file:line: field 'x': ...")
+  size_t dropped = 0;                 // well-formed rows that teach nothing, always left out
+  std::vector<std::string> left_out;  // the first of them, with why
 };
 
 // The files a path names: itself, a directory's *.jsonl (sorted), or a glob's matches
@@ -90,8 +101,8 @@ bool has_preference_fields(const std::string& spec);
 // Fisher–Yates over SplitMix64; not std::shuffle, whose algorithm is unspecified).
 std::vector<size_t> permutation(size_t n, uint64_t seed);
 
-// A held-out split of n rows: `fraction` of them (at least 1 when n >= 2, at most
-// max_validation), chosen by the seed; both index lists sorted.
+// A held-out split of n rows: `fraction` of them (at least 1 when the fraction is positive and
+// n >= 2; none when it is 0; at most max_validation), chosen by the seed; both lists sorted.
 struct Split {
   std::vector<size_t> train, validation;
 };
