@@ -56,7 +56,7 @@ std::string trained_format(const fs::path& dir, const fs::path& model, const fs:
   const std::string log = capture(cli() + " train-reward --preference-dataset " + data.string() +
                                       " --large-model-reference " + model.string() + " --output " + (dir / "rm").string() +
                                       " --reward-model-train-steps 1 --batch-size 4 --micro-batch-size 4"
-                                      " --prompt-sequence-length 32 --target-sequence-length 8 --threads 1 --no-progress",
+                                      " --prompt-sequence-length 96 --target-sequence-length 8 --threads 1 --no-progress",
                                   &status, true);
   EXPECT_EQ(status, 0) << log;
   const json info = json::parse(rlhf::testing::read_text(dir / "rm" / "reward_model.json"));
