@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "rlhf/data/dataset.h"
+#include "rlhf/data/encode.h"
 #include "rlhf/model/loader.h"
 #include "rlhf/model/registry.h"
 #include "rlhf/util/build_id.h"
@@ -93,8 +94,6 @@ Plan compile_plan(const PipelineSpec& spec, const std::string& run_dir) {
     fail("{}: key 'prompt_sequence_length': prompt_sequence_length + target_sequence_length = {} + {} exceeds the "
          "model's context of {} tokens",
          where, spec.prompt_sequence_length(), spec.target_sequence_length(), ck.context_length);
-  if ((spec.prompt_format() == "chat") && mf.chat_template.style == text::ChatStyle::None)
-    fail("{}: key 'advanced.prompt_format': \"chat\", but {} has no chat template", where, mf.path);
   ck.model_sha256 = model_content_hash(mf.path);
   const StageInput model_in{"model", mf.path, ck.model_sha256};
 
@@ -106,21 +105,39 @@ Plan compile_plan(const PipelineSpec& spec, const std::string& run_dir) {
       fail("{}: key '{}': {}", where, key, e.what());
     }
   };
+  data::PromptForms forms;  // of every prompt the run reads
+  auto count = [&](const auto& rows) {
+    forms.add_rows(rows);
+    return rows.size();
+  };
   if (!spec.preference_dataset.empty())
     ck.preference_pairs = read_or_name_key("preference_dataset", [&] {
-      return data::read_preference_dataset(spec.preference_dataset, {.skip_invalid = spec.reward.skip_invalid}).size();
+      return count(data::read_preference_dataset(spec.preference_dataset, {.skip_invalid = spec.reward.skip_invalid}));
     });
   ck.prompts = read_or_name_key("prompt_dataset", [&] {
-    return data::read_prompt_dataset(spec.prompt_dataset, {.skip_invalid = spec.policy.skip_invalid}).size();
+    return count(data::read_prompt_dataset(spec.prompt_dataset, {.skip_invalid = spec.policy.skip_invalid}));
   });
   if (!spec.eval_dataset.empty()) {
     ck.eval_prompts = read_or_name_key("eval_dataset", [&] {
-      return data::read_prompt_dataset(spec.eval_dataset, {.max_rows = static_cast<size_t>(spec.policy.max_eval_prompts)}).size();
+      return count(data::read_prompt_dataset(spec.eval_dataset, {.max_rows = static_cast<size_t>(spec.policy.max_eval_prompts)}));
     });
     ck.eval_has_preferences = data::has_preference_fields(spec.eval_dataset);
   }
   if (spec.rlaif.enabled)
-    ck.rlaif_prompts = read_or_name_key("rlaif.prompt_dataset", [&] { return data::read_prompt_dataset(spec.rlaif.prompt_dataset).size(); });
+    ck.rlaif_prompts = read_or_name_key("rlaif.prompt_dataset", [&] { return count(data::read_prompt_dataset(spec.rlaif.prompt_dataset)); });
+
+  // One prompt format for every stage: "auto" is resolved here, from all the datasets' prompts,
+  // and the plan (its parameters, the stages' settings) carries the result.
+  const std::string format = read_or_name_key("advanced.prompt_format", [&] {
+    return std::string(data::prompt_format_name(data::resolve_prompt_format(spec.prompt_format(), forms, "advanced.prompt_format")));
+  });
+  if (format == "chat" && mf.chat_template.style == text::ChatStyle::None)
+    fail("{}: key 'advanced.prompt_format': \"{}\" gives chat, but {} has no chat template; set it to raw", where,
+         spec.prompt_format(), mf.path);
+  if (spec.prompt_format() == "auto") ck.notes.push_back(fmt::format("prompt format auto: {} (from {} conversations and {} plain prompts)",
+                                                                    format, forms.chat, forms.plain));
+  plan.spec.reward.prompt_format = format;
+  plan.spec.policy.prompt_format = format;
 
   // Judges: loadable.
   auto judge_input = [&](const char* key, const std::string& judge) {
@@ -146,7 +163,7 @@ Plan compile_plan(const PipelineSpec& spec, const std::string& run_dir) {
   }
 
   const json encoding = {{"instruction", spec.instruction()},
-                         {"prompt_format", spec.prompt_format()},
+                         {"prompt_format", format},
                          {"prompt_sequence_length", spec.prompt_sequence_length()},
                          {"target_sequence_length", spec.target_sequence_length()}};
   auto with = [](json a, const json& b) {
@@ -186,7 +203,7 @@ Plan compile_plan(const PipelineSpec& spec, const std::string& run_dir) {
     if (spec.rlaif.enabled) s.deps.push_back("label");
     else s.inputs.push_back(dataset_input("preference_dataset", spec.preference_dataset));
     // Every setting that changes the model (the settings table's result rows), steps resolved.
-    json p = settings_json(reward_settings(), spec.reward, /*result_only=*/true);
+    json p = settings_json(reward_settings(), plan.spec.reward, /*result_only=*/true);
     if (spec.reward.epochs > 0 && spec.rlaif.enabled) p["train_steps"] = "from the labeled pairs";
     else p["train_steps"] = spec.reward.steps_for(static_cast<int64_t>(ck.preference_pairs));
     s.params = p;
@@ -196,7 +213,7 @@ Plan compile_plan(const PipelineSpec& spec, const std::string& run_dir) {
   {
     Stage s{"train_policy", "RL tuning: PPO with the KL penalty (LoRA)", {"train_reward"}, {model_in}, {}, {"train_policy/model"}, ""};
     s.inputs.push_back(dataset_input("prompt_dataset", spec.prompt_dataset));
-    json p = settings_json(policy_settings(), spec.policy, /*result_only=*/true);
+    json p = settings_json(policy_settings(), plan.spec.policy, /*result_only=*/true);
     p["train_steps"] = spec.policy.steps_for(static_cast<int64_t>(ck.prompts));
     s.params = p;
     plan.stages.push_back(std::move(s));
