@@ -80,7 +80,7 @@ Command add_label(CLI::App& app) {
   g->add_option("--prompt-sequence-length", c.prompt_sequence_length, "prompt tokens kept (the last ones)")
       ->capture_default_str()->check(whole_in(1, 1 << 24));
   g->add_option("--instruction", c.instruction, "prepended to every prompt (and to the judge's context)");
-  g->add_option("--prompt-format", c.prompt_format, "raw, chat or auto")->capture_default_str();
+  g->add_option("--prompt-format", c.prompt_format, "raw, chat or auto (auto: the adapter's format, else chat when every prompt is a conversation)")->capture_default_str();
   g->add_option("--seed", c.seed, "sampling seed (candidate_1 uses seed + 1)")->capture_default_str()
       ->check(unsigned_whole());
   g->add_option("--batch-size", c.batch_size, "prompts generated together")->capture_default_str()->check(whole_in(1, 4096));

@@ -85,7 +85,9 @@ Candidates sample_candidates(const LabelConfig& c) {
     enc.target_sequence_length = std::max<int64_t>(2, c.max_new_tokens);
     data::PromptForms forms;
     forms.add_rows(out.rows);
-    enc.format = data::resolve_prompt_format(c.prompt_format, forms, "--prompt-format");
+    enc.format = data::choose_prompt_format(c.prompt_format,
+                                            gm->encode_from_adapter ? std::optional(gm->encode.format) : std::nullopt,
+                                            "the adapter in " + adapter, forms, "--prompt-format");
     data::Encoder encoder(*gm->base->tokenizer, gm->base->chat_template, gm->eos_id, enc);
     std::vector<std::vector<int32_t>> prompts;
     for (const auto& r : out.rows) {

@@ -35,7 +35,7 @@ struct LabelConfig {
   int64_t max_new_tokens = 64;       // target_sequence_length
   int64_t prompt_sequence_length = 512;
   std::string instruction;           // prepended to every prompt (and before it in the judge's context)
-  std::string prompt_format = "raw"; // raw, chat, auto
+  std::string prompt_format = "auto";  // raw, chat, auto (the adapter's, else from the prompts)
   uint64_t seed = 0;
   int64_t batch_size = 16;
   // Labeler: exactly one of rule and judge.
