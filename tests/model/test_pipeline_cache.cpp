@@ -160,7 +160,7 @@ TEST(PipelineCache, EditedTokenizerConfigRerunsEveryStageThatReadsTheModel) {
     EXPECT_EQ(outcomes(log)[s], "running") << s << "\n" << log;
     auto m = read_manifest(run.string(), s);
     ASSERT_TRUE(m.has_value()) << s;
-    EXPECT_EQ(m->versions["build"], build_id()) << s;
+    EXPECT_EQ(m->versions["build"], std::string(build_id())) << s;
     EXPECT_NE(m->versions["build"], RLHF_VERSION) << s;
     EXPECT_FALSE(m->plan_key.empty()) << s;
     for (const auto& o : m->outputs) EXPECT_TRUE(m->output_hashes.contains(o)) << s << " " << o;
