@@ -21,7 +21,7 @@ SettingsTable<PolicyTrainConfig> make_table() {
   r.push_back({.name = "instruction", .flag = "--instruction", .spec_key = "instruction",
                .help = "text prepended to every prompt (unset: the reward model's)", .ref = REF(instruction)});
   r.push_back({.name = "prompt_format", .flag = "--prompt-format", .spec_key = "advanced.prompt_format",
-               .help = "raw, chat or auto (unset: as the reward model was trained)", .choices = {"raw", "chat", "auto"},
+               .help = "raw, chat or auto (unset or auto: as the reward model was trained)", .choices = {"raw", "chat", "auto"},
                .ref = REF(prompt_format)});
   add_shared_rows<PolicyTrainConfig>(r);
   // Model.

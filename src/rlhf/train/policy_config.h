@@ -25,7 +25,7 @@ struct PolicyTrainConfig {
 
   // Data.
   bool skip_invalid = false;
-  std::optional<std::string> prompt_format;  // raw, chat, auto; unset = as the reward model was trained
+  std::optional<std::string> prompt_format;  // raw, chat, auto; unset or auto = as the reward model was trained
   std::optional<std::string> instruction;    // prepended to every prompt; unset = the reward model's
   int64_t prompt_sequence_length = 512;
   int64_t target_sequence_length = 64;

@@ -21,7 +21,8 @@ SettingsTable<RewardTrainConfig> make_table() {
   r.push_back({.name = "instruction", .flag = "--instruction", .spec_key = "instruction",
                .help = "text prepended to every prompt", .ref = REF(instruction)});
   r.push_back({.name = "prompt_format", .flag = "--prompt-format", .spec_key = "advanced.prompt_format",
-               .help = "raw (text prompts, as the seed), chat (the model's template), auto (chat when the data is in chat form)",
+               .help = "raw (text prompts, as the seed), chat (the model's template), auto (chat when every prompt is a "
+                       "conversation, raw when none is)",
                .choices = {"raw", "chat", "auto"}, .ref = REF(prompt_format)});
   add_shared_rows<RewardTrainConfig>(r);
   r.push_back({.name = "validation_fraction", .flag = "--validation-fraction", .spec_key = "advanced.validation_fraction",

@@ -23,7 +23,7 @@ struct RewardTrainConfig {
 
   // Data.
   bool skip_invalid = false;            // leave out bad lines instead of stopping
-  std::string prompt_format = "auto";   // raw, chat, or auto (chat when the data is in chat form)
+  std::string prompt_format = "auto";   // raw, chat, or auto (chat when every prompt is a conversation)
   std::string instruction;              // prepended to every prompt
   int64_t prompt_sequence_length = 512;
   int64_t target_sequence_length = 64;
