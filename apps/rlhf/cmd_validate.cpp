@@ -61,6 +61,7 @@ Model tokenizer_of(ModelFiles files) {
 // What a dataset holds, for the token statistics.
 struct Contents {
   std::vector<data::PromptText> prompts;
+  std::vector<std::string> wheres;  // of each prompt
   data::PromptForms forms;
   std::vector<std::string> completions;
 };
@@ -71,6 +72,7 @@ Contents read_dataset(const std::string& spec, bool preferences, const data::Rea
   if (preferences) {
     for (auto& r : data::read_preference_dataset(spec, options, &report)) {
       c.forms.add(r.prompt, r.where);
+      c.wheres.push_back(r.where);
       c.prompts.push_back(std::move(r.prompt));
       c.completions.push_back(std::move(r.chosen));
       c.completions.push_back(std::move(r.rejected));
@@ -78,6 +80,7 @@ Contents read_dataset(const std::string& spec, bool preferences, const data::Rea
   } else {
     for (auto& r : data::read_prompt_dataset(spec, options, &report)) {
       c.forms.add(r.prompt, r.where);
+      c.wheres.push_back(r.where);
       c.prompts.push_back(std::move(r.prompt));
     }
   }
@@ -87,7 +90,9 @@ Contents read_dataset(const std::string& spec, bool preferences, const data::Rea
 void print_report(const data::ReadReport& r) {
   if (r.files.size() <= 3) std::printf("  files: %s\n", fmt::format("{}", fmt::join(r.files, ", ")).c_str());
   else std::printf("  files: %zu (%s ... %s)\n", r.files.size(), r.files.front().c_str(), r.files.back().c_str());
-  std::printf("  rows: %zu valid, %zu skipped\n", r.rows, r.skipped);
+  std::printf("  rows: %zu valid, %zu skipped, %zu left out (they teach nothing)\n", r.rows, r.skipped, r.dropped);
+  for (const auto& e : r.left_out) std::printf("    left out: %s\n", e.c_str());
+  if (r.dropped > r.left_out.size()) std::printf("    ... and %zu more\n", r.dropped - r.left_out.size());
   if (r.errors.empty()) return;
   std::printf("  first problems:\n");
   for (const auto& e : r.errors) std::printf("    %s\n", e.c_str());
@@ -106,8 +111,11 @@ std::string length_summary(std::vector<size_t> lengths, int64_t limit) {
 
 // Token counts before truncation: an encoder whose limits cut nothing.
 void print_lengths(const Contents& c, const Model& model, const data::EncodeConfig& config) {
-  // The settings must suit the model (the chat format needs a chat template).
-  (void)data::Encoder(*model.tokenizer, model.chat_template, completion_eos_id(model), config);
+  // The settings must suit the model (the chat format needs a chat template), and every prompt
+  // must leave room for its text after the template and the instruction.
+  const data::Encoder fitted(*model.tokenizer, model.chat_template, completion_eos_id(model), config);
+  size_t cut = 0;
+  for (size_t i = 0; i < c.prompts.size(); ++i) cut += fitted.encode_prompt(c.prompts[i], c.wheres[i]).cut > 0;
   data::EncodeConfig uncut = config;
   uncut.prompt_sequence_length = std::numeric_limits<int64_t>::max();
   uncut.target_sequence_length = std::numeric_limits<int64_t>::max();
@@ -115,8 +123,8 @@ void print_lengths(const Contents& c, const Model& model, const data::EncodeConf
   std::vector<size_t> prompts, completions;
   for (const auto& p : c.prompts) prompts.push_back(enc.prompt_ids(p).size());
   for (const auto& t : c.completions) completions.push_back(enc.completion_ids(t).size());
-  std::printf("  prompt tokens: %s (cut from the left)\n",
-              length_summary(prompts, config.prompt_sequence_length).c_str());
+  std::printf("  prompt tokens: %s; %zu prompts lose the start of their text (instruction and template kept)\n",
+              length_summary(prompts, config.prompt_sequence_length).c_str(), cut);
   if (!completions.empty())
     std::printf("  completion tokens, EOS included: %s (cut from the right)\n",
                 length_summary(completions, config.target_sequence_length).c_str());
