@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "commands.h"
+#include "rlhf/util/build_id.h"
 #include "rlhf/util/error.h"
 #include "rlhf/util/interrupt.h"
 
@@ -35,7 +36,7 @@ std::string continue_command(const rlhf::cli::Command& c, int argc, char** argv)
 int main(int argc, char** argv) {
   CLI::App app{"rlhf: tune a language model to human preferences (RLHF), natively"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", std::string("rlhf ") + RLHF_VERSION);
+  app.set_version_flag("--version", std::string("rlhf ") + rlhf::build_id());
 
   std::vector<rlhf::cli::Command> commands = {
       rlhf::cli::add_generate(app),
