@@ -79,7 +79,10 @@ Command add_sxs(CLI::App& app) {
       ->check(whole_in(0, INT32_MAX));
   s->add_option("--label-a", f->label_a, "name of A on the page (default: its model, else the file name)");
   s->add_option("--label-b", f->label_b, "name of B on the page");
-  s->add_option("--join-on", f->join_on, "auto, inputs_pretokenized, input_text")->capture_default_str();
+  s->add_option("--join-on", f->join_on,
+                "auto (the dataset prompt when every row has it, else inputs_pretokenized), inputs_pretokenized, "
+                "input_text")
+      ->capture_default_str();
   s->add_flag("--skip-invalid", f->skip_invalid, "leave out invalid lines instead of stopping");
   s->add_option("--batch-size", f->batch_size, "sequences per reward-model forward")
       ->capture_default_str()
