@@ -127,7 +127,7 @@ TEST(CliSafety, AnUnrelatedFolderSurvivesEveryCommandPointedAtIt) {
                                  "/labels.jsonl > /dev/null"),
               0);
     EXPECT_EQ(rlhf::testing::run(cli() + " autosxs --input " + pairs + " --judge " + model +
-                                 " --explanation-tokens 0 --max-prompt-tokens 256 --quiet --output " + fresh +
+                                 " --explanation-tokens 0 --max-prompt-tokens 512 --quiet --output " + fresh +
                                  "/autosxs > /dev/null 2>&1"),
               0);
   }

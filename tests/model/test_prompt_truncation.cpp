@@ -98,12 +98,15 @@ TEST(LongPrompts, TheRewardModelsAndTheJudgesInputsKeepTheInstruction) {
   }
 
   rlhf::eval::Judge judge({.model = *model, .max_prompt_tokens = 256, .explanation_tokens = 0});
-  auto ids = judge.prompt_ids({kInstruction + "\n\n" + *post, "A cat sat.", "A dog ran."});
+  // The instruction leads the context and is marked as such: the post's middle gives way.
+  auto ids = judge.prompt_ids({kInstruction + "\n\n" + *post + *post, "A cat sat.", "A dog ran.", kInstruction});
   ASSERT_LE(ids.size(), 256u);
   const std::string text = files.tokenizer->decode(ids);
   EXPECT_TRUE(text.starts_with("<|im_start|>system")) << text;
-  EXPECT_NE(text.find("Compare two summaries of the same text.\n\nText and instruction:\n" + kInstruction), std::string::npos)
+  EXPECT_NE(text.find("Compare two summaries of the same text.\n\nText and instruction:\n" + kInstruction + "\n\nSUBREDDIT"),
+            std::string::npos)
       << text;
+  EXPECT_NE(text.find(" [...] "), std::string::npos) << text;
   EXPECT_NE(text.find("Response A:\nA cat sat."), std::string::npos) << text;
   EXPECT_TRUE(text.ends_with("Answer with one letter.<|im_end|>\n<|im_start|>assistant\n")) << text;
 }

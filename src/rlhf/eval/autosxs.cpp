@@ -46,13 +46,18 @@ std::string judge_context(const std::string& instruction, const std::string& pro
 }
 
 text::PromptPieces judge_prompt_pieces(JudgeTask task, const std::string& context, const std::string& first,
-                                       const std::string& second) {
+                                       const std::string& second, const std::string& instruction) {
   using text::PieceKind;
   const bool sum = task == JudgeTask::Summarization;
   text::PromptPieces p;
   p.add(PieceKind::Fixed, sum ? "Compare two summaries of the same text.\n\n" : "Compare two answers to the same question.\n\n");
   p.add(PieceKind::Fixed, sum ? "Text and instruction:\n" : "Question and context:\n");
-  p.add(PieceKind::Content, context);
+  if (!instruction.empty() && context.starts_with(instruction)) {
+    p.add(PieceKind::Fixed, instruction);
+    p.add(PieceKind::Content, context.substr(instruction.size()));
+  } else {
+    p.add(PieceKind::Content, context);
+  }
   p.add(PieceKind::Fixed, "\n\nResponse A:\n");
   p.add(PieceKind::Content, first);
   p.add(PieceKind::Fixed, "\n\nResponse B:\n");
@@ -141,7 +146,10 @@ AutoSxsRow parse_row(const json& row, const AutoSxsColumns& cols, const std::str
   }
   if (!cols.instruction.empty() &&
       std::find(cols.context.begin(), cols.context.end(), cols.instruction) == cols.context.end())
-    if (auto instruction = text_field(cols.instruction, false)) r.context = judge_context(*instruction, r.context);
+    if (auto instruction = text_field(cols.instruction, false)) {
+      r.context = judge_context(*instruction, r.context);
+      if (r.context.starts_with(*instruction)) r.instruction = *instruction;
+    }
   r.response_a = *text_field(cols.response_a, true);
   r.response_b = *text_field(cols.response_b, true);
   if (!cols.human.empty()) {

@@ -36,8 +36,9 @@ std::string judge_context(const std::string& instruction, const std::string& pro
 // The judge's instruction for one pair, `first` shown as Response A, `second` as Response B.
 // It ends with the question the judge answers with the letter A or B. As pieces, the three
 // texts are Content (what a prompt too long gives up) and the instructions around them Fixed.
+// `instruction`: when the context starts with it, that start is Fixed (never cut).
 text::PromptPieces judge_prompt_pieces(JudgeTask task, const std::string& context, const std::string& first,
-                                       const std::string& second);
+                                       const std::string& second, const std::string& instruction = "");
 std::string judge_prompt(JudgeTask task, const std::string& context, const std::string& first,
                          const std::string& second);
 
@@ -57,6 +58,7 @@ std::map<std::string, Choice> parse_label_map(const std::string& spec);
 
 struct AutoSxsRow {
   std::string id, context, response_a, response_b;
+  std::string instruction;      // the instruction column's text that leads context ("" = none)
   std::optional<Choice> human;  // with human columns: the (majority) label
   std::string where;            // "file:line" or "file[index]"
 };

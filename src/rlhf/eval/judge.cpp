@@ -61,13 +61,17 @@ Judge::Judge(const JudgeConfig& config) : config_(config) {
     for (Choice c : {Choice::A, Choice::B, Choice::Tie})
       lead_tokens_ = std::max<int64_t>(lead_tokens_, static_cast<int64_t>(lead_in_ids(lead_in(c)).size()));
   const int64_t room = model_->config.max_position - config_.explanation_tokens - lead_tokens_;
-  const int64_t instructions = static_cast<int64_t>(text::fit_prompt(*model_->tokenizer, render("", "", "")).ids.size());
+  const int64_t instructions = static_cast<int64_t>(text::fit_prompt(*model_->tokenizer, render({})).ids.size());
   if (room < instructions + 16)
     fail("{}: the judge's context ({} tokens) leaves {} for a prompt after {} explanation tokens, but its instructions "
          "alone take {}; lower --explanation-tokens",
          model_->path, model_->config.max_position, std::max<int64_t>(room, 0), config_.explanation_tokens,
          instructions);
   config_.max_prompt_tokens = std::min(config_.max_prompt_tokens, room);
+  if (config_.max_prompt_tokens < instructions + 16)
+    fail("--max-prompt-tokens {} leaves no room for the texts to judge: the judge's instructions alone take {} tokens "
+         "with {}; raise it",
+         config_.max_prompt_tokens, instructions, model_->path);
   letter_a_ = letter_ids(*model_->tokenizer, "A");
   letter_b_ = letter_ids(*model_->tokenizer, "B");
   if (letter_a_.empty() || letter_b_.empty())
@@ -78,9 +82,9 @@ Judge::~Judge() = default;
 
 std::string Judge::reference() const { return model_->reference; }
 
-text::PromptPieces Judge::render(const std::string& context, const std::string& first,
-                                 const std::string& second) const {
-  text::PromptPieces body = judge_prompt_pieces(config_.task, context, first, second);
+text::PromptPieces Judge::render(const PairToJudge& shown) const {
+  text::PromptPieces body =
+      judge_prompt_pieces(config_.task, shown.context, shown.response_a, shown.response_b, shown.instruction);
   if (chat_) {
     const std::vector<text::ChatMessage> turn = {{"user", "", body.pieces}};
     return model_->chat_template.render(turn, /*add_generation_prompt=*/true);
@@ -104,7 +108,7 @@ std::vector<int32_t> Judge::prompt_ids(const PairToJudge& shown) const {
   fit.cut = text::CutFrom::Middle;
   fit.cut_mark = kCutMark;
   fit.limit_name = "--max-prompt-tokens";
-  return text::fit_prompt(*model_->tokenizer, render(shown.context, shown.response_a, shown.response_b), fit).ids;
+  return text::fit_prompt(*model_->tokenizer, render(shown), fit).ids;
 }
 
 std::vector<double> Judge::prob_first_better(const std::vector<PairToJudge>& shown) const {
@@ -149,7 +153,7 @@ std::vector<JudgedPair> Judge::judge(const std::vector<PairToJudge>& pairs,
   for (size_t s = 0; s < pairs.size(); s += chunk) {
     const size_t e = std::min(pairs.size(), s + chunk);
     std::vector<PairToJudge> first(pairs.begin() + s, pairs.begin() + e), swapped;
-    for (const auto& p : first) swapped.push_back({p.context, p.response_b, p.response_a});
+    for (const auto& p : first) swapped.push_back({p.context, p.response_b, p.response_a, p.instruction});
     std::vector<double> p1 = prob_first_better(first);
     std::vector<double> p2 = prob_first_better(swapped);  // P(B better) with B shown first
     for (size_t k = 0; k < first.size(); ++k) {
@@ -206,7 +210,7 @@ AutoSxsSummary run_autosxs(const AutoSxsConfig& config) {
   Judge judge(config.judge);
   std::fprintf(stderr, "[rlhf] judge: %s\n", judge.reference().c_str());
   std::vector<PairToJudge> pairs;
-  for (const auto& r : rows) pairs.push_back({r.context, r.response_a, r.response_b});
+  for (const auto& r : rows) pairs.push_back({r.context, r.response_a, r.response_b, r.instruction});
   std::optional<Progress> progress;
   if (config.progress) progress.emplace("judging", static_cast<int64_t>(pairs.size()), "pair");
   std::vector<JudgedPair> judged = judge.judge(pairs, [&](size_t done) {

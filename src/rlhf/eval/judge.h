@@ -36,6 +36,9 @@ struct JudgeConfig {
 
 struct PairToJudge {
   std::string context, response_a, response_b;
+  // The start of context that is the instruction the models were given: kept whole when a
+  // prompt too long is cut ("" = none; ignored when context does not start with it).
+  std::string instruction = {};
 };
 
 struct JudgedPair {
@@ -75,7 +78,7 @@ class Judge {
   int64_t lead_tokens_ = 0;
 
   // The prompt as the judge reads it (through the chat template when it uses one), in pieces.
-  text::PromptPieces render(const std::string& context, const std::string& first, const std::string& second) const;
+  text::PromptPieces render(const PairToJudge& shown) const;
   // The ids of the lead-in of an explanation for `choice`, as appended to the prompt.
   std::vector<int32_t> lead_in_ids(const std::string& lead) const;
 };

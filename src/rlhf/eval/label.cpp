@@ -170,7 +170,8 @@ LabelSummary run_label(const LabelConfig& c) {
     sum.labeler = "judge:" + judge.reference();
     std::vector<PairToJudge> pairs;
     for (size_t i : labeled)
-      pairs.push_back({judge_context(c.instruction, prompt_as_text(cand.rows[i].prompt)), cand.c0[i], cand.c1[i]});
+      pairs.push_back({judge_context(c.instruction, prompt_as_text(cand.rows[i].prompt)), cand.c0[i], cand.c1[i],
+                       c.instruction});
     std::optional<Progress> progress;
     if (c.progress) progress.emplace("judging", static_cast<int64_t>(pairs.size()), "pair");
     auto judged = judge.judge(pairs, [&](size_t done) {
