@@ -15,6 +15,7 @@
 
 #include "rlhf/pipeline/run_dir.h"
 #include "test_util.h"
+#include "model/pipeline_fixture.h"
 #include "tiny_model.h"
 
 namespace rlhf::pipeline {
@@ -24,20 +25,15 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using rlhf::testing::capture;
 using rlhf::testing::cli;
+using rlhf::testing::outcomes;
+using rlhf::testing::run_cmd;
 using rlhf::testing::read_text;
 
-const std::vector<std::string> kStages = {"validate", "label", "train_reward", "train_policy", "infer_untuned",
-                                          "infer_tuned", "sxs", "autosxs", "export"};
+const std::vector<std::string>& kStages = rlhf::testing::kPipelineStages;
 
 // A tiny model, prompts, and a spec with every stage (RLAIF by rule, AutoSxS by the model).
 fs::path write_project(const fs::path& dir, const std::string& extra = "") {
-  rlhf::testing::write_tiny_hf_model(dir / "model", 5);
-  json cfg = json::parse(read_text(dir / "model" / "config.json"));
-  cfg["max_position_embeddings"] = 4096;  // room for the judge's prompt
-  std::ofstream(dir / "model" / "config.json") << cfg.dump(2);
-  std::ofstream p(dir / "prompts.jsonl");
-  for (int i = 0; i < 12; ++i) p << json{{"input_text", "say: word " + std::to_string(i) + " ->"}}.dump() << "\n";
-  p.close();
+  rlhf::testing::write_pipeline_model_and_prompts(dir);
   std::ofstream(dir / "spec.yaml") << R"(rlaif:
   prompt_dataset: prompts.jsonl
   rule: prefer-shorter
@@ -66,28 +62,6 @@ advanced:
   return dir / "spec.yaml";
 }
 
-std::string run_cmd(const fs::path& spec, const fs::path& run_dir) {
-  return cli() + " pipeline run " + spec.string() + " --run-dir " + run_dir.string() + " --quiet";
-}
-
-// The outcome the runner printed for each stage ("cached", "running", "resuming").
-std::map<std::string, std::string> outcomes(const std::string& log) {
-  std::map<std::string, std::string> m;
-  std::istringstream in(log);
-  std::string line;
-  while (std::getline(in, line)) {
-    for (const auto& s : kStages) {
-      const std::string tag = "] " + s + ": ";
-      auto at = line.find(tag);
-      if (line.starts_with("[") && at != std::string::npos && at < 8) {
-        std::string rest = line.substr(at + tag.size());
-        for (const char* w : {"cached", "running", "resuming"})
-          if (rest.starts_with(w)) m[s] = w;
-      }
-    }
-  }
-  return m;
-}
 
 TEST(Pipeline, RunsEveryStageThenCachesThenRerunsDownstreamOfAChange) {
   auto dir = rlhf::testing::scratch_dir();
