@@ -2,13 +2,18 @@
 // the library; this file only registers them and turns errors into messages and exit codes.
 #include <torch/torch.h>
 
+#include <charconv>
+#include <cstdlib>
 #include <cstdio>
+#include <string>
+#include <vector>
 #include <string_view>
 
 #include "commands.h"
 #include "rlhf/util/build_id.h"
 #include "rlhf/util/error.h"
 #include "rlhf/util/interrupt.h"
+#include "rlhf/util/launch.h"
 
 namespace {
 
@@ -34,6 +39,32 @@ std::string continue_command(const rlhf::cli::Command& c, int argc, char** argv)
 }  // namespace
 
 int main(int argc, char** argv) {
+  // --nproc-per-node N, anywhere on the line: start N local ranks of the rest of it.
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view a = argv[i];
+    if (a != "--nproc-per-node" && !a.starts_with("--nproc-per-node=")) continue;
+    const bool joined = a.starts_with("--nproc-per-node=");
+    if (!joined && i + 1 >= argc) {
+      std::fprintf(stderr, "error: --nproc-per-node needs a number of ranks\n");
+      return 2;
+    }
+    const std::string value = joined ? std::string(a.substr(a.find('=') + 1)) : std::string(argv[i + 1]);
+    int n = 0;
+    auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+    if (ec != std::errc() || end != value.data() + value.size() || n < 1 || n > 1024) {
+      std::fprintf(stderr, "error: --nproc-per-node \"%s\": must be a whole number in [1, 1024]\n", value.c_str());
+      return 2;
+    }
+    std::vector<std::string> rest;
+    for (int k = 0; k < argc; ++k)
+      if (k != i && (joined || k != i + 1)) rest.push_back(argv[k]);
+    try {
+      return rlhf::run_local_ranks(n, rest);
+    } catch (const rlhf::Error& e) {
+      std::fprintf(stderr, "error: %s\n", e.what());
+      return 1;
+    }
+  }
   CLI::App app{"rlhf: tune a language model to human preferences (RLHF), natively"};
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("rlhf ") + rlhf::build_id());
@@ -53,6 +84,7 @@ int main(int argc, char** argv) {
       rlhf::cli::add_label(app),
       rlhf::cli::add_sxs(app),
       rlhf::cli::add_pipeline(app),
+      rlhf::cli::add_dist_check(app),
   };
 
   try {
@@ -63,6 +95,15 @@ int main(int argc, char** argv) {
   try {
     for (auto& c : commands) {
       if (!c.sub->parsed()) continue;
+      // Under torchrun (or --nproc-per-node) every rank would do the whole work and write the
+      // same outputs: only the commands that split their work may run there.
+      if (c.sub->get_name() != "dist-check") {
+        const char* world = std::getenv("WORLD_SIZE");
+        if (world && std::string_view(world) != "1" && std::string_view(world) != "")
+          rlhf::fail("rlhf {} runs in one process; it does not split its work across ranks (WORLD_SIZE={} is set by "
+                     "the launcher): run it without torchrun or --nproc-per-node",
+                     c.sub->get_name(), world);
+      }
       rlhf::interrupt::install(continue_command(c, argc, argv));
       if (c.sub->get_option_no_throw("--resume")) rlhf::interrupt::note_kept("no new checkpoint was written");
       return c.run();

@@ -1,0 +1,101 @@
+// Distributed jobs on this machine, started by the tests themselves: --nproc-per-node, plain
+// environment variables and torchrun --no-python (when the dev venv has it) all form a c10d
+// job (TCPStore + Gloo on the loopback) whose all-reduce is right; a rank that never comes or
+// a launcher stopped by SIGTERM leaves no process behind.
+#include <gtest/gtest.h>
+
+#include <signal.h>
+
+#include <chrono>
+#include <filesystem>
+#include <string>
+#include <thread>
+
+#include "test_util.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using rlhf::testing::capture;
+using rlhf::testing::cli;
+
+size_t count(const std::string& s, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = s.find(what); at != std::string::npos; at = s.find(what, at + 1)) ++n;
+  return n;
+}
+
+TEST(DistLaunch, NprocPerNodeStartsRanksThatAllReduce) {
+  int rc = 0;
+  const std::string out = capture(cli() + " --nproc-per-node 2 dist-check --megabytes 1 --iterations 2", &rc, true);
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("[rank 0] rank 0 of 2 (local 0 of 2, launcher torchrun"), std::string::npos) << out;
+  EXPECT_NE(out.find("[rank 1] rank 1 of 2 (local 1 of 2, launcher torchrun"), std::string::npos) << out;
+  EXPECT_EQ(count(out, "all-reduce sum 3 (expected 3) ok"), 2u) << out;
+}
+
+TEST(DistLaunch, PlainEnvironmentVariables) {
+  const std::string env = "WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=29631 ";
+  int rc = 0;
+  const std::string out = capture("(RANK=1 " + env + cli() + " dist-check --megabytes 1 --iterations 2 & RANK=0 " + env +
+                                      cli() + " dist-check --megabytes 1 --iterations 2; wait)",
+                                  &rc, true);
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_EQ(count(out, "all-reduce sum 3 (expected 3) ok"), 2u) << out;
+}
+
+TEST(DistLaunch, TorchrunNoPython) {
+  const fs::path torchrun = rlhf::testing::source_dir() / ".venv/bin/torchrun";
+  if (!fs::exists(torchrun)) GTEST_SKIP() << "torchrun absent: run scripts/setup --dev";
+  int rc = 0;
+  const std::string out = capture(torchrun.string() + " --nproc-per-node 2 --master-port 29637 --no-python " + cli() +
+                                      " dist-check --megabytes 1 --iterations 2",
+                                  &rc, true);
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_EQ(count(out, "all-reduce sum 3 (expected 3) ok"), 2u) << out;
+}
+
+TEST(DistLaunch, ARankThatNeverComesFailsTheOthersWithinTheTimeout) {
+  int rc = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string out = capture("RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=29641 " + cli() +
+                                      " dist-check --timeout 2",
+                                  &rc, true);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_NE(rc, 0) << out;
+  EXPECT_LT(s, 30) << out;
+  EXPECT_NE(out.find("rank 0 of 2: cannot join the job at 127.0.0.1:29641"), std::string::npos) << out;
+  EXPECT_EQ(out.find("frame #"), std::string::npos) << "no backtrace: " << out;
+}
+
+TEST(DistLaunch, SigtermToTheLauncherStopsEveryRank) {
+  const fs::path dir = rlhf::testing::scratch_dir();
+  const std::string tag = "--megabytes 64 --iterations 100000";  // runs until stopped
+  const std::string pattern = "dist-check [-]-megabytes 64";     // matches the ranks, not the shell asking
+  const std::string pid = capture(cli() + " --nproc-per-node 2 dist-check " + tag + " > " + (dir / "log").string() +
+                                  " 2>&1 & echo $!");
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  ASSERT_EQ(::kill(std::stoi(pid), SIGTERM), 0);
+  bool gone = false;
+  for (int i = 0; i < 150 && !gone; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    gone = capture("pgrep -f -- '" + pattern + "' || true").empty();
+  }
+  EXPECT_TRUE(gone) << "ranks still running: " << capture("pgrep -a -f -- '" + pattern + "'");
+  EXPECT_NE(rlhf::testing::read_text(dir / "log").find("[rank 1] rlhf: interrupted"), std::string::npos);
+}
+
+}  // namespace
+
+namespace {
+
+// A command that does its whole work in every process refuses to run under a launcher.
+TEST(DistLaunch, OneProcessCommandsRefuseToRunOnEveryRank) {
+  int rc = 0;
+  const std::string out = capture(cli() + " --nproc-per-node 2 tokenize --text hi", &rc, true);
+  EXPECT_NE(rc, 0) << out;
+  EXPECT_NE(out.find("rlhf tokenize runs in one process"), std::string::npos) << out;
+  EXPECT_NE(out.find(" of 2 exited with code 1; stopping the other ranks"), std::string::npos) << out;
+}
+
+}  // namespace
