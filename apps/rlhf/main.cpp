@@ -97,7 +97,7 @@ int main(int argc, char** argv) {
       if (!c.sub->parsed()) continue;
       // Under torchrun (or --nproc-per-node) every rank would do the whole work and write the
       // same outputs: only the commands that split their work may run there.
-      if (c.sub->get_name() != "dist-check") {
+      if (c.sub->get_name() != "dist-check" && c.sub->get_name() != "infer") {
         const char* world = std::getenv("WORLD_SIZE");
         if (world && std::string_view(world) != "1" && std::string_view(world) != "")
           rlhf::fail("rlhf {} runs in one process; it does not split its work across ranks (WORLD_SIZE={} is set by "

@@ -99,3 +99,49 @@ TEST(DistLaunch, OneProcessCommandsRefuseToRunOnEveryRank) {
 }
 
 }  // namespace
+
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "model/tiny_model.h"
+
+namespace {
+
+// `rlhf infer` with 2 ranks (each generating every other batch, rank 0 writing) writes the
+// same bytes as 1 process, sampled or greedy, with a last round that only rank 0 fills.
+TEST(DistInfer, TwoRanksWriteTheBytesOfOneProcess) {
+  const fs::path dir = rlhf::testing::scratch_dir();
+  rlhf::testing::write_tiny_hf_model(dir / "model");
+  {
+    std::ofstream p(dir / "prompts.jsonl");
+    for (int i = 0; i < 9; ++i) p << nlohmann::json{{"input_text", "say: " + std::to_string(i) + " ->"}, {"id", i}}.dump() << "\n";
+  }
+  for (const char* temperature : {"0", "0.9"}) {
+    SCOPED_TRACE(temperature);
+    const std::string args = " infer --model " + (dir / "model").string() + " --input " + (dir / "prompts.jsonl").string() +
+                             " --max-new-tokens 6 --batch-size 2 --seed 4 --no-progress --temperature " + temperature +
+                             " --output ";
+    int rc = 0;
+    std::string log = capture(cli() + args + (dir / "one.jsonl").string(), &rc, true);
+    ASSERT_EQ(rc, 0) << log;
+    log = capture(cli() + " --nproc-per-node 2" + args + (dir / "two.jsonl").string(), &rc, true);
+    ASSERT_EQ(rc, 0) << log;
+    EXPECT_EQ(rlhf::testing::read_text(dir / "two.jsonl"), rlhf::testing::read_text(dir / "one.jsonl"));
+    EXPECT_FALSE(fs::exists(dir / "two.jsonl.partial"));
+    // Run again: rank 0 finds it complete and every rank stops.
+    log = capture(cli() + " --nproc-per-node 2" + args + (dir / "two.jsonl").string(), &rc, true);
+    EXPECT_EQ(rc, 0) << log;
+    EXPECT_NE(log.find("already complete"), std::string::npos) << log;
+    // Other settings onto that output: rank 0 refuses, and the other rank stops with it.
+    log = capture(cli() + " --nproc-per-node 2" + args + (dir / "two.jsonl").string() + " --top-k 5", &rc, true);
+    EXPECT_NE(rc, 0) << log;
+    EXPECT_NE(log.find("[rank 0] error: " + (dir / "two.jsonl").string() + " exists and was not written by this command"),
+              std::string::npos)
+        << log;
+    fs::remove(dir / "one.jsonl");
+    fs::remove(dir / "two.jsonl");
+  }
+}
+
+}  // namespace

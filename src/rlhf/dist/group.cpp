@@ -98,6 +98,24 @@ void Group::barrier() {
   impl_->wait("a barrier", impl_->gloo->allreduce(t), rank(), size());
 }
 
+Group* job() {
+  // Made once and never destroyed: the Gloo threads are left to the process's exit rather
+  // than to the order of static destructors.
+  static Group* const group = []() -> Group* {
+    const DistEnv env = read_dist_env();
+    if (!env.distributed()) return nullptr;
+    int64_t seconds = 600;
+    if (const char* t = std::getenv("RLHF_DIST_TIMEOUT"); t && *t) {
+      char* end = nullptr;
+      seconds = std::strtoll(t, &end, 10);
+      if (*end != '\0' || seconds < 1 || seconds > 86400)
+        fail("environment variable RLHF_DIST_TIMEOUT=\"{}\": seconds in [1, 86400]", t);
+    }
+    return new Group(env, std::chrono::seconds(seconds));
+  }();
+  return group;
+}
+
 CheckResult check_job(Group& group, size_t bytes, int iterations) {
   CheckResult r;
   std::vector<torch::Tensor> one{torch::full({4}, double(group.rank() + 1), torch::kFloat64)};

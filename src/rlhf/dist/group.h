@@ -37,6 +37,10 @@ class Group {
   std::unique_ptr<Impl> impl_;
 };
 
+// The job this process was started in (read_dist_env), joined on first use; nullptr when the
+// process runs alone. Collectives wait up to RLHF_DIST_TIMEOUT seconds (default 600).
+Group* job();
+
 // What `rlhf dist-check` finds: the job as this rank sees it, an all-reduce of rank + 1 (every
 // rank must get 1 + 2 + ... + N), and the time of an all-reduce of `bytes` of float32, the
 // median of `iterations` (after one warm-up).

@@ -9,12 +9,14 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <filesystem>
 #include <optional>
 #include <span>
 
 #include <nlohmann/json.hpp>
 
+#include "rlhf/dist/group.h"
 #include "rlhf/model/loader.h"
 #include "rlhf/model/registry.h"
 #include "rlhf/text/utf8.h"
@@ -189,11 +191,9 @@ std::unique_ptr<GenerationModel> load_generation_model(const std::string& model,
   return g;
 }
 
-std::vector<Completion> complete_prompts(const GenerationModel& m, const std::vector<std::vector<int32_t>>& prompts,
-                                         const SamplingConfig& sampling, int64_t batch_size,
-                                         const std::function<void(size_t, const std::vector<Completion>&)>& on_batch,
-                                         size_t start_row) {
-  if (batch_size <= 0) fail("batch size must be positive (got {})", batch_size);
+namespace {
+
+GenerateOptions generate_options(const GenerationModel& m) {
   const Model& base = *m.base;
   GenerateOptions go;
   go.stop_ids = base.stop_ids;
@@ -201,31 +201,110 @@ std::vector<Completion> complete_prompts(const GenerationModel& m, const std::ve
     go.stop_ids.push_back(m.eos_id);
   go.pad_id = base.pad_id;
   if (m.adapter) go.adapters = {m.adapter};
+  return go;
+}
+
+// The completions of batch `b` (prompts [b·B, (b+1)·B)), sampled with seed + b: the same
+// whichever process computes it.
+std::vector<Completion> complete_batch(const GenerationModel& m, const GenerateOptions& go,
+                                       const std::vector<std::vector<int32_t>>& prompts, const SamplingConfig& sampling,
+                                       size_t B, size_t b) {
+  const size_t b0 = b * B, b1 = std::min(prompts.size(), b0 + B);
+  std::vector<std::vector<int32_t>> batch(prompts.begin() + static_cast<std::ptrdiff_t>(b0),
+                                          prompts.begin() + static_cast<std::ptrdiff_t>(b1));
+  SamplingConfig s = sampling;
+  s.seed = sampling.seed + b;
+  Generation gen = generate(*m.base->net, batch, s, go);
+  std::vector<Completion> out(b1 - b0);
+  for (size_t i = 0; i < out.size(); ++i) {
+    Completion& c = out[i];
+    c.tokens = std::move(gen.tokens[i]);
+    c.stopped = gen.stopped[i];
+    std::span<const int32_t> body(c.tokens.data(), c.tokens.size() - (c.stopped && !c.tokens.empty() ? 1 : 0));
+    c.text = text::utf8::sanitize(m.base->tokenizer->decode(body, /*skip_special=*/true));
+  }
+  return out;
+}
+
+// A batch's completions as bytes, to gather them on rank 0, and back.
+std::string pack(const std::vector<Completion>& batch) {
+  ojson j = ojson::array();
+  for (const auto& c : batch) j.push_back({{"text", c.text}, {"stopped", c.stopped}, {"tokens", c.tokens}});
+  return j.dump();
+}
+std::vector<Completion> unpack(const std::string& bytes) {
+  std::vector<Completion> out;
+  for (const auto& c : ojson::parse(bytes))
+    out.push_back({c["text"].get<std::string>(), c["tokens"].get<std::vector<int32_t>>(), c["stopped"].get<bool>()});
+  return out;
+}
+
+}  // namespace
+
+std::vector<Completion> complete_prompts(const GenerationModel& m, const std::vector<std::vector<int32_t>>& prompts,
+                                         const SamplingConfig& sampling, int64_t batch_size,
+                                         const std::function<void(size_t, const std::vector<Completion>&)>& on_batch,
+                                         size_t start_row) {
+  if (batch_size <= 0) fail("batch size must be positive (got {})", batch_size);
+  const GenerateOptions go = generate_options(m);
   const size_t n = prompts.size(), B = static_cast<size_t>(batch_size);
   std::vector<Completion> out(n);
-  for (size_t b0 = (start_row / B) * B; b0 < n; b0 += B) {
-    const size_t b1 = std::min(n, b0 + B);
-    std::vector<std::vector<int32_t>> batch(prompts.begin() + static_cast<std::ptrdiff_t>(b0),
-                                            prompts.begin() + static_cast<std::ptrdiff_t>(b1));
-    SamplingConfig s = sampling;
-    s.seed = sampling.seed + b0 / B;
-    Generation gen = generate(*base.net, batch, s, go);
-    const size_t first = std::max(b0, start_row);
-    std::vector<Completion> done;
-    done.reserve(b1 - first);
-    for (size_t i = first; i < b1; ++i) {
-      Completion c;
-      c.tokens = std::move(gen.tokens[i - b0]);
-      c.stopped = gen.stopped[i - b0];
-      std::span<const int32_t> body(c.tokens.data(), c.tokens.size() - (c.stopped && !c.tokens.empty() ? 1 : 0));
-      c.text = text::utf8::sanitize(base.tokenizer->decode(body, /*skip_special=*/true));
-      out[i] = c;
-      done.push_back(std::move(c));
-    }
+  for (size_t b = start_row / B; b * B < n; ++b) {
+    std::vector<Completion> batch = complete_batch(m, go, prompts, sampling, B, b);
+    const size_t first = std::max(b * B, start_row);
+    std::vector<Completion> done(std::make_move_iterator(batch.begin() + static_cast<std::ptrdiff_t>(first - b * B)),
+                                 std::make_move_iterator(batch.end()));
+    for (size_t k = 0; k < done.size(); ++k) out[first + k] = done[k];
     if (on_batch) on_batch(first, done);
   }
   return out;
 }
+
+namespace {
+
+// Data-parallel generation: batches from start's on, in rounds of one batch per rank (batch
+// round + r is rank r's); rank 0 receives each round's batches and hands them to `write` in
+// input order, so the output is the one-process run's, byte for byte.
+void data_parallel_batches(dist::Group& g, const GenerationModel& m, const std::vector<std::vector<int32_t>>& prompts,
+                           const SamplingConfig& sampling, size_t B, size_t start,
+                           const std::function<void(size_t first, const std::vector<Completion>&)>& write) {
+  const GenerateOptions go = generate_options(m);
+  const size_t n_batches = (prompts.size() + B - 1) / B, W = static_cast<size_t>(g.size());
+  for (size_t round = start / B; round < n_batches; round += W) {
+    const size_t mine = round + static_cast<size_t>(g.rank());
+    const std::string payload = mine < n_batches ? pack(complete_batch(m, go, prompts, sampling, B, mine)) : "";
+    const std::vector<std::string> all = g.all_gather_bytes(payload);
+    if (g.rank() != 0) continue;
+    for (size_t k = 0; k < W && round + k < n_batches; ++k) {
+      const size_t b = round + k, first = std::max(b * B, start);
+      std::vector<Completion> batch = unpack(all[k]);
+      batch.erase(batch.begin(), batch.begin() + static_cast<std::ptrdiff_t>(first - b * B));
+      write(first, batch);
+    }
+  }
+}
+
+// Ranks other than 0: rank 0 decides where the run starts (or that it is complete, or that it
+// cannot run) and writes the output; these generate their share of the batches.
+InferResult follow_inference(dist::Group& g, const GenerationModel& m, const std::vector<std::vector<int32_t>>& ids,
+                             const InferConfig& config) {
+  InferResult result;
+  result.rows = ids.size();
+  const std::string decision = g.all_gather_bytes("")[0];
+  if (decision == "complete") {
+    result.resumed_rows = ids.size();
+    return result;
+  }
+  if (!decision.starts_with("start ")) fail("rank {}: rank 0 stopped the run (its message says why)", g.rank());
+  const size_t start = std::stoull(decision.substr(6));
+  result.resumed_rows = start;
+  const auto t0 = Clock::now();
+  data_parallel_batches(g, m, ids, config.sampling, static_cast<size_t>(config.batch_size), start, {});
+  result.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  return result;
+}
+
+}  // namespace
 
 InferResult run_inference(const InferConfig& config) {
   check_config(config);
@@ -312,6 +391,28 @@ InferResult run_inference(const InferConfig& config) {
                data::prompt_format_name(enc.format),
                enc.instruction.empty() ? "" : fmt::format(", instruction \"{}\"", enc.instruction).c_str());
 
+  // Under a launcher the ranks share the batches; rank 0 alone touches the output.
+  dist::Group* group = dist::job();
+  if (group && group->rank() != 0) return follow_inference(*group, *m, ids, config);
+  auto tell_ranks = [&](const std::string& decision) {
+    if (group) group->all_gather_bytes(decision);
+  };
+  bool told = false;
+  struct TellOnError {
+    std::function<void()> f;
+    ~TellOnError() {
+      if (std::uncaught_exceptions() > 0) f();
+    }
+  } tell_on_error{[&] {
+    if (!told) {
+      told = true;
+      try {
+        tell_ranks("stopped");
+      } catch (...) {
+      }
+    }
+  }};
+
   // 4. Where to start: an existing complete OUTPUT, a .partial to continue, or nothing.
   InferResult result;
   result.rows = rows.size();
@@ -323,6 +424,8 @@ InferResult run_inference(const InferConfig& config) {
       std::fprintf(stderr, "[rlhf] %s is already complete (same model, settings and %zu prompts): nothing to do\n",
                    output.c_str(), rows.size());
       result.resumed_rows = rows.size();
+      told = true;
+      tell_ranks("complete");
       return result;
     }
     fail("{} exists and was not written by this command with these settings ({}); pass --restart to overwrite it, or "
@@ -365,6 +468,8 @@ InferResult run_inference(const InferConfig& config) {
     throw;
   }
   result.resumed_rows = start;
+  told = true;
+  tell_ranks(fmt::format("start {}", start));
 
   // 5. The completions, appended one batch at a time.
   if (start < rows.size()) {
@@ -373,9 +478,7 @@ InferResult run_inference(const InferConfig& config) {
       bar = std::make_unique<Progress>("infer", static_cast<int64_t>(rows.size()), "prompt", static_cast<int64_t>(start));
     const auto t0 = Clock::now();
     size_t done_rows = start;
-    complete_prompts(
-        *m, ids, config.sampling, config.batch_size,
-        [&](size_t first, const std::vector<Completion>& batch) {
+    const auto write_batch = [&](size_t first, const std::vector<Completion>& batch) {
           std::string lines;
           for (size_t k = 0; k < batch.size(); ++k) {
             lines += line_of(first + k, batch[k]);
@@ -386,8 +489,9 @@ InferResult run_inference(const InferConfig& config) {
           done_rows = first + batch.size();
           const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
           if (bar) bar->update(static_cast<int64_t>(done_rows), fmt::format("{:.1f} tokens/s", result.new_tokens / std::max(dt, 1e-9)));
-        },
-        start);
+    };
+    if (group) data_parallel_batches(*group, *m, ids, config.sampling, static_cast<size_t>(config.batch_size), start, write_batch);
+    else complete_prompts(*m, ids, config.sampling, config.batch_size, write_batch, start);
     result.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     if (bar) bar->finish();
   }
