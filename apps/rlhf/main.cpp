@@ -98,11 +98,11 @@ int main(int argc, char** argv) {
       // Under torchrun (or --nproc-per-node) every rank would do the whole work and write the
       // same outputs: only the commands that split their work may run there.
       if (c.sub->get_name() != "dist-check" && c.sub->get_name() != "infer") {
-        const char* world = std::getenv("WORLD_SIZE");
-        if (world && std::string_view(world) != "1" && std::string_view(world) != "")
-          rlhf::fail("rlhf {} runs in one process; it does not split its work across ranks (WORLD_SIZE={} is set by "
-                     "the launcher): run it without torchrun or --nproc-per-node",
-                     c.sub->get_name(), world);
+        const rlhf::DistEnv job = rlhf::read_dist_env();
+        if (job.distributed())
+          rlhf::fail("rlhf {} runs in one process; it does not split its work across ranks (the {} launcher started "
+                     "{}): run it as one process",
+                     c.sub->get_name(), job.launcher, job.world_size);
       }
       rlhf::interrupt::install(continue_command(c, argc, argv));
       if (c.sub->get_option_no_throw("--resume")) rlhf::interrupt::note_kept("no new checkpoint was written");

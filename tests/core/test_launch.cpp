@@ -25,7 +25,8 @@ class Env {
  private:
   static void clear() {
     for (const char* k : {"RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
-                          "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", "SLURM_NTASKS_PER_NODE"})
+                          "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", "SLURM_NTASKS_PER_NODE", "SLURM_STEP_ID",
+                          "SLURM_STEPID", "SLURM_STEP_NUM_TASKS"})
       ::unsetenv(k);
   }
 };
@@ -52,14 +53,22 @@ TEST(DistEnv, TorchrunsVariables) {
 }
 
 TEST(DistEnv, SlurmsVariables) {
-  Env e({{"SLURM_PROCID", "5"}, {"SLURM_NTASKS", "8"}, {"SLURM_LOCALID", "1"}, {"SLURM_NTASKS_PER_NODE", "4(x2)"},
-         {"MASTER_ADDR", "10.0.0.1"}, {"MASTER_PORT", "12345"}});
+  Env e({{"SLURM_PROCID", "5"}, {"SLURM_NTASKS", "16"}, {"SLURM_STEP_NUM_TASKS", "8"}, {"SLURM_STEP_ID", "0"},
+         {"SLURM_LOCALID", "1"}, {"SLURM_NTASKS_PER_NODE", "4(x2)"}, {"MASTER_ADDR", "10.0.0.1"},
+         {"MASTER_PORT", "12345"}});
   auto d = rlhf::read_dist_env();
   EXPECT_EQ(d.rank, 5);
   EXPECT_EQ(d.world_size, 8);
   EXPECT_EQ(d.local_rank, 1);
   EXPECT_EQ(d.local_world_size, 4);
   EXPECT_EQ(d.launcher, "slurm");
+}
+
+TEST(DistEnv, ASlurmBatchScriptIsOneProcess) {
+  Env e({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "4"}, {"SLURM_LOCALID", "0"}});  // no job step
+  auto d = rlhf::read_dist_env();
+  EXPECT_FALSE(d.distributed());
+  EXPECT_EQ(d.launcher, "none");
 }
 
 TEST(DistEnv, BadValuesAreNamed) {

@@ -114,9 +114,12 @@ DistEnv read_dist_env() {
     d.rank = required_int("RANK", 0, d.world_size - 1, "torchrun");
     d.local_world_size = env("LOCAL_WORLD_SIZE") ? required_int("LOCAL_WORLD_SIZE", 1, d.world_size, "torchrun") : 1;
     d.local_rank = env("LOCAL_RANK") ? required_int("LOCAL_RANK", 0, d.local_world_size - 1, "torchrun") : 0;
-  } else if (env("SLURM_PROCID") && env("SLURM_NTASKS")) {
+  } else if (env("SLURM_PROCID") && (env("SLURM_STEP_ID") || env("SLURM_STEPID"))) {
+    // Only a job step (srun) makes ranks: a batch script also sees SLURM_PROCID=0 and the
+    // allocation's SLURM_NTASKS, yet it is one process.
     d.launcher = "slurm";
-    d.world_size = required_int("SLURM_NTASKS", 1, 1 << 20, "srun");
+    const char* tasks = env("SLURM_STEP_NUM_TASKS") ? "SLURM_STEP_NUM_TASKS" : "SLURM_NTASKS";
+    d.world_size = required_int(tasks, 1, 1 << 20, "srun");
     d.rank = required_int("SLURM_PROCID", 0, d.world_size - 1, "srun");
     d.local_rank = env("SLURM_LOCALID") ? required_int("SLURM_LOCALID", 0, d.world_size - 1, "srun") : 0;
     // SLURM_NTASKS_PER_NODE is "4" or "4(x2)"; its leading number is the local count.

@@ -2,8 +2,10 @@
 //
 // read_dist_env() reads the launcher's environment, the way every PyTorch job does:
 //   torchrun      RANK, LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT
-//   Slurm (srun)  SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID (and SLURM_NTASKS_PER_NODE), with
-//                 MASTER_ADDR and MASTER_PORT from the environment
+//   Slurm (srun)  SLURM_PROCID, SLURM_STEP_NUM_TASKS (else SLURM_NTASKS), SLURM_LOCALID (and
+//                 SLURM_NTASKS_PER_NODE), with MASTER_ADDR and MASTER_PORT from the
+//                 environment; only inside a job step (SLURM_STEP_ID set): a batch script
+//                 sees SLURM_PROCID too, but is one process
 //   none          one process (rank 0 of 1)
 // torchrun's variables win over Slurm's when both are set (torchrun inside an allocation).
 //
