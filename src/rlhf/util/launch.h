@@ -10,7 +10,8 @@
 // torchrun's variables win over Slurm's when both are set (torchrun inside an allocation).
 //
 // run_local_ranks() is `--nproc-per-node N` for a machine without Python: it starts N copies
-// of this program with torchrun's variables (MASTER_ADDR 127.0.0.1 and a free port), prefixes
+// of this program with torchrun's variables (MASTER_ADDR 127.0.0.1 and a free port; and
+// OMP_NUM_THREADS = cores / N unless it is set, so the ranks share the cores), prefixes
 // each line a child writes with "[rank R] ", and stops them all when one fails, when one is
 // killed, or on Ctrl-C / SIGTERM.
 #pragma once
