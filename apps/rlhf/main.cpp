@@ -4,6 +4,7 @@
 
 #include <charconv>
 #include <cstdlib>
+#include <set>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -97,7 +98,8 @@ int main(int argc, char** argv) {
       if (!c.sub->parsed()) continue;
       // Under torchrun (or --nproc-per-node) every rank would do the whole work and write the
       // same outputs: only the commands that split their work may run there.
-      if (c.sub->get_name() != "dist-check" && c.sub->get_name() != "infer") {
+      static const std::set<std::string> kDataParallel = {"dist-check", "infer", "train-reward"};
+      if (!kDataParallel.count(c.sub->get_name())) {
         const rlhf::DistEnv job = rlhf::read_dist_env();
         if (job.distributed())
           rlhf::fail("rlhf {} runs in one process; it does not split its work across ranks (the {} launcher started "

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <filesystem>
 #include <string>
+#include <sstream>
 #include <thread>
 
 #include "test_util.h"
@@ -142,6 +143,102 @@ TEST(DistInfer, TwoRanksWriteTheBytesOfOneProcess) {
     fs::remove(dir / "one.jsonl");
     fs::remove(dir / "two.jsonl");
   }
+}
+
+}  // namespace
+
+#include "rlhf/train/tensor_file.h"
+
+namespace {
+
+// train-reward on 2 ranks (each a micro-batch of every step, gradients summed over the ranks)
+// gives the one-process run's per-step rank_loss and final adapter, to float tolerance; rank 0
+// alone writes the folder.
+std::string reward_cmd(const fs::path& dir, const std::string& launcher, const std::string& out, int steps) {
+  return cli() + launcher + " train-reward --preference-dataset " + (dir / "prefs.jsonl").string() +
+         " --large-model-reference " + (dir / "model").string() + " --output " + (dir / out).string() +
+         " --reward-model-train-steps " + std::to_string(steps) +
+         " --batch-size 8 --micro-batch-size 4"
+         " --reward-model-learning-rate-multiplier 20 --prompt-sequence-length 32 --target-sequence-length 24"
+         " --validation-every 3 --checkpoint-every 3 --threads 1 --no-progress";
+}
+
+double max_adapter_difference(const fs::path& a, const fs::path& b) {
+  auto wa = rlhf::load_tensors((a / "adapter_model.safetensors").string());
+  auto wb = rlhf::load_tensors((b / "adapter_model.safetensors").string());
+  EXPECT_EQ(wa.size(), wb.size());
+  double d = 0;
+  for (const auto& [name, t] : wa) d = std::max(d, (t - wb.at(name)).abs().max().item<double>());
+  return d;
+}
+
+TEST(DistTrain, RewardModelOnTwoRanksMatchesOneProcess) {
+  const fs::path dir = rlhf::testing::scratch_dir();
+  rlhf::testing::write_tiny_hf_model(dir / "model");
+  rlhf::testing::write_marker_preferences(dir / "prefs.jsonl", 40, 3);
+  auto train = [&](const std::string& launcher, const std::string& out) {
+    int rc = 0;
+    const std::string log = capture(reward_cmd(dir, launcher, out, 6), &rc, true);
+    EXPECT_EQ(rc, 0) << log;
+  };
+  train("", "one");
+  train(" --nproc-per-node 2", "two");
+  auto losses = [&](const std::string& out) {
+    std::map<int64_t, double> m;
+    for (const auto& r : rlhf::testing::read_jsonl(dir / out / "logs" / "metrics.jsonl"))
+      if (r.contains("rank_loss")) m[r["step"].get<int64_t>()] = r["rank_loss"].get<double>();
+    return m;
+  };
+  const auto a = losses("one"), b = losses("two");
+  ASSERT_EQ(a.size(), 6u);
+  ASSERT_EQ(b.size(), 6u);
+  for (const auto& [step, loss] : a) EXPECT_NEAR(b.at(step), loss, 1e-5) << "step " << step;
+  EXPECT_LT(max_adapter_difference(dir / "one", dir / "two"), 1e-5);
+}
+
+// A rank SIGKILLed mid-training stops the job (the launcher names it, every rank exits); the
+// job resumed on 2 ranks from rank 0's last checkpoint ends where an uninterrupted run ends.
+TEST(DistTrain, ARankKilledMidTrainingThenResumedOnTwoRanksEndsTheSame) {
+  const fs::path dir = rlhf::testing::scratch_dir();
+  rlhf::testing::write_tiny_hf_model(dir / "model");
+  rlhf::testing::write_marker_preferences(dir / "prefs.jsonl", 40, 3);
+  const int steps = 600;  // a few seconds: time to kill it in the middle
+  int rc = 0;
+  std::string log = capture(reward_cmd(dir, "", "whole", steps), &rc, true);
+  ASSERT_EQ(rc, 0) << log;
+
+  const std::string launcher = capture(reward_cmd(dir, " --nproc-per-node 2", "killed", steps) + " > " +
+                                       (dir / "killed.log").string() + " 2>&1 & echo $!");
+  // Wait for a checkpoint, then SIGKILL rank 1 (the launcher's second child).
+  bool checkpointed = false;
+  for (int i = 0; i < 3000 && !checkpointed; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    checkpointed = fs::exists(dir / "killed" / "checkpoints" / "step-0000030" / "trainer_state.json");
+  }
+  ASSERT_TRUE(checkpointed) << rlhf::testing::read_text(dir / "killed.log");
+  const std::string children = capture("pgrep -P " + launcher);
+  std::istringstream in(children);
+  std::string first, second;
+  in >> first >> second;
+  ASSERT_FALSE(second.empty()) << children;
+  ::kill(std::stoi(std::max(first, second, [](const std::string& a, const std::string& b) {
+           return std::stoi(a) < std::stoi(b);
+         })),
+         SIGKILL);
+  bool gone = false;
+  for (int i = 0; i < 300 && !gone; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    gone = ::kill(std::stoi(launcher), 0) != 0;
+  }
+  ASSERT_TRUE(gone) << "the job is still running";
+  const std::string killed_log = rlhf::testing::read_text(dir / "killed.log");
+  EXPECT_NE(killed_log.find("exited with signal 9; stopping the other ranks"), std::string::npos) << killed_log;
+  EXPECT_FALSE(fs::exists(dir / "killed" / "reward_model.json")) << "the run did not finish";
+
+  log = capture(reward_cmd(dir, " --nproc-per-node 2", "killed", steps) + " --resume", &rc, true);
+  ASSERT_EQ(rc, 0) << log;
+  EXPECT_NE(log.find("resuming from"), std::string::npos) << log;
+  EXPECT_LT(max_adapter_difference(dir / "whole", dir / "killed"), 1e-5);
 }
 
 }  // namespace

@@ -99,12 +99,15 @@ MetricsLogger::MetricsLogger(const std::string& dir, int64_t resume_step) : dir_
   events_ = std::make_unique<EventWriter>(dir);
 }
 
+MetricsLogger::MetricsLogger() = default;
+
 MetricsLogger::~MetricsLogger() {
   if (csv_) std::fclose(csv_);
   if (jsonl_) std::fclose(jsonl_);
 }
 
 void MetricsLogger::log(int64_t step, const std::map<std::string, double>& scalars) {
+  if (!events_) return;  // writes nothing
   using namespace std::chrono;
   const double wall_time = duration<double>(system_clock::now().time_since_epoch()).count();
   std::string csv, json = fmt::format("{{\"step\":{},\"wall_time\":{:.6f}", step, wall_time);
@@ -121,6 +124,7 @@ void MetricsLogger::log(int64_t step, const std::map<std::string, double>& scala
 }
 
 void MetricsLogger::flush() {
+  if (!events_) return;
   flush_file(csv_, (fs::path(dir_) / "metrics.csv").string());
   flush_file(jsonl_, (fs::path(dir_) / "metrics.jsonl").string());
   events_->flush();

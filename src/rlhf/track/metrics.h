@@ -18,6 +18,8 @@ class MetricsLogger {
   // (rewritten atomically); a new event file is started (TensorBoard keeps the latest value
   // of a repeated step).
   explicit MetricsLogger(const std::string& dir, int64_t resume_step = -1);
+  // A logger that writes nothing (the ranks of a job other than rank 0).
+  MetricsLogger();
   ~MetricsLogger();
 
   void log(int64_t step, const std::map<std::string, double>& scalars);

@@ -33,6 +33,7 @@ class AdamW {
   double clip_grad_norm(double max_norm);
 
   int64_t steps() const { return steps_; }
+  const std::map<std::string, torch::Tensor>& params() const { return params_; }
   int64_t skipped() const { return skipped_; }  // steps step_if_finite left out
   const AdamWConfig& config() const { return config_; }
   // State as named tensors ("<param>.exp_avg", "<param>.exp_avg_sq") and back.

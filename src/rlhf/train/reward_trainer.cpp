@@ -239,13 +239,20 @@ PairStats RewardTrainer::train_step(int64_t step, double lr, double* grad_norm) 
   for (int64_t i = 0; i < B_; ++i) batch.push_back(&train_[(*pairs_)[step * B_ + i]]);
   opt_->zero_grad();
   PairStats s;
-  for (const auto& mb : micro_batches(batch, M_)) {
-    PairBatch pb = pack_pairs(mb, pad_, load_.device);
+  // With several ranks, micro-batch k is rank k mod N's; the gradients and the statistics are
+  // then summed over the ranks: the step of the whole batch, as in one process.
+  const auto mbs = micro_batches(batch, M_);
+  for (size_t k = static_cast<size_t>(run_.rank()); k < mbs.size(); k += static_cast<size_t>(run_.world())) {
+    PairBatch pb = pack_pairs(mbs[k], pad_, load_.device);
     auto [rc, rr] = rm_->score_pairs(pb, /*train=*/true);
     auto losses = reward_pair_losses(rc, rr, cfg_.margin, cfg_.center_rewards_coefficient);
     (losses.sum() / static_cast<double>(B_)).backward();
     s.add(rc, rr, losses, pb.real_tokens);
   }
+  run_.all_reduce_gradients(*opt_);
+  std::vector<double> sums = {s.loss, s.rank_loss, s.correct, s.chosen, s.rejected, double(s.pairs), double(s.tokens)};
+  run_.all_reduce(sums);
+  s = {sums[0], sums[1], sums[2], sums[3], sums[4], static_cast<int64_t>(sums[5]), static_cast<int64_t>(sums[6])};
   *grad_norm = opt_->clip_grad_norm(cfg_.max_grad_norm);
   run_.guard().step(*opt_, lr, *grad_norm, step + 1);
   return s;
@@ -341,6 +348,7 @@ RewardTrainSummary RewardTrainer::finish() {
                   {"tokens_per_second", sum.tokens_per_second},
                   {"mean_reward_before_centering", mean_reward}};
 
+  if (!run_.writer()) return sum;  // rank 0 writes the model
   rm_->save_weights(cfg_.output, model_->reference);
   run_.write_summary(summary);
   RewardModelInfo info;

@@ -1,5 +1,7 @@
 #include "rlhf/train/trainer_run.h"
 
+#include "rlhf/dist/group.h"
+
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -33,9 +35,41 @@ size_t EpochStream::operator[](int64_t position) {
 TrainerRun::TrainerRun(TrainerRunOptions options)
     : options_(std::move(options)),
       out_(options_.output),
-      guard_(options_.max_skipped_steps, options_.what) {
+      guard_(options_.max_skipped_steps, options_.what),
+      group_(dist::job()) {
   std::error_code ec;
-  if (fs::symlink_status(out_, ec).type() != fs::file_type::not_found) claim();
+  if (writer() && fs::symlink_status(out_, ec).type() != fs::file_type::not_found) claim();
+}
+
+int TrainerRun::rank() const { return group_ ? group_->rank() : 0; }
+int TrainerRun::world() const { return group_ ? group_->size() : 1; }
+
+void TrainerRun::all_reduce_gradients(AdamW& optimizer) {
+  if (!group_) return;
+  // One flat bucket of every gradient (in the parameters' name order, the same on every
+  // rank), reduced after the backward passes, then copied back.
+  std::vector<torch::Tensor> grads;
+  for (const auto& [name, p] : optimizer.params()) {
+    if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+    grads.push_back(p.grad().reshape(-1));
+  }
+  if (grads.empty()) return;
+  std::vector<torch::Tensor> bucket{torch::cat(grads).to(torch::kFloat32).contiguous()};
+  group_->all_reduce_sum(bucket);
+  int64_t at = 0;
+  for (const auto& [name, p] : optimizer.params()) {
+    const int64_t n = p.numel();
+    p.mutable_grad().copy_(bucket[0].slice(0, at, at + n).view(p.sizes()));
+    at += n;
+  }
+}
+
+void TrainerRun::all_reduce(std::vector<double>& values) {
+  if (!group_ || values.empty()) return;
+  std::vector<torch::Tensor> t{torch::tensor(values, torch::kFloat64)};
+  group_->all_reduce_sum(t);
+  auto acc = t[0].accessor<double, 1>();
+  for (size_t i = 0; i < values.size(); ++i) values[i] = acc[static_cast<int64_t>(i)];
 }
 
 void TrainerRun::claim() {
@@ -75,6 +109,10 @@ void TrainerRun::begin(const json& fingerprint, int64_t steps, AdamW& optimizer)
       resumed_ = Resumed{ckpt, std::move(state)};
     }
   }
+  if (!writer()) {
+    logger_ = std::make_unique<track::MetricsLogger>();
+    return;
+  }
   if (!claimed_) claim();
   logger_ = std::make_unique<track::MetricsLogger>((out_ / "logs").string(), options_.resume ? start_ : -1);
   if (options_.progress) bar_ = std::make_unique<Progress>(options_.command, steps_, "step", start_);
@@ -87,6 +125,7 @@ void TrainerRun::save_checkpoint(int64_t step, json state, const std::function<v
   state["consecutive_skipped_steps"] = guard_.consecutive();
   state["threads"] = torch::get_num_threads();
   state["fingerprint"] = fingerprint_;
+  if (!writer()) return;
   checkpoint::save(out_.string(), step, options_.keep_checkpoints, state, [&](const std::string& dir) {
     write(dir);
     save_tensors(dir + "/optimizer.safetensors", optimizer_->state());
@@ -106,6 +145,7 @@ void TrainerRun::finish_progress() {
 }
 
 void TrainerRun::write_summary(json& summary) {
+  if (!writer()) return;
   rusage u{};
   getrusage(RUSAGE_SELF, &u);
   summary["peak_rss_bytes"] = static_cast<int64_t>(u.ru_maxrss) * 1024;

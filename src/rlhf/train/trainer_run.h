@@ -32,6 +32,9 @@
 #include "rlhf/util/settings.h"
 
 namespace rlhf {
+namespace dist {
+class Group;
+}  // namespace dist
 
 // CPU threads for torch; 0 leaves the default (all cores).
 void apply_threads(int64_t threads);
@@ -107,6 +110,18 @@ class TrainerRun {
   // summary.json with the peak memory and thread count added; the logger is flushed.
   void write_summary(nlohmann::json& summary);
 
+  // Data parallelism (a job started by torchrun, srun or --nproc-per-node; see dist/group.h).
+  // Rank 0 alone claims the folder and writes logs, checkpoints, the summary and the model;
+  // every rank reads a checkpoint to resume.
+  int rank() const;
+  int world() const;
+  bool writer() const { return rank() == 0; }
+  // Sums the optimizer's gradients over the ranks (a parameter without one counts as zeros),
+  // so each rank steps with the gradient of the whole batch. Nothing in one process.
+  void all_reduce_gradients(AdamW& optimizer);
+  // Sums the values over the ranks, in place (statistics of the whole batch).
+  void all_reduce(std::vector<double>& values);
+
  private:
   void claim();
 
@@ -120,6 +135,7 @@ class TrainerRun {
   NonFiniteGradGuard guard_;
   std::unique_ptr<track::MetricsLogger> logger_;
   std::unique_ptr<Progress> bar_;
+  dist::Group* group_ = nullptr;  // the job, or null in one process
 };
 
 // The median of v (0 when empty).
