@@ -1,5 +1,5 @@
 """The peer of `rlhf dist-check`: PyTorch's own all-reduce (torch.distributed, Gloo) of the same
-float32 sizes, timed the same way (five warm-up, then the median of N), under torchrun.
+float32 sizes, timed the same way (50 warm-up, then the median of N), under torchrun.
 Prints one line per size on rank 0: `peer <bytes> <median ms>`."""
 import os
 import statistics
@@ -17,11 +17,11 @@ def main():
     for nbytes in sizes:
         t = torch.ones(max(1, nbytes // 4))
         ms = []
-        for i in range(5 + iterations):
+        for i in range(50 + iterations):
             t0 = time.perf_counter()
             dist.all_reduce(t)
             dt = (time.perf_counter() - t0) * 1e3
-            if i >= 5:
+            if i >= 50:
                 ms.append(dt)
         if dist.get_rank() == 0:
             print(f"peer {t.numel() * 4} {statistics.median(ms):.3f}", flush=True)

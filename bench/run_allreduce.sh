@@ -2,7 +2,7 @@
 # The cost of the gradient all-reduce of one data-parallel training step, 2 local ranks on this
 # machine (Gloo over the loopback): ours (`rlhf --nproc-per-node 2 dist-check`, c10d from C++)
 # and PyTorch's (torch.distributed.all_reduce under torchrun, from .venv), the same float32
-# sizes, five warm-up, then the median of ITER (200) all-reduces. The sizes are what LoRA training
+# sizes, 50 warm-up, then the median of ITER (200) all-reduces. The sizes are what LoRA training
 # reduces a step:
 #   default model (SmolLM2-135M: 30 layers, q 576->576, v 576->192): reward model (rank 4, q/v
 #     + a 577-float head) and policy (rank 8, q/v) gradients;

@@ -126,7 +126,7 @@ CheckResult check_job(Group& group, size_t bytes, int iterations) {
   r.bytes = static_cast<size_t>(n) * sizeof(float);
   std::vector<torch::Tensor> big{torch::ones({n})};
   std::vector<double> ms;
-  constexpr int kWarmUp = 5;  // connections and buffers settle
+  constexpr int kWarmUp = 50;  // a new job's first all-reduces are slower: connections, buffers, threads settle
   for (int i = 0; i < kWarmUp + iterations; ++i) {
     const auto t0 = std::chrono::steady_clock::now();
     group.all_reduce_sum(big);

@@ -43,7 +43,7 @@ Group* job();
 
 // What `rlhf dist-check` finds: the job as this rank sees it, an all-reduce of rank + 1 (every
 // rank must get 1 + 2 + ... + N), and the time of an all-reduce of `bytes` of float32, the
-// median of `iterations` (after five warm-up ones).
+// median of `iterations` (after 50 warm-up ones).
 struct CheckResult {
   double sum = 0, expected = 0;
   size_t bytes = 0;
