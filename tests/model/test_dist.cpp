@@ -140,8 +140,21 @@ TEST(DistInfer, TwoRanksWriteTheBytesOfOneProcess) {
     EXPECT_NE(log.find("[rank 0] error: " + (dir / "two.jsonl").string() + " exists and was not written by this command"),
               std::string::npos)
         << log;
+    // A .partial cut in the middle of a batch (3 of 9 lines) is continued by 2 ranks to the
+    // same bytes.
+    {
+      const std::string whole = rlhf::testing::read_text(dir / "one.jsonl");
+      size_t at = 0;
+      for (int k = 0; k < 3; ++k) at = whole.find('\n', at) + 1;
+      std::ofstream(dir / "three.jsonl.partial", std::ios::binary) << whole.substr(0, at);
+      log = capture(cli() + " --nproc-per-node 2" + args + (dir / "three.jsonl").string(), &rc, true);
+      ASSERT_EQ(rc, 0) << log;
+      EXPECT_NE(log.find("3 of 9 prompts done"), std::string::npos) << log;
+      EXPECT_EQ(rlhf::testing::read_text(dir / "three.jsonl"), whole);
+    }
     fs::remove(dir / "one.jsonl");
     fs::remove(dir / "two.jsonl");
+    fs::remove(dir / "three.jsonl");
   }
 }
 
