@@ -7,6 +7,7 @@
 
 #include "commands.h"
 #include "rlhf/data/dataset.h"
+#include "rlhf/dist/group.h"
 #include "rlhf/train/reward_artifact.h"
 #include "rlhf/util/fs.h"
 
@@ -28,7 +29,9 @@ int run_score(const ScoreFlags& f) {
   apply_threads(f.common.threads);
   auto m = load_reward_model(f.reward_model, {parse_dtype(f.common.dtype), parse_device(f.common.device)},
                              f.common.model);
-  auto rewards = score_rows(*m, rows, f.batch_size, /*progress=*/true);
+  dist::Group* job = dist::job();  // several ranks share the batches; rank 0 writes
+  auto rewards = score_rows(*m, rows, f.batch_size, /*progress=*/!job || job->rank() == 0, job);
+  if (job && job->rank() != 0) return 0;
   std::string out;
   for (size_t i = 0; i < rows.size(); ++i) {
     auto j = nlohmann::json::parse(rows[i].json);

@@ -255,3 +255,33 @@ TEST(DistTrain, ARankKilledMidTrainingThenResumedOnTwoRanksEndsTheSame) {
 }
 
 }  // namespace
+
+namespace {
+
+// `rlhf score` on 2 ranks (batch j on rank j mod 2, rewards summed) writes the bytes of 1 process.
+TEST(DistScore, TwoRanksWriteTheBytesOfOneProcess) {
+  const fs::path dir = rlhf::testing::scratch_dir();
+  rlhf::testing::write_tiny_hf_model(dir / "model");
+  rlhf::testing::write_marker_preferences(dir / "prefs.jsonl", 16, 5);
+  int rc = 0;
+  std::string log = capture(reward_cmd(dir, "", "rm", 2), &rc, true);
+  ASSERT_EQ(rc, 0) << log;
+  {
+    std::ofstream f(dir / "rows.jsonl");
+    for (int i = 0; i < 13; ++i)
+      f << nlohmann::json{{"input_text", "say: " + std::to_string(i) + " ->"},
+                          {"completion", std::string(static_cast<size_t>(i % 5 + 1), 'a') + " # b"}}
+               .dump()
+        << "\n";
+  }
+  const std::string args = " score --reward-model " + (dir / "rm").string() + " --input " +
+                           (dir / "rows.jsonl").string() + " --batch-size 4 --output ";
+  log = capture(cli() + args + (dir / "one.jsonl").string(), &rc, true);
+  ASSERT_EQ(rc, 0) << log;
+  log = capture(cli() + " --nproc-per-node 2" + args + (dir / "two.jsonl").string(), &rc, true);
+  ASSERT_EQ(rc, 0) << log;
+  EXPECT_EQ(rlhf::testing::read_text(dir / "two.jsonl"), rlhf::testing::read_text(dir / "one.jsonl"));
+  EXPECT_EQ(rlhf::testing::read_jsonl(dir / "two.jsonl").size(), 13u);
+}
+
+}  // namespace

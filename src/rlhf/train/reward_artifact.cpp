@@ -1,5 +1,7 @@
 #include "rlhf/train/reward_artifact.h"
 
+#include "rlhf/dist/group.h"
+
 #include <algorithm>
 #include <numeric>
 
@@ -32,7 +34,7 @@ std::unique_ptr<LoadedRewardModel> load_reward_model(const std::string& dir, con
 }
 
 std::vector<float> score_rows(const LoadedRewardModel& m, const std::vector<data::ScoredRow>& rows,
-                              int64_t batch_size, bool progress) {
+                              int64_t batch_size, bool progress, dist::Group* group) {
   std::vector<std::vector<int32_t>> seqs(rows.size());
   for (size_t i = 0; i < rows.size(); ++i) {
     seqs[i] = m.encoder->prompt_ids(rows[i].prompt, rows[i].where);
@@ -46,8 +48,10 @@ std::vector<float> score_rows(const LoadedRewardModel& m, const std::vector<data
   torch::NoGradGuard no_grad;
   std::unique_ptr<Progress> bar;
   if (progress) bar = std::make_unique<Progress>("score", static_cast<int64_t>(rows.size()), "row");
-  for (size_t start = 0; start < order.size(); start += batch_size) {
+  const size_t rank = group ? static_cast<size_t>(group->rank()) : 0, world = group ? static_cast<size_t>(group->size()) : 1;
+  for (size_t start = 0, index = 0; start < order.size(); start += batch_size, ++index) {
     const size_t end = std::min(order.size(), start + static_cast<size_t>(batch_size));
+    if (index % world != rank) continue;
     std::vector<std::vector<int32_t>> batch;
     for (size_t i = start; i < end; ++i) batch.push_back(seqs[order[i]]);
     auto sb = pack_sequences(batch, m.info.pad_id, /*left_pad=*/false, m.base->net->device());
@@ -56,6 +60,10 @@ std::vector<float> score_rows(const LoadedRewardModel& m, const std::vector<data
     if (bar) bar->update(static_cast<int64_t>(end));
   }
   if (bar) bar->finish();
+  if (group) {  // each reward is one rank's; the others hold zeros there
+    std::vector<torch::Tensor> all{torch::from_blob(out.data(), {static_cast<int64_t>(out.size())}, torch::kFloat32)};
+    group->all_reduce_sum(all);
+  }
   return out;
 }
 

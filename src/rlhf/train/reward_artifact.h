@@ -12,6 +12,9 @@
 #include "rlhf/train/trained_folder.h"
 
 namespace rlhf {
+namespace dist {
+class Group;
+}  // namespace dist
 
 // The token id that ends completions for this model: the tokenizer's EOS when it is a stop
 // token, else the first stop token.
@@ -29,8 +32,10 @@ struct LoadedRewardModel {
 std::unique_ptr<LoadedRewardModel> load_reward_model(const std::string& dir, const LoadOptions& options,
                                                      const std::string& model_override = "");
 
-// Rewards of (prompt, completion) rows, in input order; batches sorted by length.
+// Rewards of (prompt, completion) rows, in input order; batches sorted by length. With a
+// `group` (a data-parallel job), batch j is rank j mod N's and every rank gets every reward,
+// each computed in the same batch as in one process (the same values, bit for bit).
 std::vector<float> score_rows(const LoadedRewardModel& m, const std::vector<data::ScoredRow>& rows,
-                              int64_t batch_size, bool progress);
+                              int64_t batch_size, bool progress, dist::Group* group = nullptr);
 
 }  // namespace rlhf
