@@ -26,7 +26,7 @@ class Env {
   static void clear() {
     for (const char* k : {"RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
                           "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", "SLURM_NTASKS_PER_NODE", "SLURM_STEP_ID",
-                          "SLURM_STEPID", "SLURM_STEP_NUM_TASKS"})
+                          "SLURM_STEPID", "SLURM_STEP_NUM_TASKS", "RLHF_DIST_TIMEOUT"})
       ::unsetenv(k);
   }
 };
@@ -87,6 +87,11 @@ TEST(DistEnv, BadValuesAreNamed) {
   {
     Env e({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "a"}, {"MASTER_PORT", "70000"}});
     EXPECT_NE(error_of([] { rlhf::read_dist_env(); }).find("MASTER_PORT=70000: must be in [1, 65535]"),
+              std::string::npos);
+  }
+  {
+    Env e({{"RLHF_DIST_TIMEOUT", "0"}});
+    EXPECT_NE(error_of([] { rlhf::read_dist_env(); }).find("RLHF_DIST_TIMEOUT=0: must be in [1, 86400]"),
               std::string::npos);
   }
   {

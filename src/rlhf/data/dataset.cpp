@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "rlhf/text/utf8.h"
+#include "rlhf/text/words.h"
 #include "rlhf/util/error.h"
 #include "rlhf/util/json_file.h"
 #include "rlhf/util/mapped_file.h"
@@ -59,15 +60,7 @@ const char* type_name(const json& v) {
   }
 }
 
-// Python's str.isspace() over the whole text (the text is valid UTF-8 by now).
-bool is_blank(std::string_view s) {
-  for (size_t i = 0; i < s.size();) {
-    text::utf8::Step st = text::utf8::next(s, i);
-    if (!st.valid || !text::utf8::is_python_space(st.cp)) return false;
-    i += st.len;
-  }
-  return true;
-}
+using text::is_blank;
 
 bool has_any(const json& j, std::initializer_list<const char*> names) {
   return std::any_of(names.begin(), names.end(), [&](const char* n) { return j.contains(n); });

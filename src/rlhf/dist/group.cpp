@@ -104,14 +104,7 @@ Group* job() {
   static Group* const group = []() -> Group* {
     const DistEnv env = read_dist_env();
     if (!env.distributed()) return nullptr;
-    int64_t seconds = 600;
-    if (const char* t = std::getenv("RLHF_DIST_TIMEOUT"); t && *t) {
-      char* end = nullptr;
-      seconds = std::strtoll(t, &end, 10);
-      if (*end != '\0' || seconds < 1 || seconds > 86400)
-        fail("environment variable RLHF_DIST_TIMEOUT=\"{}\": seconds in [1, 86400]", t);
-    }
-    return new Group(env, std::chrono::seconds(seconds));
+    return new Group(env, std::chrono::seconds(env.timeout_seconds));
   }();
   return group;
 }

@@ -25,9 +25,9 @@ namespace rlhf::eval {
 namespace {
 using nlohmann::json;
 
-// A candidate that is no answer: empty or only whitespace (the model stopped at once). The
-// preference reader refuses such a line, so the pair is left out.
-bool is_blank(const std::string& s) { return text::count_words(s) == 0; }
+// A candidate that is no answer (text::is_blank: the model stopped at once): the preference
+// reader refuses such a line, so the pair is left out.
+using text::is_blank;
 
 // True when the file's first line reads as a line this command writes (the seed's preference
 // fields plus "labeler": "rule:..." or "judge:...").

@@ -67,7 +67,7 @@ RuleLabel LabelRule::label(const std::string& c0, const std::string& c1) const {
     return RuleLabel{ok0 ? Choice::A : Choice::B, 1.0};
   };
   // No answer never wins: shorter, within the limit or matching, it is still nothing.
-  const bool empty0 = text::count_words(c0) == 0, empty1 = text::count_words(c1) == 0;
+  const bool empty0 = text::is_blank(c0), empty1 = text::is_blank(c1);
   if (empty0 || empty1) return decide(!empty0, !empty1);
   switch (kind_) {
     case Kind::MaxWords:

@@ -11,4 +11,8 @@ namespace rlhf::text {
 // len(s.split()) in Python.
 int64_t count_words(std::string_view s);
 
+// No words: empty or only whitespace (Python's `not s.strip()`); such a text is treated as
+// empty everywhere (dataset fields, labeled candidates, the labeling rules).
+inline bool is_blank(std::string_view s) { return count_words(s) == 0; }
+
 }  // namespace rlhf::text

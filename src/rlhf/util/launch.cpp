@@ -109,6 +109,7 @@ int exit_code(int status) {
 
 DistEnv read_dist_env() {
   DistEnv d;
+  if (auto t = env("RLHF_DIST_TIMEOUT")) d.timeout_seconds = env_int("RLHF_DIST_TIMEOUT", *t, 1, 86400);
   if (env("RANK") || env("WORLD_SIZE")) {
     d.launcher = "torchrun";
     d.world_size = required_int("WORLD_SIZE", 1, 1 << 20, "torchrun");

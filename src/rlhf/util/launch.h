@@ -26,12 +26,14 @@ struct DistEnv {
   std::string master_addr;  // "" when world_size is 1
   int master_port = 0;
   std::string launcher = "none";  // "torchrun" (or plain variables), "slurm", "none"
+  int timeout_seconds = 600;      // a collective's wait for the other ranks (RLHF_DIST_TIMEOUT)
 
   bool distributed() const { return world_size > 1; }
 };
 
 // The job this process is part of. Throws rlhf::Error naming the variable that is missing,
-// not a number, or out of range (a rank outside [0, world size), a port outside 1..65535).
+// not a number, or out of range (a rank outside [0, world size), a port outside 1..65535,
+// RLHF_DIST_TIMEOUT outside 1..86400 seconds).
 DistEnv read_dist_env();
 
 // Starts `nproc` ranks of `argv` (argv[0] is replaced by this program's own path) and waits
