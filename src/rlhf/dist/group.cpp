@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <thread>
 
 #include "rlhf/util/error.h"
 
@@ -96,6 +97,33 @@ void Group::barrier() {
   // A one-element all-reduce: Gloo's barrier has no timeout of its own to report.
   std::vector<torch::Tensor> t{torch::zeros({1})};
   impl_->wait("a barrier", impl_->gloo->allreduce(t), rank(), size());
+}
+
+void Group::set_key(const std::string& key, const std::string& value) {
+  try {
+    impl_->store->set(key, std::vector<uint8_t>(value.begin(), value.end()));
+  } catch (const std::exception& e) {
+    fail("rank {} of {}: cannot reach the job's store at {}:{} (rank 0 is gone?): {}", rank(), size(), env_.master_addr,
+         env_.master_port, message_of(e));
+  }
+}
+
+std::optional<std::string> Group::wait_key(const std::string& key, std::chrono::milliseconds limit) {
+  using Clock = std::chrono::steady_clock;
+  const auto t0 = Clock::now();
+  try {
+    for (std::chrono::milliseconds poll{1};; poll = std::min(2 * poll, std::chrono::milliseconds(50))) {
+      if (impl_->store->check({key})) {
+        const std::vector<uint8_t> v = impl_->store->get(key);
+        return std::string(v.begin(), v.end());
+      }
+      if (limit != std::chrono::milliseconds::max() && Clock::now() - t0 >= limit) return std::nullopt;
+      std::this_thread::sleep_for(poll);
+    }
+  } catch (const std::exception& e) {
+    fail("rank {} of {}: lost the job's store at {}:{} while waiting for the other ranks (rank 0 is gone?): {}",
+         rank(), size(), env_.master_addr, env_.master_port, message_of(e));
+  }
 }
 
 Group* job() {

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,14 @@ class Group {
   // Every rank's bytes, in rank order.
   std::vector<std::string> all_gather_bytes(const std::string& mine);
   void barrier();
+
+  // A message through the job's store (rank 0 serves it) for waits that may outlast the
+  // collective timeout, as a rank's while rank 0 alone works: set_key stores `value`;
+  // wait_key polls until some rank has set `key` and returns its value, or nullopt once
+  // `limit` has passed (zero: looks once; milliseconds::max(): no limit). Throws rlhf::Error
+  // when the store stops answering (rank 0 is gone).
+  void set_key(const std::string& key, const std::string& value);
+  std::optional<std::string> wait_key(const std::string& key, std::chrono::milliseconds limit);
 
  private:
   struct Impl;  // the c10d objects (their headers need Gloo's; only group.cpp includes them)
