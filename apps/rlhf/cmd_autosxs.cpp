@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "commands.h"
+#include "rlhf/dist/group.h"
 #include "rlhf/eval/judge.h"
 
 namespace rlhf::cli {
@@ -24,6 +25,7 @@ int run_autosxs(AutoSxsFlags& f) {
   if (!f.human_labels.empty()) f.config.columns.human_labels = eval::parse_label_map(f.human_labels);
   f.config.progress = !f.quiet;
   eval::AutoSxsSummary s = eval::run_autosxs(f.config);
+  if (const dist::Group* job = dist::job(); job && job->rank() != 0) return 0;  // rank 0 reports
   std::fputs(eval::format_summary(s).c_str(), stdout);
   std::printf("judgments: %s/judgments.jsonl, metrics: %s/metrics.json\n", f.config.output.c_str(),
               f.config.output.c_str());

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "commands.h"
+#include "rlhf/dist/group.h"
 #include "rlhf/eval/label.h"
 #include "rlhf/util/error.h"
 
@@ -45,6 +46,7 @@ int run_label(LabelFlags& f) {
   }
   c.progress = !f.quiet;
   eval::LabelSummary s = eval::run_label(c);
+  if (const dist::Group* job = dist::job(); job && job->rank() != 0) return 0;  // rank 0 reports
   std::printf("%zu pairs labeled by %s -> %s (choice 0: %zu, choice 1: %zu, mean confidence %.3f%s); left out: %zu "
               "with an empty candidate, %zu ties, %zu identical, %zu below --min-confidence\n",
               s.written, s.labeler.c_str(), c.output.c_str(), s.chose_0, s.chose_1, s.mean_confidence,

@@ -3,11 +3,13 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cstring>
 #include <numeric>
 #include <optional>
 
 #include <fmt/format.h>
 
+#include "rlhf/dist/group.h"
 #include "rlhf/model/generate.h"
 #include "rlhf/model/registry.h"
 #include "rlhf/text/utf8.h"
@@ -36,6 +38,44 @@ std::string lead_in(Choice c) {
 
 // What stands for a cut.
 constexpr std::string_view kCutMark = " [...] ";
+
+// A chunk's judgments as bytes, to gather them from the ranks, and back: the two readings bit
+// for bit (the verdict follows from them) and the explanation.
+std::string pack(const std::vector<JudgedPair>& judged) {
+  std::string bytes;
+  auto put = [&](const auto& value) { bytes.append(reinterpret_cast<const char*>(&value), sizeof value); };
+  for (const JudgedPair& j : judged) {
+    put(j.prob_a_first);
+    put(j.prob_a_second);
+    put(static_cast<uint64_t>(j.explanation.size()));
+    bytes += j.explanation;
+  }
+  return bytes;
+}
+std::vector<JudgedPair> unpack(const std::string& bytes) {
+  std::vector<JudgedPair> judged;
+  size_t at = 0;
+  auto need = [&](uint64_t n) {
+    if (bytes.size() - at < n) fail("judge: the judgments a rank sent ({} bytes) are cut short", bytes.size());
+  };
+  auto take = [&](auto& value) {
+    need(sizeof value);
+    std::memcpy(&value, bytes.data() + at, sizeof value);
+    at += sizeof value;
+  };
+  while (at < bytes.size()) {
+    JudgedPair& j = judged.emplace_back();
+    take(j.prob_a_first);
+    take(j.prob_a_second);
+    uint64_t n = 0;
+    take(n);
+    need(n);
+    j.explanation.assign(bytes, at, static_cast<size_t>(n));
+    at += static_cast<size_t>(n);
+    j.verdict = combine_orders(j.prob_a_first, j.prob_a_second);
+  }
+  return judged;
+}
 
 }  // namespace
 
@@ -145,52 +185,69 @@ std::vector<double> Judge::prob_first_better(const std::vector<PairToJudge>& sho
   return out;
 }
 
-std::vector<JudgedPair> Judge::judge(const std::vector<PairToJudge>& pairs,
-                                     const std::function<void(size_t)>& on_done) const {
-  std::vector<JudgedPair> out(pairs.size());
-  // In chunks, so progress is reported as work goes.
-  const size_t chunk = static_cast<size_t>(config_.batch_size) * 4;
-  for (size_t s = 0; s < pairs.size(); s += chunk) {
-    const size_t e = std::min(pairs.size(), s + chunk);
-    std::vector<PairToJudge> first(pairs.begin() + s, pairs.begin() + e), swapped;
-    for (const auto& p : first) swapped.push_back({p.context, p.response_b, p.response_a, p.instruction});
-    std::vector<double> p1 = prob_first_better(first);
-    std::vector<double> p2 = prob_first_better(swapped);  // P(B better) with B shown first
+std::vector<JudgedPair> Judge::judge_chunk(const std::vector<PairToJudge>& pairs, size_t s, size_t e) const {
+  std::vector<JudgedPair> out(e - s);
+  std::vector<PairToJudge> first(pairs.begin() + s, pairs.begin() + e), swapped;
+  for (const auto& p : first) swapped.push_back({p.context, p.response_b, p.response_a, p.instruction});
+  std::vector<double> p1 = prob_first_better(first);
+  std::vector<double> p2 = prob_first_better(swapped);  // P(B better) with B shown first
+  for (size_t k = 0; k < first.size(); ++k) {
+    JudgedPair& j = out[k];
+    j.prob_a_first = p1[k];
+    j.prob_a_second = 1.0 - p2[k];
+    j.verdict = combine_orders(j.prob_a_first, j.prob_a_second);
+  }
+  if (config_.explanation_tokens > 0) {
+    torch::InferenceMode guard;
+    std::vector<std::vector<int32_t>> prompts;
+    std::vector<std::string> lead;
     for (size_t k = 0; k < first.size(); ++k) {
-      JudgedPair& j = out[s + k];
-      j.prob_a_first = p1[k];
-      j.prob_a_second = 1.0 - p2[k];
-      j.verdict = combine_orders(j.prob_a_first, j.prob_a_second);
+      std::string l = lead_in(out[k].verdict.choice);
+      std::vector<int32_t> ids = prompt_ids(first[k]);
+      auto more = lead_in_ids(l);
+      ids.insert(ids.end(), more.begin(), more.end());
+      prompts.push_back(std::move(ids));
+      lead.push_back(std::move(l));
     }
-    if (config_.explanation_tokens > 0) {
-      torch::InferenceMode guard;
-      std::vector<std::vector<int32_t>> prompts;
-      std::vector<std::string> lead;
-      for (size_t k = 0; k < first.size(); ++k) {
-        std::string l = lead_in(out[s + k].verdict.choice);
-        std::vector<int32_t> ids = prompt_ids(first[k]);
-        auto more = lead_in_ids(l);
-        ids.insert(ids.end(), more.begin(), more.end());
-        prompts.push_back(std::move(ids));
-        lead.push_back(std::move(l));
-      }
-      SamplingConfig sampling{.temperature = 0.0, .top_k = 0, .top_p = 1.0,
-                              .max_new_tokens = config_.explanation_tokens, .seed = 0};
-      GenerateOptions opts;
-      opts.stop_ids = model_->stop_ids;
-      opts.pad_id = model_->pad_id;
-      const size_t bs = static_cast<size_t>(config_.batch_size);
-      for (size_t b = 0; b < prompts.size(); b += bs) {
-        std::vector<std::vector<int32_t>> batch(prompts.begin() + b, prompts.begin() + std::min(prompts.size(), b + bs));
-        Generation g = generate(*model_->net, batch, sampling, opts);
-        for (size_t k = 0; k < batch.size(); ++k) {
-          // Invalid UTF-8 from the model is replaced (U+FFFD): the output stays readable JSON.
-          out[s + b + k].explanation =
-              lead[b + k] + text::utf8::sanitize(model_->tokenizer->decode(g.tokens[k], /*skip_special=*/true));
-        }
+    SamplingConfig sampling{.temperature = 0.0, .top_k = 0, .top_p = 1.0,
+                            .max_new_tokens = config_.explanation_tokens, .seed = 0};
+    GenerateOptions opts;
+    opts.stop_ids = model_->stop_ids;
+    opts.pad_id = model_->pad_id;
+    const size_t bs = static_cast<size_t>(config_.batch_size);
+    for (size_t b = 0; b < prompts.size(); b += bs) {
+      std::vector<std::vector<int32_t>> batch(prompts.begin() + b, prompts.begin() + std::min(prompts.size(), b + bs));
+      Generation g = generate(*model_->net, batch, sampling, opts);
+      for (size_t k = 0; k < batch.size(); ++k) {
+        // Invalid UTF-8 from the model is replaced (U+FFFD): the output stays readable JSON.
+        out[b + k].explanation =
+            lead[b + k] + text::utf8::sanitize(model_->tokenizer->decode(g.tokens[k], /*skip_special=*/true));
       }
     }
-    if (on_done) on_done(e);
+  }
+  return out;
+}
+
+std::vector<JudgedPair> Judge::judge(const std::vector<PairToJudge>& pairs, const std::function<void(size_t)>& on_done,
+                                     dist::Group* group) const {
+  std::vector<JudgedPair> out(pairs.size());
+  // In chunks, so progress is reported as work goes; in rounds of one chunk per rank.
+  const size_t chunk = static_cast<size_t>(config_.batch_size) * 4;
+  const size_t n_chunks = (pairs.size() + chunk - 1) / chunk;
+  const size_t ranks = group ? static_cast<size_t>(group->size()) : 1, me = group ? static_cast<size_t>(group->rank()) : 0;
+  for (size_t round = 0; round < n_chunks; round += ranks) {
+    auto place = [&](size_t c, std::vector<JudgedPair> judged) {
+      std::move(judged.begin(), judged.end(), out.begin() + static_cast<std::ptrdiff_t>(c * chunk));
+    };
+    auto chunk_of = [&](size_t c) { return judge_chunk(pairs, c * chunk, std::min(pairs.size(), (c + 1) * chunk)); };
+    if (!group) {
+      place(round, chunk_of(round));
+    } else {
+      const size_t mine = round + me;
+      const std::vector<std::string> all = group->all_gather_bytes(mine < n_chunks ? pack(chunk_of(mine)) : "");
+      for (size_t k = 0; k < ranks && round + k < n_chunks; ++k) place(round + k, unpack(all[k]));
+    }
+    if (on_done) on_done(std::min(pairs.size(), (round + ranks) * chunk));
   }
   return out;
 }
@@ -200,22 +257,30 @@ AutoSxsSummary run_autosxs(const AutoSxsConfig& config) {
   size_t skipped = 0;
   std::vector<std::string> problems;
   std::vector<AutoSxsRow> rows = read_autosxs_input(config.input, config.columns, config.skip_invalid, &skipped, &problems);
-  if (skipped > 0) {
+  if (config.max_rows > 0 && rows.size() > size_t(config.max_rows)) rows.resize(size_t(config.max_rows));
+  // Under a launcher every rank has read the rows (and failed on the same bad one); the ranks
+  // share the judging, rank 0 alone logs and writes.
+  dist::Group* group = dist::job();
+  const bool lead = !group || group->rank() == 0;
+  if (lead && skipped > 0) {
     std::fprintf(stderr, "[rlhf] %zu invalid rows left out (--skip-invalid); the first: %s\n", skipped,
                  problems.empty() ? "" : problems[0].c_str());
   }
-  if (config.max_rows > 0 && rows.size() > size_t(config.max_rows)) rows.resize(size_t(config.max_rows));
-  std::fprintf(stderr, "[rlhf] autosxs: %zu pairs from %s, task %s\n", rows.size(), config.input.c_str(),
-               task_name(config.judge.task));
+  if (lead)
+    std::fprintf(stderr, "[rlhf] autosxs: %zu pairs from %s, task %s%s\n", rows.size(), config.input.c_str(),
+                 task_name(config.judge.task), group ? fmt::format(", on {} ranks", group->size()).c_str() : "");
   Judge judge(config.judge);
-  std::fprintf(stderr, "[rlhf] judge: %s\n", judge.reference().c_str());
+  if (lead) std::fprintf(stderr, "[rlhf] judge: %s\n", judge.reference().c_str());
   std::vector<PairToJudge> pairs;
   for (const auto& r : rows) pairs.push_back({r.context, r.response_a, r.response_b, r.instruction});
   std::optional<Progress> progress;
-  if (config.progress) progress.emplace("judging", static_cast<int64_t>(pairs.size()), "pair");
-  std::vector<JudgedPair> judged = judge.judge(pairs, [&](size_t done) {
-    if (progress) progress->update(static_cast<int64_t>(done));
-  });
+  if (config.progress && lead) progress.emplace("judging", static_cast<int64_t>(pairs.size()), "pair");
+  std::vector<JudgedPair> judged = judge.judge(
+      pairs,
+      [&](size_t done) {
+        if (progress) progress->update(static_cast<int64_t>(done));
+      },
+      group);
   if (progress) progress->finish();
   std::vector<Judgment> judgments;
   for (size_t i = 0; i < rows.size(); ++i) {
@@ -227,6 +292,8 @@ AutoSxsSummary run_autosxs(const AutoSxsConfig& config) {
   }
   AutoSxsSummary summary = summarize(judgments, judge.reference(), config.judge.task);
   summary.invalid_rows_skipped = skipped;
+  if (group) group->barrier();  // every rank has checked the output folder before rank 0 writes it
+  if (!lead) return summary;
   if (config.in_place) write_autosxs_files(config.output, judgments, summary);
   else write_autosxs_output(config.output, judgments, summary);
   return summary;

@@ -22,6 +22,10 @@
 #include "rlhf/eval/autosxs.h"
 #include "rlhf/model/model.h"
 
+namespace rlhf::dist {
+class Group;
+}
+
 namespace rlhf::eval {
 
 struct JudgeConfig {
@@ -53,8 +57,13 @@ class Judge {
   ~Judge();
 
   // Verdicts in input order; on_done (optional) is called with the number of pairs judged.
+  // The pairs are judged in chunks of batch_size·4 (sorted by length inside a chunk, so a
+  // chunk is the unit whose numbers depend on its neighbours). With a group (a distributed
+  // job), chunk k is rank k mod N's and every rank gets every verdict: bit for bit those of
+  // one process. Every rank must pass the same pairs.
   std::vector<JudgedPair> judge(const std::vector<PairToJudge>& pairs,
-                                const std::function<void(size_t done)>& on_done = {}) const;
+                                const std::function<void(size_t done)>& on_done = {},
+                                dist::Group* group = nullptr) const;
 
   // P(the response shown first is better) for each (context, first, second), as the judge
   // reads them; used by judge() for both orders.
@@ -81,6 +90,8 @@ class Judge {
   text::PromptPieces render(const PairToJudge& shown) const;
   // The ids of the lead-in of an explanation for `choice`, as appended to the prompt.
   std::vector<int32_t> lead_in_ids(const std::string& lead) const;
+  // Pairs [first, end) judged together: both readings, the verdicts, the explanations.
+  std::vector<JudgedPair> judge_chunk(const std::vector<PairToJudge>& pairs, size_t first, size_t end) const;
 };
 
 struct AutoSxsConfig {
@@ -93,7 +104,10 @@ struct AutoSxsConfig {
   bool progress = true;
 };
 
-// Reads the pairs, judges them, writes DIR/judgments.jsonl and DIR/metrics.json.
+// Reads the pairs, judges them, writes DIR/judgments.jsonl and DIR/metrics.json. Under a
+// distributed launcher (dist::job()) every rank reads the pairs and judges its share of the
+// chunks (Judge::judge); rank 0 alone logs and writes, the files of one process, byte for
+// byte. Every rank returns the same summary.
 AutoSxsSummary run_autosxs(const AutoSxsConfig& config);
 
 }  // namespace rlhf::eval

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <fstream>
+#include <functional>
 #include <optional>
 
 #include <fmt/format.h>
@@ -10,6 +11,7 @@
 
 #include "rlhf/data/dataset.h"
 #include "rlhf/data/encode.h"
+#include "rlhf/dist/group.h"
 #include "rlhf/eval/infer.h"
 #include "rlhf/eval/judge.h"
 #include "rlhf/eval/rules.h"
@@ -69,12 +71,49 @@ struct Candidates {
   std::vector<std::string> c0, c1;
 };
 
+// The texts of `prompts` completed in batches of B as one process does (batch b, prompts
+// [b·B, (b+1)·B), sampled with seed + b, as complete_prompts does). Under a job, batch b is
+// rank b mod N's, and every rank gets every text. on_done: the number of prompts completed.
+std::vector<std::string> complete_texts(const GenerationModel& gm, const std::vector<std::vector<int32_t>>& prompts,
+                                        const SamplingConfig& sampling, size_t B, dist::Group* group,
+                                        const std::function<void(size_t done)>& on_done) {
+  std::vector<std::string> texts(prompts.size());
+  const size_t n_batches = (prompts.size() + B - 1) / B;
+  const size_t ranks = group ? static_cast<size_t>(group->size()) : 1, me = group ? static_cast<size_t>(group->rank()) : 0;
+  auto batch_texts = [&](size_t b) {
+    const auto first = prompts.begin() + static_cast<std::ptrdiff_t>(b * B);
+    const std::vector<std::vector<int32_t>> batch(first, first + static_cast<std::ptrdiff_t>(std::min(B, prompts.size() - b * B)));
+    SamplingConfig s = sampling;
+    s.seed = sampling.seed + b;
+    std::vector<std::string> out;
+    for (Completion& c : complete_prompts(gm, batch, s, static_cast<int64_t>(B))) out.push_back(std::move(c.text));
+    return out;
+  };
+  auto place = [&](size_t b, std::vector<std::string> batch) {
+    std::move(batch.begin(), batch.end(), texts.begin() + static_cast<std::ptrdiff_t>(b * B));
+  };
+  for (size_t round = 0; round < n_batches; round += ranks) {
+    if (!group) {
+      place(round, batch_texts(round));
+    } else {
+      const size_t mine = round + me;
+      const std::vector<std::string> all = group->all_gather_bytes(mine < n_batches ? json(batch_texts(mine)).dump() : "");
+      for (size_t k = 0; k < ranks && round + k < n_batches; ++k)
+        place(round + k, json::parse(all[k]).get<std::vector<std::string>>());
+    }
+    if (on_done) on_done(std::min(prompts.size(), (round + ranks) * B));
+  }
+  return texts;
+}
+
 // Samples two candidates per prompt: (model, temperature_0, seed) and (model_b or model,
-// temperature_1, seed + 1).
-Candidates sample_candidates(const LabelConfig& c) {
+// temperature_1, seed + 1). Under a job the ranks share the batches (complete_texts); rank 0
+// alone logs.
+Candidates sample_candidates(const LabelConfig& c, dist::Group* group) {
   Candidates out;
   data::ReadOptions ro{.skip_invalid = c.skip_invalid, .max_rows = size_t(std::max<int64_t>(0, c.max_rows))};
   out.rows = data::read_prompt_dataset(c.prompt_dataset, ro);
+  const bool lead = !group || group->rank() == 0;
   const LoadOptions lo{parse_dtype(c.dtype), parse_device(c.device)};
   auto side = [&](const std::string& model, const std::string& adapter, double temperature, uint64_t seed,
                   const char* name) {
@@ -89,23 +128,28 @@ Candidates sample_candidates(const LabelConfig& c) {
                                             gm->encode_from_adapter ? std::optional(gm->encode.format) : std::nullopt,
                                             "the adapter in " + adapter, forms, "--prompt-format");
     data::Encoder encoder(*gm->base->tokenizer, gm->base->chat_template, gm->eos_id, enc);
+    // Every prompt is checked before any sampling (on every rank alike).
+    const int64_t context = gm->base->config.max_position;
     std::vector<std::vector<int32_t>> prompts;
     for (const auto& r : out.rows) {
       prompts.push_back(encoder.prompt_ids(r.prompt, r.where));
       if (prompts.back().empty()) fail("{}: the prompt encodes to no tokens", r.where);
+      if (static_cast<int64_t>(prompts.back().size()) + c.max_new_tokens > context)
+        fail("{}: the prompt ({} tokens) + --max-new-tokens {} exceed the model's context ({}); lower "
+             "--prompt-sequence-length or --max-new-tokens",
+             r.where, prompts.back().size(), c.max_new_tokens, context);
     }
     SamplingConfig s{.temperature = temperature, .top_k = c.top_k, .top_p = c.top_p, .max_new_tokens = c.max_new_tokens,
                      .seed = seed};
-    std::fprintf(stderr, "[rlhf] %s: %s%s%s, temperature %g\n", name, gm->base->reference.c_str(),
-                 adapter.empty() ? "" : " + ", adapter.c_str(), temperature);
+    if (lead)
+      std::fprintf(stderr, "[rlhf] %s: %s%s%s, temperature %g\n", name, gm->base->reference.c_str(),
+                   adapter.empty() ? "" : " + ", adapter.c_str(), temperature);
     std::optional<Progress> progress;
-    if (c.progress) progress.emplace(name, static_cast<int64_t>(prompts.size()), "prompt");
-    auto done = complete_prompts(*gm, prompts, s, c.batch_size, [&](size_t first, const std::vector<Completion>& batch) {
-      if (progress) progress->update(static_cast<int64_t>(first + batch.size()));
+    if (c.progress && lead) progress.emplace(name, static_cast<int64_t>(prompts.size()), "prompt");
+    auto texts = complete_texts(*gm, prompts, s, static_cast<size_t>(c.batch_size), group, [&](size_t done) {
+      if (progress) progress->update(static_cast<int64_t>(done));
     });
     if (progress) progress->finish();
-    std::vector<std::string> texts;
-    for (auto& d : done) texts.push_back(std::move(d.text));
     return texts;
   };
   out.c0 = side(c.model, c.adapter, c.temperature_0, c.seed, "candidate_0");
@@ -140,7 +184,11 @@ LabelSummary run_label(const LabelConfig& c) {
   // The labeler is checked before any sampling.
   std::optional<LabelRule> rule;
   if (!c.rule.empty()) rule = LabelRule::parse(c.rule);
-  Candidates cand = c.pairs.empty() ? sample_candidates(c) : read_pairs(c);
+  // Under a launcher every rank reads the input (and fails on the same bad row), the ranks
+  // share the sampling and the judging, and rank 0 alone logs and writes.
+  dist::Group* group = dist::job();
+  const bool lead = !group || group->rank() == 0;
+  Candidates cand = c.pairs.empty() ? sample_candidates(c, group) : read_pairs(c);
   const size_t n = cand.rows.size();
 
   LabelSummary sum;
@@ -154,7 +202,7 @@ LabelSummary run_label(const LabelConfig& c) {
     }
     labeled.push_back(i);
   }
-  if (sum.empty)
+  if (sum.empty && lead)
     std::fprintf(stderr, "[rlhf] label: %zu of %zu pairs left out: a candidate is empty or only whitespace (first: %s)\n",
                  sum.empty, n, sum.first_empty.c_str());
   std::vector<RuleLabel> labels(n);
@@ -173,10 +221,13 @@ LabelSummary run_label(const LabelConfig& c) {
       pairs.push_back({judge_context(c.instruction, prompt_as_text(cand.rows[i].prompt)), cand.c0[i], cand.c1[i],
                        c.instruction});
     std::optional<Progress> progress;
-    if (c.progress) progress.emplace("judging", static_cast<int64_t>(pairs.size()), "pair");
-    auto judged = judge.judge(pairs, [&](size_t done) {
-      if (progress) progress->update(static_cast<int64_t>(done));
-    });
+    if (c.progress && lead) progress.emplace("judging", static_cast<int64_t>(pairs.size()), "pair");
+    auto judged = judge.judge(
+        pairs,
+        [&](size_t done) {
+          if (progress) progress->update(static_cast<int64_t>(done));
+        },
+        group);
     if (progress) progress->finish();
     for (size_t k = 0; k < labeled.size(); ++k) {
       labels[labeled[k]] = {judged[k].verdict.choice, judged[k].verdict.confidence};
@@ -233,7 +284,8 @@ LabelSummary run_label(const LabelConfig& c) {
     fail("no pair was labeled: of {} pairs, {} with an empty candidate, {} ties, {} identical, {} below "
          "--min-confidence; nothing written to {}",
          n, sum.empty, sum.ties, sum.identical, sum.low_confidence, c.output);
-  write_file_atomic(c.output, lines);
+  if (group) group->barrier();  // every rank has checked --output before rank 0 writes it
+  if (lead) write_file_atomic(c.output, lines);
   return sum;
 }
 

@@ -12,7 +12,10 @@
 // line marked "tie": true, whose choice is the candidate the judge's mean probability leans
 // to (0 when it is even, and always 0 for a rule): a coin, not a preference. The file is
 // written atomically at the end; an existing file there is replaced only when it is an
-// earlier label output (checked before any work).
+// earlier label output (checked before any work). Under a distributed launcher (dist::job())
+// every rank reads the input, the ranks share the sampling batches (batch b, seed + b, on rank
+// b mod N) and the judge's chunks, and rank 0 alone logs and writes: the file of one process,
+// byte for byte. Every rank returns the same summary.
 #pragma once
 #include <cstdint>
 #include <string>
