@@ -245,6 +245,33 @@ TEST(Generate, SeedRepeatsAndLogprobsMatchTheModel) {
   }
 }
 
+// With a seed per row, a sampled completion is the same alone, in any batch and at any place
+// in it: what data-parallel rollouts rely on.
+TEST(Generate, RowSeedsMakeASampleIndependentOfItsBatch) {
+  auto c = tiny_config();
+  Transformer net(c, tiny_weights(c, 5), torch::kFloat32, torch::kCPU);
+  SamplingConfig s;
+  s.temperature = 1.0;
+  s.max_new_tokens = 10;
+  GenerateOptions o;
+  o.stop_ids = {96};
+  const std::vector<std::vector<int32_t>> prompts = {{1, 2, 3}, {4, 5}, {6, 7, 8, 9, 10}};
+  o.row_seeds = {11, 12, 13};
+  auto batch = generate(net, prompts, s, o);
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    o.row_seeds = {11 + i};
+    EXPECT_EQ(generate(net, {prompts[i]}, s, o).tokens[0], batch.tokens[i]) << "prompt " << i;
+  }
+  o.row_seeds = {13, 11};  // another batch, another order
+  auto swapped = generate(net, {prompts[2], prompts[0]}, s, o);
+  EXPECT_EQ(swapped.tokens[0], batch.tokens[2]);
+  EXPECT_EQ(swapped.tokens[1], batch.tokens[0]);
+  o.row_seeds = {21, 12, 13};  // another seed, another sample
+  EXPECT_NE(generate(net, prompts, s, o).tokens[0], batch.tokens[0]);
+  o.row_seeds = {1, 2};
+  EXPECT_THROW(generate(net, prompts, s, o), Error);  // one seed per prompt
+}
+
 TEST(Generate, RejectsBadArguments) {
   auto c = tiny_config();
   Transformer net(c, tiny_weights(c), torch::kFloat32, torch::kCPU);

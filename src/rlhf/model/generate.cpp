@@ -79,6 +79,10 @@ Generation generate(const Transformer& net, const std::vector<std::vector<int32_
   args.adapters = o.adapters;
 
   auto gen = at::detail::createCPUGenerator(s.seed);
+  std::vector<at::Generator> row_gens;  // with row seeds: row b's generator
+  if (!o.row_seeds.empty() && static_cast<int64_t>(o.row_seeds.size()) != B)
+    fail("generate: {} row seeds for {} prompts", o.row_seeds.size(), B);
+  for (uint64_t seed : o.row_seeds) row_gens.push_back(at::detail::createCPUGenerator(seed));
   auto stop = torch::tensor(std::vector<int64_t>(o.stop_ids.begin(), o.stop_ids.end()), torch::kInt64).to(dev);
 
   Generation out;
@@ -108,7 +112,15 @@ Generation generate(const Transformer& net, const std::vector<std::vector<int32_
       logp = scaled.log_softmax(-1);
       auto probs = filter_logits(scaled, s.top_k, s.top_p).softmax(-1);
       // Sampled on the CPU with our own generator, so a seed repeats on every device.
-      next = torch::multinomial(probs.to(torch::kCPU), 1, false, gen).squeeze(-1).to(dev);
+      auto probs_cpu = probs.to(torch::kCPU);
+      if (row_gens.empty()) {
+        next = torch::multinomial(probs_cpu, 1, false, gen).squeeze(-1).to(dev);
+      } else {
+        std::vector<int64_t> drawn(B, o.pad_id);
+        for (int64_t b = 0; b < B; ++b)  // a finished row draws nothing: its stream stays its own
+          if (running[b]) drawn[b] = torch::multinomial(probs_cpu[b], 1, false, row_gens[b]).item<int64_t>();
+        next = torch::tensor(drawn, torch::kInt64).to(dev);
+      }
     }
     auto chosen_logp = logp.gather(-1, next.unsqueeze(-1)).squeeze(-1);
     auto is_stop = torch::isin(next, stop);

@@ -24,6 +24,10 @@ struct GenerateOptions {
   std::vector<int32_t> stop_ids;
   int32_t pad_id = 0;
   std::vector<const LoraAdapter*> adapters;  // active adapters (none = the base model)
+  // One seed per prompt (empty = SamplingConfig::seed for the batch): each row then samples with its own
+  // generator, so its completion does not depend on which other prompts share the batch
+  // (data-parallel rollouts equal one process's).
+  std::vector<uint64_t> row_seeds;
   // Called after every decoding step with the new token of each still-running sequence.
   std::function<void(size_t row, int32_t token)> on_token;
 };

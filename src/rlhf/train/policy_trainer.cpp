@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <limits>
 #include <map>
@@ -81,6 +82,8 @@ class PolicyTrainer {
   // The step.
   Rollouts generate_rollouts(int64_t step);
   void complete(std::vector<Sample>& samples, double temperature, uint64_t seed);
+  void complete_shard(std::vector<Sample>& samples, size_t begin, size_t end, double temperature, uint64_t seed);
+  bool mine(size_t k) const { return k % static_cast<size_t>(run_.world()) == static_cast<size_t>(run_.rank()); }
   void score_rollouts(Rollouts& r, const std::vector<data::PromptRow>& rows);
   void compute_logprobs_and_values(Rollouts& r, int64_t step);
   std::vector<std::vector<size_t>> minibatches(int64_t step, int64_t epoch) const;
@@ -160,6 +163,16 @@ PolicyTrainer::PolicyTrainer(const PolicyTrainConfig& cfg)
                data::prompt_format_name(enc_.format),
                models().value_from_reward() ? "initialised from the reward model (same base)"
                                             : "initialised fresh (the reward model is on another base)");
+  if (run_.world() > 1 && run_.writer()) {
+    // Rollouts are split in contiguous shares; the micro-batches of scoring and of each
+    // minibatch's update go to the ranks in turn, so a count that is not a multiple of the
+    // ranks leaves some idle.
+    const int64_t mini = (B_ + cfg_.num_mini_batches - 1) / cfg_.num_mini_batches;
+    const int64_t per_minibatch = (mini + M_ - 1) / M_;
+    std::fprintf(stderr, "[rlhf] data-parallel over %d ranks: %lld rollouts each, %lld micro-batch(es) per minibatch%s\n",
+                 run_.world(), (long long)(B_ / run_.world()), (long long)per_minibatch,
+                 per_minibatch % run_.world() ? " (not a multiple of the ranks: some wait on each update)" : "");
+  }
   AdamWConfig adam;
   adam.weight_decay = cfg_.weight_decay;
   adam.eps = cfg_.adam_epsilon;
@@ -289,17 +302,53 @@ Rollouts PolicyTrainer::generate_rollouts(int64_t step) {
   return r;
 }
 
-// Completions of the samples' prompts with the policy, in generation batches.
+// Completions of the samples' prompts with the policy. Sample i samples with its own seed
+// (seed, i), so its completion is the same whichever batch or rank generates it: with N ranks
+// each completes a contiguous 1/N of the samples, and all of them are then shared.
 void PolicyTrainer::complete(std::vector<Sample>& samples, double temperature, uint64_t seed) {
-  for (size_t g0 = 0; g0 < samples.size(); g0 += static_cast<size_t>(G_)) {
-    const size_t g1 = std::min(samples.size(), g0 + static_cast<size_t>(G_));
+  const size_t n = samples.size(), ranks = static_cast<size_t>(run_.world()), rank = static_cast<size_t>(run_.rank());
+  const size_t begin = n * rank / ranks, end = n * (rank + 1) / ranks;
+  complete_shard(samples, begin, end, temperature, seed);
+  if (ranks == 1) return;
+  std::string mine;  // per sample: the stopped flag, the token count, the tokens
+  for (size_t i = begin; i < end; ++i) {
+    const uint32_t count = static_cast<uint32_t>(samples[i].response.size());
+    mine.push_back(samples[i].stopped ? 1 : 0);
+    mine.append(reinterpret_cast<const char*>(&count), sizeof count);
+    mine.append(reinterpret_cast<const char*>(samples[i].response.data()), count * sizeof(int32_t));
+  }
+  const std::vector<std::string> all = run_.all_gather(mine);
+  for (size_t r = 0; r < ranks; ++r) {
+    const std::string& bytes = all[r];
+    size_t at = 0;
+    for (size_t i = n * r / ranks; i < n * (r + 1) / ranks; ++i) {
+      uint32_t count = 0;
+      if (at + 1 + sizeof count > bytes.size()) fail("rank {} sent a truncated rollout shard", r);
+      samples[i].stopped = bytes[at] != 0;
+      std::memcpy(&count, bytes.data() + at + 1, sizeof count);
+      at += 1 + sizeof count;
+      if (at + size_t{count} * sizeof(int32_t) > bytes.size()) fail("rank {} sent a truncated rollout shard", r);
+      samples[i].response.resize(count);
+      std::memcpy(samples[i].response.data(), bytes.data() + at, count * sizeof(int32_t));
+      at += count * sizeof(int32_t);
+    }
+  }
+}
+
+// Completions of samples [begin, end), in generation batches.
+void PolicyTrainer::complete_shard(std::vector<Sample>& samples, size_t begin, size_t end, double temperature,
+                                   uint64_t seed) {
+  for (size_t g0 = begin; g0 < end; g0 += static_cast<size_t>(G_)) {
+    const size_t g1 = std::min(end, g0 + static_cast<size_t>(G_));
     std::vector<std::vector<int32_t>> batch;
-    for (size_t i = g0; i < g1; ++i) batch.push_back(*samples[i].prompt);
     SamplingConfig sampling;
     sampling.temperature = temperature;
     sampling.max_new_tokens = enc_.target_sequence_length;
-    sampling.seed = mix_seed(seed, g0);
     GenerateOptions gopt;
+    for (size_t i = g0; i < g1; ++i) {
+      batch.push_back(*samples[i].prompt);
+      gopt.row_seeds.push_back(mix_seed(seed, i));
+    }
     gopt.stop_ids = policy_model().stop_ids;
     gopt.pad_id = pad_;
     gopt.adapters = {&models().policy()};
@@ -317,7 +366,10 @@ void PolicyTrainer::score_rollouts(Rollouts& r, const std::vector<data::PromptRo
   torch::NoGradGuard no_grad;
   auto& rm = *roles_.rm;
   std::vector<Sample>& samples = r.samples;
-  for (size_t s0 = 0; s0 < samples.size(); s0 += static_cast<size_t>(M_)) {
+  // Chunk k of M samples is scored by rank k mod N; the others' scores stay 0 until summed.
+  std::vector<double> raw_scores(samples.size(), 0.0);
+  for (size_t s0 = 0, k = 0; s0 < samples.size(); s0 += static_cast<size_t>(M_), ++k) {
+    if (!mine(k)) continue;
     const size_t s1 = std::min(samples.size(), s0 + static_cast<size_t>(M_));
     std::vector<std::vector<int32_t>> seqs;
     for (size_t i = s0; i < s1; ++i) {
@@ -339,8 +391,10 @@ void PolicyTrainer::score_rollouts(Rollouts& r, const std::vector<data::PromptRo
     }
     auto sb = pack_sequences(seqs, rm_info().pad_id, /*left_pad=*/false, rm.base->net->device());
     auto scores = rm.reward->score(sb).to(torch::kCPU);
-    for (size_t i = s0; i < s1; ++i) samples[i].raw_score = scores[static_cast<int64_t>(i - s0)].item<float>();
+    for (size_t i = s0; i < s1; ++i) raw_scores[i] = scores[static_cast<int64_t>(i - s0)].item<float>();
   }
+  run_.all_reduce(raw_scores);
+  for (size_t i = 0; i < samples.size(); ++i) samples[i].raw_score = static_cast<float>(raw_scores[i]);
   std::vector<float> raw;
   std::vector<uint8_t> stopped;
   for (const auto& s : samples) raw.push_back(s.raw_score), stopped.push_back(s.stopped);
@@ -366,7 +420,10 @@ void PolicyTrainer::compute_logprobs_and_values(Rollouts& r, int64_t step) {
   for (const auto& minibatch : minibatches(step, 0))
     for (auto& mb : micro_batches(minibatch, r.samples, M_)) mbs.push_back(std::move(mb));
   torch::NoGradGuard no_grad;
-  for (const auto& mb : mbs) {
+  // Micro-batch k is rank k mod N's; the rows the others computed arrive in the sum.
+  for (size_t k = 0; k < mbs.size(); ++k) {
+    if (!mine(k)) continue;
+    const auto& mb = mbs[k];
     RolloutBatch rb = pack_samples(mb, r.samples, pad_, dev_);
     torch::Tensor entropy;
     scatter_rows(r.old_logp, mb, models().logprobs(rb, true, cfg_.temperature, &entropy));
@@ -375,6 +432,7 @@ void PolicyTrainer::compute_logprobs_and_values(Rollouts& r, int64_t step) {
     scatter_rows(r.old_values, mb, models().values(rb));
     scatter_rows(r.mask, mb, rb.mask);
   }
+  run_.all_reduce({r.old_logp, r.ref_logp, r.old_values, r.mask, r.entropy});
 }
 
 // Per-token rewards (score at the last token, -kl_coeff · KL), GAE, whitened advantages.
@@ -396,6 +454,7 @@ UpdateStats PolicyTrainer::ppo_update(const Rollouts& r, int64_t step, double lr
     for (const auto& minibatch : minibatches(step, epoch)) {
       opt_->zero_grad();
       const MinibatchStats m = accumulate_gradients(r, minibatch);
+      run_.all_reduce_gradients(*opt_);
       const double grad_norm = opt_->clip_grad_norm(cfg_.max_grad_norm);
       if (run_.guard().step(*opt_, lr, grad_norm, step + 1)) u.grad_norm += grad_norm, ++u.applied;
       if (u.updates == 0) u.approxkl_first = m.approxkl, u.clipfrac_first = m.clipfrac;
@@ -422,7 +481,10 @@ std::vector<std::vector<size_t>> PolicyTrainer::minibatches(int64_t step, int64_
 MinibatchStats PolicyTrainer::accumulate_gradients(const Rollouts& r, const std::vector<size_t>& minibatch) {
   MinibatchStats m;
   const double tokens = gather_rows(r.mask, minibatch, r.width()).sum().item<double>();
-  for (const auto& mb : micro_batches(minibatch, r.samples, M_)) {
+  const auto mbs = micro_batches(minibatch, r.samples, M_);
+  for (size_t k = 0; k < mbs.size(); ++k) {
+    if (!mine(k)) continue;  // rank k mod N's; the gradients are summed over the ranks
+    const auto& mb = mbs[k];
     RolloutBatch rb = pack_samples(mb, r.samples, pad_, dev_);
     const int64_t w = rb.response.size(1);
     const double share = rb.mask.sum().item<double>() / std::max(1.0, tokens);
@@ -437,7 +499,9 @@ MinibatchStats PolicyTrainer::accumulate_gradients(const Rollouts& r, const std:
     m.clipfrac += share * pl.clipfrac.item<double>(), m.value_clipfrac += share * vl.clipfrac.item<double>();
     m.approxkl += share * pl.approxkl.item<double>();
   }
-  return m;
+  std::vector<double> sums = {m.policy_loss, m.value_loss, m.clipfrac, m.value_clipfrac, m.approxkl};
+  run_.all_reduce(sums);
+  return {sums[0], sums[1], sums[2], sums[3], sums[4]};
 }
 
 void PolicyTrainer::log_step(int64_t done, const Rollouts& r, const UpdateStats& u, double lr,
@@ -475,6 +539,7 @@ void PolicyTrainer::log_step(int64_t done, const Rollouts& r, const UpdateStats&
       {"time/step", dt},
   };
   m.insert(clock.laps.begin(), clock.laps.end());
+  run_.add_collective_metrics(m);
   if (r.kl_measured) m["objective/kl"] = r.mean_kl;  // never a 0 standing for "not computed"
   if (u.applied > 0) m["grad_norm"] = u.grad_norm / static_cast<double>(u.applied);
   run_.logger().log(done, m);
@@ -491,7 +556,9 @@ void PolicyTrainer::log_step(int64_t done, const Rollouts& r, const UpdateStats&
 void PolicyTrainer::evaluate(int64_t step) {
   if (eval_rows_.empty()) return;
   const fs::path path = run_.out() / "eval" / (checkpoint::step_name(step) + ".jsonl");
-  if (fs::exists(path)) return;  // written before a resume
+  std::vector<double> written = {run_.writer() && fs::exists(path) ? 1.0 : 0.0};  // rank 0's word
+  run_.all_reduce(written);
+  if (written[0] > 0) return;  // written before a resume
   Rollouts r;
   r.samples.resize(eval_rows_.size());
   for (size_t i = 0; i < r.samples.size(); ++i) r.samples[i].prompt = &eval_ids_[i], r.samples[i].row = i;
@@ -512,6 +579,7 @@ void PolicyTrainer::evaluate(int64_t step) {
     reward += s.score, raw += s.raw_score, length += static_cast<double>(s.response.size());
     eos_share += s.stopped ? 1 : 0, words += static_cast<double>(text::count_words(text));
   }
+  if (!run_.writer()) return;
   fs::create_directories(path.parent_path());
   write_file_atomic(path.string(), lines);
   const double n = static_cast<double>(r.samples.size());
@@ -547,6 +615,7 @@ PolicyTrainSummary PolicyTrainer::finish() {
                   {"step_seconds_median", sum.step_seconds_median},
                   {"final/reward", last_reward_},
                   {"final/kl", json_or_null(last_kl_)}};
+  if (!run_.writer()) return sum;  // rank 0 writes the folder
   save_adapter(cfg_.output, models().policy(),
                {.base_reference = policy_model().reference, .task_type = "CAUSAL_LM", .modules_to_save = {}});
   models().save_value(cfg_.output, policy_model().reference);

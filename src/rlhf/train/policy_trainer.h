@@ -10,6 +10,11 @@
 //   4. update     ppo_epochs passes over minibatches: clipped policy loss + vf_coef · clipped
 //                 value loss, gradient accumulation over micro-batches, clipping, AdamW (a
 //                 non-finite gradient norm skips the update).
+// Data-parallel under a distributed launcher (dist/group.h): each rank completes a contiguous
+// share of the rollouts (sample i samples with the seed (seed, step, i), so its completion does
+// not depend on the rank); scoring, log-prob and update micro-batches go to the ranks in turn
+// and the batch's tensors and gradients are summed, so every rank holds the whole batch and
+// whitening, the KL and the metrics are the global batch's, as in one process.
 // The loop is PolicyTrainer::train() in policy_trainer.cpp, one named call per part; the run
 // around it (output folder, resume, metrics, checkpoints) is trainer_run.h. Checkpoints are
 // atomic and a resumed run repeats an uninterrupted one (CPU, same threads). The output

@@ -275,6 +275,7 @@ void RewardTrainer::log_step(int64_t done, const PairStats& s, double lr, double
   };
   if (std::isfinite(grad_norm)) m["grad_norm"] = grad_norm;
   if (cfg_.margin != 0 || cfg_.center_rewards_coefficient != 0) m["loss"] = s.loss / B;
+  run_.add_collective_metrics(m);
   run_.logger().log(done, m);
   run_.progress(done, fmt::format("rank_loss {:.4f} acc {:.3f}", s.rank_loss / B, s.correct / B));
 }

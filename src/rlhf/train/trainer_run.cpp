@@ -5,6 +5,7 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 
@@ -44,32 +45,65 @@ TrainerRun::TrainerRun(TrainerRunOptions options)
 int TrainerRun::rank() const { return group_ ? group_->rank() : 0; }
 int TrainerRun::world() const { return group_ ? group_->size() : 1; }
 
+namespace {
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+}  // namespace
+
 void TrainerRun::all_reduce_gradients(AdamW& optimizer) {
   if (!group_) return;
-  // One flat bucket of every gradient (in the parameters' name order, the same on every
-  // rank), reduced after the backward passes, then copied back.
+  // One bucket of every gradient (in the parameters' name order, the same on every rank),
+  // reduced after the backward passes (no overlap with them).
   std::vector<torch::Tensor> grads;
   for (const auto& [name, p] : optimizer.params()) {
     if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
-    grads.push_back(p.grad().reshape(-1));
+    grads.push_back(p.grad());
   }
-  if (grads.empty()) return;
-  std::vector<torch::Tensor> bucket{torch::cat(grads).to(torch::kFloat32).contiguous()};
+  all_reduce(grads);
+}
+
+void TrainerRun::all_reduce(const std::vector<torch::Tensor>& tensors) {
+  if (!group_ || tensors.empty()) return;
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<torch::Tensor> flat;
+  for (const auto& t : tensors) flat.push_back(t.reshape(-1).to(torch::kCPU, torch::kFloat32));
+  std::vector<torch::Tensor> bucket{torch::cat(flat).contiguous()};
   group_->all_reduce_sum(bucket);
   int64_t at = 0;
-  for (const auto& [name, p] : optimizer.params()) {
-    const int64_t n = p.numel();
-    p.mutable_grad().copy_(bucket[0].slice(0, at, at + n).view(p.sizes()));
+  for (const auto& t : tensors) {
+    const int64_t n = t.numel();
+    t.copy_(bucket[0].slice(0, at, at + n).view(t.sizes()));
     at += n;
   }
+  collective_seconds_ += seconds_since(t0);
+  collective_bytes_ += static_cast<double>(bucket[0].numel() * 4);
 }
 
 void TrainerRun::all_reduce(std::vector<double>& values) {
   if (!group_ || values.empty()) return;
+  const auto t0 = std::chrono::steady_clock::now();
   std::vector<torch::Tensor> t{torch::tensor(values, torch::kFloat64)};
   group_->all_reduce_sum(t);
   auto acc = t[0].accessor<double, 1>();
   for (size_t i = 0; i < values.size(); ++i) values[i] = acc[static_cast<int64_t>(i)];
+  collective_seconds_ += seconds_since(t0);
+  collective_bytes_ += static_cast<double>(values.size() * sizeof(double));
+}
+
+std::vector<std::string> TrainerRun::all_gather(const std::string& mine) {
+  if (!group_) return {mine};
+  const auto t0 = std::chrono::steady_clock::now();
+  auto all = group_->all_gather_bytes(mine);
+  collective_seconds_ += seconds_since(t0);
+  return all;
+}
+
+void TrainerRun::add_collective_metrics(std::map<std::string, double>& metrics) {
+  if (!group_) return;
+  metrics["time/collectives"] = collective_seconds_;
+  metrics["dist/allreduce_bytes"] = collective_bytes_;
+  collective_seconds_ = collective_bytes_ = 0;
 }
 
 void TrainerRun::claim() {

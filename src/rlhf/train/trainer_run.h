@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -121,6 +122,16 @@ class TrainerRun {
   void all_reduce_gradients(AdamW& optimizer);
   // Sums the values over the ranks, in place (statistics of the whole batch).
   void all_reduce(std::vector<double>& values);
+  // Sums the tensors over the ranks, in place, as one flat float32 bucket (any shapes; the same
+  // list on every rank). A rank fills the rows it computed and leaves the others zero, so the
+  // sum is the whole batch's tensor, exactly.
+  void all_reduce(const std::vector<torch::Tensor>& tensors);
+  // Every rank's bytes, in rank order ({mine} in one process).
+  std::vector<std::string> all_gather(const std::string& mine);
+  // With several ranks, adds the step's collective metrics and starts counting anew:
+  // time/collectives (seconds in the collectives above, waiting for slower ranks included) and
+  // dist/allreduce_bytes (what they summed). Nothing in one process.
+  void add_collective_metrics(std::map<std::string, double>& metrics);
 
  private:
   void claim();
@@ -136,6 +147,7 @@ class TrainerRun {
   std::unique_ptr<track::MetricsLogger> logger_;
   std::unique_ptr<Progress> bar_;
   dist::Group* group_ = nullptr;  // the job, or null in one process
+  double collective_seconds_ = 0, collective_bytes_ = 0;
 };
 
 // The median of v (0 when empty).

@@ -1,0 +1,116 @@
+// `rlhf train-policy` data-parallel: 2 ranks (rollouts in contiguous shares, scoring and update
+// micro-batches in turn, gradients and the batch's tensors summed) match 1 process with the
+// same global batch and seed, step by step and in the final adapters; a run checkpointed on 2
+// ranks resumes on 1 process to the same end.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <map>
+#include <string>
+
+#include "model/policy_fixture.h"
+#include "rlhf/train/tensor_file.h"
+#include "test_util.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using rlhf::testing::capture;
+
+std::string policy_cmd(const rlhf::testing::Fixture& f, const std::string& launcher, const std::string& out,
+                       int steps) {
+  return rlhf::testing::cli() + launcher + " train-policy --prompt-dataset " + f.prompts.string() +
+         " --reward-model " + f.rm.string() + " --output " + (f.dir / out).string() +
+         " --eval-dataset " + f.prompts.string() + " --max-eval-prompts 5 --eval-every 2" +
+         " --reinforcement-learning-train-steps " + std::to_string(steps) +
+         " --batch-size 8 --micro-batch-size 2 --num-mini-batches 2 --ppo-epochs 2 --prompt-sequence-length 32"
+         " --target-sequence-length 8 --lora-rank 4 --reinforcement-learning-rate-multiplier 50 --no-eos-penalty"
+         " --kl-coeff 0.1 --checkpoint-every 2 --threads 1 --no-progress";
+}
+
+// tag -> step -> value, from a run's metrics.jsonl (training rows only).
+std::map<std::string, std::map<int64_t, double>> metrics(const fs::path& out) {
+  std::map<std::string, std::map<int64_t, double>> m;
+  for (const auto& r : rlhf::testing::read_jsonl(out / "logs" / "metrics.jsonl"))
+    for (const auto& [tag, v] : r.items())
+      if (tag != "step" && v.is_number()) m[tag][r["step"].get<int64_t>()] = v.get<double>();
+  return m;
+}
+
+double max_difference(const fs::path& a, const fs::path& b, const std::string& file) {
+  auto wa = rlhf::load_tensors((a / file).string());
+  auto wb = rlhf::load_tensors((b / file).string());
+  EXPECT_EQ(wa.size(), wb.size()) << file;
+  double d = 0;
+  for (const auto& [name, t] : wa) d = std::max(d, (t - wb.at(name)).abs().max().item<double>());
+  return d;
+}
+
+void expect_same_run(const fs::path& a, const fs::path& b, int steps) {
+  const auto ma = metrics(a), mb = metrics(b);
+  for (const std::string tag : {"reward", "objective/kl", "objective/scores", "loss/policy", "loss/value",
+                                "policy/approxkl", "policy/clipfrac", "grad_norm", "response_length"}) {
+    ASSERT_TRUE(ma.count(tag) && mb.count(tag)) << tag;
+    ASSERT_EQ(ma.at(tag).size(), static_cast<size_t>(steps)) << tag;
+    ASSERT_EQ(mb.at(tag).size(), static_cast<size_t>(steps)) << tag;
+    for (const auto& [step, v] : ma.at(tag)) EXPECT_NEAR(mb.at(tag).at(step), v, 1e-4) << tag << " at step " << step;
+  }
+  EXPECT_LT(max_difference(a, b, "adapter_model.safetensors"), 1e-4);
+  EXPECT_LT(max_difference(a, b, "value/adapter_model.safetensors"), 1e-4);
+  EXPECT_LT(max_difference(a, b, "value_head.safetensors"), 1e-4);
+}
+
+TEST(DistPolicy, TwoRanksMatchOneProcess) {
+  const auto f = rlhf::testing::make_fixture(4);
+  const int steps = 4;
+  int rc = 0;
+  std::string log = capture(policy_cmd(f, "", "one", steps), &rc, true);
+  ASSERT_EQ(rc, 0) << log;
+  log = capture(policy_cmd(f, " --nproc-per-node 2", "two", steps), &rc, true);
+  ASSERT_EQ(rc, 0) << log;
+  EXPECT_NE(log.find("data-parallel over 2 ranks: 4 rollouts each, 2 micro-batch(es) per minibatch"),
+            std::string::npos)
+      << log;
+  expect_same_run(f.dir / "one", f.dir / "two", steps);
+
+  // Rank 0 alone wrote: one log, one set of checkpoints and evaluations, the same completions.
+  const auto two = metrics(f.dir / "two");
+  EXPECT_GT(two.at("time/collectives").size(), 0u);
+  EXPECT_GT(two.at("dist/allreduce_bytes").begin()->second, 0);
+  EXPECT_EQ(metrics(f.dir / "one").count("time/collectives"), 0u);
+  for (const char* eval : {"step-0000000.jsonl", "step-0000002.jsonl", "step-0000004.jsonl"}) {
+    const auto a = rlhf::testing::read_jsonl(f.dir / "one" / "eval" / eval);
+    const auto b = rlhf::testing::read_jsonl(f.dir / "two" / "eval" / eval);
+    ASSERT_EQ(a.size(), 5u) << eval;
+    ASSERT_EQ(b.size(), a.size()) << eval;
+    for (size_t i = 0; i < a.size(); ++i) {
+      EXPECT_EQ(b[i]["prediction"], a[i]["prediction"]) << eval << " row " << i;
+      EXPECT_NEAR(b[i]["reward"].get<double>(), a[i]["reward"].get<double>(), 1e-4) << eval << " row " << i;
+    }
+  }
+  EXPECT_TRUE(fs::exists(f.dir / "two" / "policy.json"));
+}
+
+// A 2-rank run's checkpoint at step 2 (the later files removed, as if killed right after it)
+// resumes on 1 process: the data order and the rollout seeds depend on the global step and
+// sample only, so it ends where the uninterrupted 1-process run ends.
+TEST(DistPolicy, CheckpointOfTwoRanksResumesOnOneProcess) {
+  const auto f = rlhf::testing::make_fixture(4);
+  const int steps = 4;
+  int rc = 0;
+  std::string log = capture(policy_cmd(f, "", "whole", steps), &rc, true);
+  ASSERT_EQ(rc, 0) << log;
+  log = capture(policy_cmd(f, " --nproc-per-node 2", "cut", steps), &rc, true);
+  ASSERT_EQ(rc, 0) << log;
+  const fs::path cut = f.dir / "cut";
+  for (const char* later : {"policy.json", "summary.json", "adapter_model.safetensors", "adapter_config.json",
+                            "value_head.safetensors", "value", "checkpoints/step-0000004", "eval/step-0000004.jsonl"})
+    fs::remove_all(cut / later);
+  ASSERT_TRUE(fs::exists(cut / "checkpoints" / "step-0000002" / "trainer_state.json"));
+  log = capture(policy_cmd(f, "", "cut", steps) + " --resume", &rc, true);
+  ASSERT_EQ(rc, 0) << log;
+  EXPECT_NE(log.find("resuming from"), std::string::npos) << log;
+  expect_same_run(f.dir / "whole", cut, steps);
+}
+
+}  // namespace
