@@ -51,6 +51,7 @@ int run_pipeline_command(PipelineFlags& f) {
                                                     .threads = f.threads,
                                                     .progress = !f.quiet,
                                                     .accept_edited_outputs = f.accept_edited_outputs});
+    if (r.rank != 0) return 0;  // rank 0 of the job says how the run went
     size_t cached = 0;
     for (const auto& s : r.stages) cached += s.outcome == "cached";
     std::printf("pipeline done: %zu stages, %zu cached\n", r.stages.size(), cached);

@@ -9,9 +9,11 @@
 #include <filesystem>
 #include <map>
 #include <optional>
+#include <set>
 
 #include <fmt/format.h>
 
+#include "rlhf/dist/group.h"
 #include "rlhf/eval/infer.h"
 #include "rlhf/eval/judge.h"
 #include "rlhf/eval/label.h"
@@ -27,6 +29,7 @@
 #include "rlhf/util/build_id.h"
 #include "rlhf/util/error.h"
 #include "rlhf/util/fs.h"
+#include "rlhf/util/hash.h"
 #include "rlhf/util/progress.h"
 
 namespace rlhf::pipeline {
@@ -43,6 +46,7 @@ struct Ctx {
   std::string dir;        // the run directory
   bool resume = false;    // the same key ran before and did not finish
   bool progress = true;
+  bool writer = true;     // rank 0 of a job (or one process): the rank that writes
   std::string model_ref;  // the base model, as resolved at compile time
 
   std::string path(const std::string& rel) const { return (fs::path(dir) / rel).string(); }
@@ -124,7 +128,7 @@ json stage_train_reward(const Ctx& c) {
   t.resume = c.resume && fs::exists(t.output);
   t.progress = c.progress;
   RewardTrainSummary s = train_reward_model(t);
-  publish_curves(t.output + "/logs", c.dir, "train_reward");
+  if (c.writer) publish_curves(t.output + "/logs", c.dir, "train_reward");
   return {{"steps", s.steps}, {"train_pairs", s.train_pairs}, {"validation_pairs", s.validation_pairs},
           {"validation_accuracy", s.validation_accuracy}, {"validation_loss", s.validation_loss}};
 }
@@ -138,7 +142,7 @@ json stage_train_policy(const Ctx& c) {
   t.resume = c.resume && fs::exists(t.output);
   t.progress = c.progress;
   PolicyTrainSummary s = train_policy(t);
-  publish_curves(t.output + "/logs", c.dir, "train_policy");
+  if (c.writer) publish_curves(t.output + "/logs", c.dir, "train_policy");
   return {{"steps", s.steps}, {"final_reward", s.final_reward}, {"final_kl", s.final_kl},
           {"step_seconds_median", s.step_seconds_median}};
 }
@@ -209,7 +213,7 @@ json stage_autosxs(const Ctx& c) {
   x.judge.device = c.spec.device();
   x.progress = c.progress;
   eval::AutoSxsSummary s = eval::run_autosxs(x);
-  std::fputs(eval::format_summary(s).c_str(), stdout);
+  if (c.writer) std::fputs(eval::format_summary(s).c_str(), stdout);
   return {{"untuned_win_rate", s.wins.a_rate}, {"tuned_win_rate", s.wins.b_rate}, {"tie_rate", s.wins.tie_rate},
           {"mean_confidence", s.mean_confidence}};
 }
@@ -252,14 +256,144 @@ void refresh_report(const std::string& dir) {
   }
 }
 
-}  // namespace
+// The stages whose command splits its work across the ranks of a job (dist::job() inside it,
+// rank 0 writing the one output): under a launcher every rank runs them together. The other
+// stages run on rank 0 alone while the rest wait, so they must not use the job's collectives.
+bool on_every_rank(const std::string& stage) {
+  static const std::set<std::string> kDataParallel = {"label",         "train_reward", "train_policy",
+                                                      "infer_untuned", "infer_tuned",  "autosxs"};
+  return kDataParallel.count(stage) > 0;
+}
 
-RunResult run_pipeline(const RunOptions& o) {
-  if (o.run_dir.empty()) fail("--run-dir is required");
-  PipelineSpec spec = read_spec(o.spec);
-  std::fprintf(stderr, "[rlhf] pipeline %s: checking the data and the model\n", o.spec.c_str());
-  Plan plan = compile_plan(spec, o.run_dir);
+// The ranks of a job as `pipeline run` sees them; in one process a job of one, where the calls
+// below do nothing. Rank 0 owns the run directory and decides each stage; it tells the others
+// through the job's store, one step at a time: {"stage", "action": "cached" | "run" | "stop" |
+// "end", "resume", "error"}. A rank waiting for rank 0 polls with no time limit (rank 0 may run
+// a stage alone for hours) and stops as soon as rank 0 is gone; rank 0's waits for the others
+// are bounded by the collective timeout (RLHF_DIST_TIMEOUT).
+class Ranks {
+ public:
+  Ranks() : group_(dist::job()) {}
 
+  bool writer() const { return !group_ || group_->rank() == 0; }
+  int rank() const { return group_ ? group_->rank() : 0; }
+  std::chrono::milliseconds timeout() const {
+    return std::chrono::seconds(group_ ? group_->env().timeout_seconds : 0);
+  }
+
+  // Once every rank has compiled the plan (`own`: this rank's failure, if any): a rank that
+  // failed throws its own error, the others an error naming it; so does every rank when one
+  // planned other stages or keys than rank 0.
+  void agree_on_start(const std::exception_ptr& own, const std::string& digest) {
+    if (!group_) {
+      if (own) std::rethrow_exception(own);
+      return;
+    }
+    std::string error;
+    if (own) {
+      try {
+        std::rethrow_exception(own);
+      } catch (const std::exception& e) {
+        error = e.what();
+      }
+    }
+    const std::vector<std::string> all = group_->all_gather_bytes(json{{"error", error}, {"plan", digest}}.dump());
+    if (own) std::rethrow_exception(own);
+    std::vector<json> each;
+    for (const auto& a : all) each.push_back(json::parse(a));
+    for (size_t r = 0; r < each.size(); ++r)
+      if (!each[r].at("error").get<std::string>().empty())
+        fail("rank {} of {} could not start the pipeline: {}", r, each.size(), each[r].at("error").get<std::string>());
+    for (size_t r = 1; r < each.size(); ++r)
+      if (each[r].at("plan") != each[0].at("plan"))
+        fail("rank {} planned other stages or keys than rank 0: every rank must read the same spec, datasets, model and "
+             "program",
+             r);
+  }
+
+  // Rank 0: the others' next step.
+  void tell(const json& step) {
+    if (group_) group_->set_key(fmt::format("pipeline/step/{}", steps_++), step.dump());
+  }
+  // The others: rank 0's next step.
+  json hear() {
+    return json::parse(*group_->wait_key(fmt::format("pipeline/step/{}", steps_++), std::chrono::milliseconds::max()));
+  }
+
+  // The others, after a stage every rank ran: how it went here ("" = done).
+  void report(const std::string& error) {
+    group_->set_key(fmt::format("pipeline/report/{}/{}", steps_ - 1, rank()), error);
+  }
+  // Rank 0: the first error another rank reported for the stage just run, naming the rank, or
+  // "" when each one finished it. Waits up to `limit` for each (zero: looks once).
+  std::string reports(std::chrono::milliseconds limit) {
+    if (!group_) return "";
+    for (int r = 1; r < group_->size(); ++r) {
+      std::optional<std::string> v = group_->wait_key(fmt::format("pipeline/report/{}/{}", steps_ - 1, r), limit);
+      if (!v) {
+        if (limit.count() == 0) continue;
+        return fmt::format("rank {} did not finish the stage within {} s (RLHF_DIST_TIMEOUT)", r, limit.count() / 1000);
+      }
+      if (!v->empty()) {
+        gone_.insert(r);
+        return fmt::format("rank {}: {}", r, *v);
+      }
+    }
+    return "";
+  }
+
+  // The others: rank 0's last step (the end, or a stop) heard.
+  void heard() { group_->set_key(fmt::format("pipeline/heard/{}", rank()), ""); }
+  // Rank 0, the run done: waits up to the collective timeout for the others to have heard it
+  // (they read it from the store, which rank 0 serves until it exits).
+  void wait_heard() {
+    if (!group_) return;
+    for (int r = 1; r < group_->size(); ++r)
+      if (!group_->wait_key(fmt::format("pipeline/heard/{}", r), timeout()))
+        std::fprintf(stderr, "[rlhf] warning: rank %d did not hear the end of the pipeline within %lld s\n", r,
+                     static_cast<long long>(timeout().count() / 1000));
+  }
+
+  // Rank 0, failing: the others stop with its message. Waits a few seconds for them to have
+  // read it, but not for a rank that reported a failure of its own (it has exited).
+  void stop(const std::string& error) {
+    if (!group_) return;
+    try {
+      const size_t told = steps_;  // the stage step last told is told - 1
+      tell({{"action", "stop"}, {"error", error}});
+      const auto until = Clock::now() + std::min(timeout(), std::chrono::milliseconds(5000));
+      for (int r = 1; r < group_->size(); ++r)
+        while (!gone_.count(r) && Clock::now() < until) {
+          if (group_->wait_key(fmt::format("pipeline/heard/{}", r), std::chrono::milliseconds(100))) break;
+          if (told > 0) {
+            auto v = group_->wait_key(fmt::format("pipeline/report/{}/{}", told - 1, r), std::chrono::milliseconds(0));
+            if (v && !v->empty()) break;
+          }
+        }
+    } catch (const std::exception&) {
+    }
+  }
+
+ private:
+  dist::Group* group_;
+  size_t steps_ = 0;    // steps told (rank 0) or heard (the others)
+  std::set<int> gone_;  // ranks that reported a failure (and exited)
+};
+
+// What every rank must agree on: the stages and their plan keys.
+std::string plan_digest(const Plan& plan) {
+  std::string all;
+  for (const auto& s : plan.stages) all += s.name + " " + s.key + "\n";
+  return sha256_hex(all);
+}
+
+std::string model_ref(const PipelineSpec& spec, const Plan& plan) {
+  return spec.large_model_reference.empty() ? plan.checks.model_path : spec.large_model_reference;
+}
+
+// Rank 0 (or the one process): the run directory, each stage's decision, the manifests, the
+// report; the other ranks are told each decision and run the data-parallel stages with it.
+RunResult lead(const RunOptions& o, const PipelineSpec& spec, const Plan& plan, Ranks& ranks) {
   claim_run_dir(o.run_dir);  // a new or empty folder, or an earlier run's: never someone else's files
   const int lock = try_lock_run_dir(o.run_dir);
   if (lock < 0) fail("{}: another pipeline run is using this directory", o.run_dir);
@@ -268,8 +402,6 @@ RunResult run_pipeline(const RunOptions& o) {
     ~Unlock() { ::close(fd); }
   } unlock{lock};
 
-  const int threads = o.threads > 0 ? o.threads : static_cast<int>(spec.threads());
-  if (threads > 0) torch::set_num_threads(threads);
   write_file_atomic((fs::path(o.run_dir) / "spec.yaml").string(), read_file(o.spec, size_t(1) << 20));
   write_file_atomic((fs::path(o.run_dir) / "plan.json").string(), plan.to_json().dump(2) + "\n");
 
@@ -310,6 +442,7 @@ RunResult run_pipeline(const RunOptions& o) {
         if (!said) std::fprintf(stderr, "%s: cached (key %s)\n", tag.c_str(), key.substr(0, 12).c_str());
         done[st.name] = {{"key", key}, {"outputs", output_sha256(check.hashes)}};
         result.stages.push_back({st.name, "cached", prev->wall_seconds, prev->metrics});
+        ranks.tell({{"stage", st.name}, {"action", "cached"}});
         continue;
       }
       if (!check.missing.empty())
@@ -341,32 +474,39 @@ RunResult run_pipeline(const RunOptions& o) {
     for (const auto& d : st.deps) m.inputs[d] = deps[d];
     write_manifest(o.run_dir, m);
     std::fprintf(stderr, "%s: %s — %s\n", tag.c_str(), resume ? "resuming" : "running", st.title.c_str());
+    ranks.tell({{"stage", st.name}, {"action", "run"}, {"resume", resume}});
 
-    Ctx ctx{plan, plan.spec, o.run_dir, resume, o.progress,
-            spec.large_model_reference.empty() ? plan.checks.model_path : spec.large_model_reference};
+    Ctx ctx{plan, plan.spec, o.run_dir, resume, o.progress, /*writer=*/true, model_ref(spec, plan)};
     const auto t0 = Clock::now();
+    std::string error;
     try {
       m.metrics = run_stage(st.name, ctx);
     } catch (const std::exception& e) {
-      m.state = "failed";
-      m.error = e.what();
-      m.finished = utc_now();
-      m.wall_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-      write_manifest(o.run_dir, m);
-      refresh_report(o.run_dir);
-      fail("stage {} failed: {}", st.name, e.what());
+      error = e.what();
+    }
+    if (on_every_rank(st.name)) {
+      // The others' outcome: awaited when this rank finished; else only what one already said
+      // (a rank that failed first is the likelier cause).
+      const std::string others = ranks.reports(error.empty() ? ranks.timeout() : std::chrono::milliseconds(0));
+      if (!others.empty()) error = error.empty() ? others : fmt::format("{} (rank 0: {})", others, error);
     }
     m.wall_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-    m.output_hashes = output_hashes(o.run_dir, m.outputs);
-    for (const auto& out : m.outputs)
-      if (!m.output_hashes.contains(out)) {
-        m.state = "failed";
-        m.error = fmt::format("{}: the stage finished without writing it", out);
-        m.finished = utc_now();
-        write_manifest(o.run_dir, m);
-        refresh_report(o.run_dir);
-        fail("stage {} failed: {}", st.name, m.error);
-      }
+    if (error.empty()) {
+      m.output_hashes = output_hashes(o.run_dir, m.outputs);
+      for (const auto& out : m.outputs)
+        if (!m.output_hashes.contains(out)) {
+          error = fmt::format("{}: the stage finished without writing it", out);
+          break;
+        }
+    }
+    if (!error.empty()) {
+      m.state = "failed";
+      m.error = error;
+      m.finished = utc_now();
+      write_manifest(o.run_dir, m);
+      refresh_report(o.run_dir);
+      fail("stage {} failed: {}", st.name, error);
+    }
     m.state = "done";
     m.finished = utc_now();
     write_manifest(o.run_dir, m);
@@ -381,7 +521,82 @@ RunResult run_pipeline(const RunOptions& o) {
     refresh_report(o.run_dir);
   }
   refresh_report(o.run_dir);
+  ranks.tell({{"action", "end"}});
+  ranks.wait_heard();
   return result;
+}
+
+// A rank other than 0: each stage as rank 0 decides it; the data-parallel ones run here too
+// (writing nothing: rank 0 writes), the others are rank 0's alone.
+RunResult follow(const RunOptions& o, const PipelineSpec& spec, const Plan& plan, Ranks& ranks) {
+  RunResult result;
+  result.rank = ranks.rank();
+  result.report = report_path(o.run_dir);
+  auto stopped = [&](const json& step) {
+    ranks.heard();
+    fail("rank 0 stopped the pipeline: {}", step.value("error", std::string()));
+  };
+  for (const Stage& st : plan.stages) {
+    const json step = ranks.hear();
+    const std::string action = step.at("action");
+    if (action == "stop") stopped(step);
+    if (step.value("stage", std::string()) != st.name)
+      fail("rank 0 is at stage {}, rank {} at stage {}: the ranks planned different runs", step.value("stage", action),
+           ranks.rank(), st.name);
+    if (action == "cached") {
+      result.stages.push_back({st.name, "cached", 0, json::object()});
+      continue;
+    }
+    const bool resume = step.value("resume", false);
+    StageOutcome outcome{st.name, resume ? "resumed" : "ran", 0, json::object()};
+    if (on_every_rank(st.name)) {
+      Ctx ctx{plan, plan.spec, o.run_dir, resume, /*progress=*/false, /*writer=*/false, model_ref(spec, plan)};
+      const auto t0 = Clock::now();
+      try {
+        outcome.metrics = run_stage(st.name, ctx);
+      } catch (const std::exception& e) {
+        ranks.report(e.what());
+        throw;
+      }
+      ranks.report("");
+      outcome.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    }
+    result.stages.push_back(outcome);
+  }
+  const json last = ranks.hear();
+  if (last.at("action") != "end") stopped(last);
+  ranks.heard();
+  return result;
+}
+
+}  // namespace
+
+RunResult run_pipeline(const RunOptions& o) {
+  if (o.run_dir.empty()) fail("--run-dir is required");
+  Ranks ranks;  // under a launcher, the job is joined first: from then on no rank fails alone
+  // Every rank compiles the plan (the same files give the same plan); rank 0 alone checks the
+  // free space where the run goes, and writes.
+  std::optional<PipelineSpec> spec;
+  std::optional<Plan> plan;
+  std::exception_ptr problem;
+  try {
+    spec = read_spec(o.spec);
+    if (ranks.writer()) std::fprintf(stderr, "[rlhf] pipeline %s: checking the data and the model\n", o.spec.c_str());
+    plan = compile_plan(*spec, ranks.writer() ? o.run_dir : "");
+  } catch (...) {
+    problem = std::current_exception();
+  }
+  ranks.agree_on_start(problem, plan ? plan_digest(*plan) : "");
+
+  const int threads = o.threads > 0 ? o.threads : static_cast<int>(spec->threads());
+  if (threads > 0) torch::set_num_threads(threads);
+  if (!ranks.writer()) return follow(o, *spec, *plan, ranks);
+  try {
+    return lead(o, *spec, *plan, ranks);
+  } catch (const std::exception& e) {
+    ranks.stop(e.what());
+    throw;
+  }
 }
 
 }  // namespace rlhf::pipeline

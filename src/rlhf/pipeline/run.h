@@ -8,6 +8,13 @@
 // stage whose outputs were edited by hand since runs again, unless accept_edited_outputs
 // (then its manifest records the edit and what reads those outputs runs again). The report
 // is rewritten after every stage.
+//
+// Under a distributed launcher (torchrun, srun, --nproc-per-node) every rank runs this. Rank 0
+// owns the run directory: it alone takes the lock, decides which stages are cached, writes
+// the manifests, the stage outputs and the report, and tells the others each decision. The
+// stages whose command is data-parallel (label, train_reward, train_policy, infer_*, autosxs)
+// run on every rank together; the others (validate, sxs, export) run on rank 0 while the rest
+// wait without a time limit. A failure on any rank stops every rank with its message.
 #pragma once
 #include <string>
 #include <vector>
@@ -36,6 +43,7 @@ struct StageOutcome {
 struct RunResult {
   std::vector<StageOutcome> stages;
   std::string report;   // path of report.html
+  int rank = 0;         // in a distributed job, this process's: rank 0 alone wrote the run and knows its metrics
 };
 
 // Throws rlhf::Error on bad input (before any stage runs) or when a stage fails (its manifest
