@@ -6,6 +6,7 @@
 #include "commands.h"
 #include "rlhf/dist/group.h"
 #include "rlhf/eval/judge.h"
+#include "rlhf/model/model.h"
 
 namespace rlhf::cli {
 namespace {

@@ -6,6 +6,7 @@
 
 #include "commands.h"
 #include "rlhf/eval/infer.h"
+#include "rlhf/model/model.h"
 #include "rlhf/util/interrupt.h"
 
 namespace rlhf::cli {

@@ -9,6 +9,7 @@
 #include "commands.h"
 #include "rlhf/dist/group.h"
 #include "rlhf/eval/label.h"
+#include "rlhf/model/model.h"
 #include "rlhf/util/error.h"
 
 namespace rlhf::cli {

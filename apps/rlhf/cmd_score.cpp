@@ -8,6 +8,7 @@
 #include "commands.h"
 #include "rlhf/data/dataset.h"
 #include "rlhf/dist/group.h"
+#include "rlhf/model/model.h"
 #include "rlhf/train/reward_artifact.h"
 #include "rlhf/util/fs.h"
 

@@ -6,6 +6,7 @@
 #include "commands.h"
 #include "rlhf/eval/sxs.h"
 #include "rlhf/eval/sxs_score.h"
+#include "rlhf/model/model.h"
 
 namespace rlhf::cli {
 namespace {

@@ -42,8 +42,6 @@ struct CommonFlags {
   int threads = 0;
 };
 void add_common(CLI::App* cmd, CommonFlags& f);
-// torch::set_num_threads(threads, or all cores when 0).
-void apply_threads(int threads);
 // For training: every allocation of `threshold` bytes or more gets its own mapping, returned
 // to the system when freed (the RLHF_MMAP_THRESHOLD environment variable overrides it). glibc
 // otherwise raises that threshold as big blocks are freed and keeps the freed activations of

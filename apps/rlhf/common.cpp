@@ -57,11 +57,6 @@ CLI::Validator whole_in(int64_t lo, int64_t hi) {
 
 CLI::Validator unsigned_whole() { return setting_validator<uint64_t>({}, "[0, 2^64-1]"); }
 
-void apply_threads(int threads) {
-  int n = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  torch::set_num_threads(n);
-}
-
 void use_mapped_allocations(size_t threshold) {
   if (const char* env = std::getenv("RLHF_MMAP_THRESHOLD")) threshold = std::strtoull(env, nullptr, 10);
   mallopt(M_MMAP_THRESHOLD, static_cast<int>(threshold));

@@ -114,3 +114,37 @@ TEST(DistPolicy, CheckpointOfTwoRanksResumesOnOneProcess) {
 }
 
 }  // namespace
+
+#include <thread>
+
+#include "rlhf/model/model.h"
+#include "rlhf/util/error.h"
+
+namespace {
+
+// Where a rank runs: "cuda" is the rank's own GPU; threads default to the cores shared among
+// the machine's ranks.
+TEST(DistPlacement, CudaIsTheLocalRanksGpuAndCoresAreShared) {
+  rlhf::DistEnv alone;
+  rlhf::DistEnv job;
+  job.world_size = 4, job.rank = 3, job.local_rank = 1, job.local_world_size = 2;
+  ASSERT_TRUE(job.distributed());
+  EXPECT_EQ(rlhf::rank_device_name("cuda", alone), "cuda");
+  EXPECT_EQ(rlhf::rank_device_name("cuda", job), "cuda:1");
+  EXPECT_EQ(rlhf::rank_device_name("cuda:0", job), "cuda:0");  // asked by number: as it is
+  EXPECT_EQ(rlhf::rank_device_name("cpu", job), "cpu");
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  EXPECT_EQ(rlhf::default_threads(job), std::max(1, cores / 2));
+  job.local_world_size = 4 * cores;  // more ranks than cores: one thread each
+  EXPECT_EQ(rlhf::default_threads(job), 1);
+#ifndef RLHF_CUDA
+  try {
+    rlhf::parse_device("cuda");
+    FAIL() << "a CPU build took --device cuda";
+  } catch (const rlhf::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("this is a CPU build"), std::string::npos) << e.what();
+  }
+#endif
+}
+
+}  // namespace

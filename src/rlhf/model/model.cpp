@@ -1,6 +1,11 @@
 #include "rlhf/model/model.h"
 
 #include "rlhf/model/loader.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <thread>
+
 #include "rlhf/util/error.h"
 
 namespace rlhf {
@@ -40,8 +45,13 @@ torch::Dtype parse_dtype(const std::string& name) {
   fail("unknown dtype '{}' (fp32, bf16, fp16)", name);
 }
 
-torch::Device parse_device(const std::string& name) {
-  if (name == "cpu") return torch::kCPU;
+std::string rank_device_name(const std::string& name, const DistEnv& job) {
+  return name == "cuda" && job.distributed() ? "cuda:" + std::to_string(job.local_rank) : name;
+}
+
+torch::Device parse_device(const std::string& asked) {
+  if (asked == "cpu") return torch::kCPU;
+  const std::string name = rank_device_name(asked, read_dist_env());
   if (name.rfind("cuda", 0) == 0) {
     if (!torch::cuda::is_available())
       fail("device '{}' asked, but {}", name,
@@ -58,6 +68,17 @@ torch::Device parse_device(const std::string& name) {
     }
   }
   fail("unknown device '{}' (cpu, cuda, cuda:N)", name);
+}
+
+int default_threads(const DistEnv& job) {
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (job.distributed()) return std::max(1, cores / std::max(1, job.local_world_size));
+  if (const char* omp = std::getenv("OMP_NUM_THREADS"); omp && std::atoi(omp) > 0) return std::atoi(omp);
+  return cores;
+}
+
+void apply_threads(int64_t threads) {
+  torch::set_num_threads(threads > 0 ? static_cast<int>(threads) : default_threads(read_dist_env()));
 }
 
 }  // namespace rlhf

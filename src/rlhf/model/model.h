@@ -11,6 +11,7 @@
 #include "rlhf/model/transformer.h"
 #include "rlhf/text/chat_template.h"
 #include "rlhf/text/tokenizer.h"
+#include "rlhf/util/launch.h"
 
 namespace rlhf {
 
@@ -38,7 +39,17 @@ std::unique_ptr<Model> load_model(const std::string& reference, const LoadOption
 
 // "fp32"/"float32", "bf16"/"bfloat16", "fp16"/"float16"; throws rlhf::Error otherwise.
 torch::Dtype parse_dtype(const std::string& name);
-// "cpu", "cuda", "cuda:N"; throws rlhf::Error when CUDA is asked of a CPU build.
+// "cpu", "cuda", "cuda:N"; throws rlhf::Error when CUDA is asked of a CPU build. In a job of
+// several ranks (util/launch.h) "cuda" is the rank's own GPU, cuda:LOCAL_RANK.
 torch::Device parse_device(const std::string& name);
+// The device `name` stands for in `job`: "cuda" -> "cuda:<local rank>" when the job has
+// several ranks; any other name as it is.
+std::string rank_device_name(const std::string& name, const DistEnv& job);
+
+// Torch's CPU threads: `threads` when > 0, else default_threads().
+void apply_threads(int64_t threads);
+// In a job of several ranks, the machine's cores shared among its local ranks (at least 1);
+// otherwise OMP_NUM_THREADS when set, else every core.
+int default_threads(const DistEnv& job);
 
 }  // namespace rlhf

@@ -19,10 +19,6 @@ namespace rlhf {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-void apply_threads(int64_t threads) {
-  if (threads > 0) torch::set_num_threads(static_cast<int>(threads));
-}
-
 size_t EpochStream::operator[](int64_t position) {
   const int64_t n = static_cast<int64_t>(n_);
   const int64_t epoch = position / n;

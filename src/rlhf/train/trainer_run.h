@@ -37,9 +37,6 @@ namespace dist {
 class Group;
 }  // namespace dist
 
-// CPU threads for torch; 0 leaves the default (all cores).
-void apply_threads(int64_t threads);
-
 // Positions 0, 1, 2, ... of a stream over n items: epoch e = position / n is the permutation
 // of 0..n-1 by (seed + e). A step of B items reads positions step·B .. step·B + B - 1, so the
 // order is a pure function of the seed and the step.
