@@ -17,9 +17,9 @@ namespace {
 namespace fs = std::filesystem;
 using rlhf::testing::capture;
 
-std::string policy_cmd(const rlhf::testing::Fixture& f, const std::string& launcher, const std::string& out,
-                       int steps) {
-  return rlhf::testing::cli() + launcher + " train-policy --prompt-dataset " + f.prompts.string() +
+// `launch` starts the binary: cli() alone, with --nproc-per-node, or under torchrun.
+std::string policy_cmd(const rlhf::testing::Fixture& f, const std::string& launch, const std::string& out, int steps) {
+  return launch + " train-policy --prompt-dataset " + f.prompts.string() +
          " --reward-model " + f.rm.string() + " --output " + (f.dir / out).string() +
          " --eval-dataset " + f.prompts.string() + " --max-eval-prompts 5 --eval-every 2" +
          " --reinforcement-learning-train-steps " + std::to_string(steps) +
@@ -27,6 +27,9 @@ std::string policy_cmd(const rlhf::testing::Fixture& f, const std::string& launc
          " --target-sequence-length 8 --lora-rank 4 --reinforcement-learning-rate-multiplier 50 --no-eos-penalty"
          " --kl-coeff 0.1 --checkpoint-every 2 --threads 1 --no-progress";
 }
+
+std::string one_process() { return rlhf::testing::cli(); }
+std::string two_ranks() { return rlhf::testing::cli() + " --nproc-per-node 2"; }
 
 // tag -> step -> value, from a run's metrics.jsonl (training rows only).
 std::map<std::string, std::map<int64_t, double>> metrics(const fs::path& out) {
@@ -64,9 +67,9 @@ TEST(DistPolicy, TwoRanksMatchOneProcess) {
   const auto f = rlhf::testing::make_fixture(4);
   const int steps = 4;
   int rc = 0;
-  std::string log = capture(policy_cmd(f, "", "one", steps), &rc, true);
+  std::string log = capture(policy_cmd(f, one_process(), "one", steps), &rc, true);
   ASSERT_EQ(rc, 0) << log;
-  log = capture(policy_cmd(f, " --nproc-per-node 2", "two", steps), &rc, true);
+  log = capture(policy_cmd(f, two_ranks(), "two", steps), &rc, true);
   ASSERT_EQ(rc, 0) << log;
   EXPECT_NE(log.find("data-parallel over 2 ranks: 4 rollouts each, 2 micro-batch(es) per minibatch"),
             std::string::npos)
@@ -89,6 +92,14 @@ TEST(DistPolicy, TwoRanksMatchOneProcess) {
     }
   }
   EXPECT_TRUE(fs::exists(f.dir / "two" / "policy.json"));
+
+  const fs::path torchrun = rlhf::testing::source_dir() / ".venv/bin/torchrun";
+  if (!fs::exists(torchrun)) GTEST_SKIP() << "torchrun absent (scripts/setup --dev): the torchrun launch is not checked";
+  log = capture(policy_cmd(f, torchrun.string() + " --nproc-per-node 2 --master-port 29711 --no-python " +
+                                  rlhf::testing::cli(), "torchrun", steps),
+                &rc, true);
+  ASSERT_EQ(rc, 0) << log;
+  expect_same_run(f.dir / "one", f.dir / "torchrun", steps);
 }
 
 // A 2-rank run's checkpoint at step 2 (the later files removed, as if killed right after it)
@@ -98,16 +109,16 @@ TEST(DistPolicy, CheckpointOfTwoRanksResumesOnOneProcess) {
   const auto f = rlhf::testing::make_fixture(4);
   const int steps = 4;
   int rc = 0;
-  std::string log = capture(policy_cmd(f, "", "whole", steps), &rc, true);
+  std::string log = capture(policy_cmd(f, one_process(), "whole", steps), &rc, true);
   ASSERT_EQ(rc, 0) << log;
-  log = capture(policy_cmd(f, " --nproc-per-node 2", "cut", steps), &rc, true);
+  log = capture(policy_cmd(f, two_ranks(), "cut", steps), &rc, true);
   ASSERT_EQ(rc, 0) << log;
   const fs::path cut = f.dir / "cut";
   for (const char* later : {"policy.json", "summary.json", "adapter_model.safetensors", "adapter_config.json",
                             "value_head.safetensors", "value", "checkpoints/step-0000004", "eval/step-0000004.jsonl"})
     fs::remove_all(cut / later);
   ASSERT_TRUE(fs::exists(cut / "checkpoints" / "step-0000002" / "trainer_state.json"));
-  log = capture(policy_cmd(f, "", "cut", steps) + " --resume", &rc, true);
+  log = capture(policy_cmd(f, one_process(), "cut", steps) + " --resume", &rc, true);
   ASSERT_EQ(rc, 0) << log;
   EXPECT_NE(log.find("resuming from"), std::string::npos) << log;
   expect_same_run(f.dir / "whole", cut, steps);
