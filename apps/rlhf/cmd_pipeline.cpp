@@ -8,7 +8,9 @@
 #include "rlhf/pipeline/plan.h"
 #include "rlhf/pipeline/run.h"
 #include "rlhf/pipeline/status.h"
+#include "rlhf/util/error.h"
 #include "rlhf/util/interrupt.h"
+#include "rlhf/util/launch.h"
 
 namespace rlhf::cli {
 namespace {
@@ -38,6 +40,15 @@ void print_outcome(const pipeline::RunResult& r) {
 }
 
 int run_pipeline_command(PipelineFlags& f) {
+  // Only `run` shares its work with the other ranks of a job; compile and status would print
+  // once per rank.
+  if (!f.run->parsed()) {
+    const DistEnv job = read_dist_env();
+    if (job.distributed())
+      fail("rlhf pipeline {} runs in one process (the {} launcher started {}): run it as one process; only pipeline "
+           "run works across ranks",
+           f.compile->parsed() ? "compile" : "status", job.launcher, job.world_size);
+  }
   if (f.compile->parsed()) {
     pipeline::Plan plan = pipeline::compile_plan(pipeline::read_spec(f.spec), f.run_dir);
     if (f.json) std::printf("%s\n", plan.to_json().dump(2).c_str());

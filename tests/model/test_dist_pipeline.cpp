@@ -237,6 +237,11 @@ TEST(DistPipeline, AFailureOnEitherRankStopsTheOtherPromptly) {
   ASSERT_TRUE(m.has_value());
   EXPECT_EQ(m->state, "failed");
   EXPECT_EQ(read_manifest(run.string(), "export")->state, "done");
+
+  // compile and status run in one process: under a launcher they refuse rather than print once per rank.
+  const std::string st = capture(cli() + " --nproc-per-node 2 pipeline status " + run.string(), &rc, true);
+  EXPECT_NE(rc, 0) << st;
+  EXPECT_NE(st.find("rlhf pipeline status runs in one process"), std::string::npos) << st;
 }
 
 // Rank 0 working alone for longer than the collective timeout (here: hashing a large output
