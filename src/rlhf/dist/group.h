@@ -1,7 +1,15 @@
 // The process group of a distributed job: PyTorch's c10d — a TCPStore at MASTER_ADDR:MASTER_PORT
 // (rank 0 serves it) and ProcessGroupGloo for tensors on the CPU. Every collective waits at
 // most `timeout`; a rank that died or hangs makes the others fail with an error naming the
-// collective, instead of waiting forever.
+// collective and the lost rank, instead of waiting forever.
+//
+// How a lost rank is named: each rank writes a sign of life into the store every second
+// ("heartbeat/<rank>": the time and how many collectives it has entered), from a thread of its
+// own over a connection of its own, so a collective costs no extra round trip. When a
+// collective fails (a peer's connection closed, or the timeout passed), the rank reads the
+// others' heartbeats for a few seconds: those that do not move stopped answering; a store that
+// is gone or silent means its server (rank 0; torchrun's agent under torchrun) died or hangs; a
+// rank that answers but has entered fewer collectives is stuck outside them.
 #pragma once
 #include <torch/torch.h>
 
@@ -20,7 +28,7 @@ class Group {
   // Joins the job `env` describes (waits for every rank to arrive, up to `timeout`). Throws
   // rlhf::Error naming MASTER_ADDR:MASTER_PORT when the rendezvous fails.
   Group(const DistEnv& env, std::chrono::milliseconds timeout);
-  ~Group();
+  ~Group();  // stops the heartbeat (see stop_heartbeat)
 
   int rank() const { return env_.rank; }
   int size() const { return env_.world_size; }
@@ -28,7 +36,7 @@ class Group {
 
   // Sums the tensors element-wise over the ranks, in place (contiguous CPU tensors).
   void all_reduce_sum(std::vector<torch::Tensor>& tensors);
-  // Every rank's bytes, in rank order.
+  // Every rank's bytes, in rank order (two all-gathers of Gloo, so with the timeout too).
   std::vector<std::string> all_gather_bytes(const std::string& mine);
   void barrier();
 
@@ -40,14 +48,20 @@ class Group {
   void set_key(const std::string& key, const std::string& value);
   std::optional<std::string> wait_key(const std::string& key, std::chrono::milliseconds limit);
 
+  // Writes this rank's last heartbeat (marked "exited") and stops its thread, waiting at most
+  // a second for it: a thread stuck on a store that no longer answers is left to the process's
+  // exit (it holds nothing the exit destroys). Idempotent; job() calls it at exit.
+  void stop_heartbeat();
+
  private:
-  struct Impl;  // the c10d objects (their headers need Gloo's; only group.cpp includes them)
+  struct Impl;  // the c10d objects and the heartbeat (their headers need Gloo's; only group.cpp includes them)
   DistEnv env_;
   std::unique_ptr<Impl> impl_;
 };
 
 // The job this process was started in (read_dist_env), joined on first use; nullptr when the
-// process runs alone. Collectives wait up to RLHF_DIST_TIMEOUT seconds (default 600).
+// process runs alone. Collectives wait up to RLHF_DIST_TIMEOUT seconds (default 600; the
+// flag --dist-timeout sets it). Its heartbeat stops at the process's exit (atexit).
 Group* job();
 
 // What `rlhf dist-check` finds: the job as this rank sees it, an all-reduce of rank + 1 (every
