@@ -12,7 +12,7 @@ Command add_dist_check(CLI::App& app) {
   struct Flags {
     std::vector<double> megabytes = {16};
     int64_t iterations = 10;
-    int64_t timeout = 600;
+    int64_t timeout = 0;  // 0: --dist-timeout's (RLHF_DIST_TIMEOUT, 600 s)
   };
   auto f = std::make_shared<Flags>();
   CLI::App* s = app.add_subcommand("dist-check", "join the distributed job and time its all-reduce (run it under "
@@ -24,8 +24,8 @@ Command add_dist_check(CLI::App& app) {
   s->add_option("--iterations", f->iterations, "timed all-reduces (the median is printed)")
       ->capture_default_str()
       ->check(whole_in(1, 100000));
-  s->add_option("--timeout", f->timeout, "seconds a collective may wait for the other ranks")
-      ->capture_default_str()
+  s->add_option("--timeout", f->timeout,
+                "seconds a collective may wait for the other ranks (default: --dist-timeout's, 600)")
       ->check(whole_in(1, 86400));
   return {s, [f] {
             const DistEnv env = read_dist_env();
@@ -33,7 +33,7 @@ Command add_dist_check(CLI::App& app) {
               std::printf("one process: no launcher variables (RANK/WORLD_SIZE or SLURM_PROCID/SLURM_NTASKS) are set\n");
               return 0;
             }
-            dist::Group group(env, std::chrono::seconds(f->timeout));
+            dist::Group group(env, std::chrono::seconds(f->timeout > 0 ? f->timeout : env.timeout_seconds));
             bool ok = true;
             for (double mb : f->megabytes) {
               const auto r = dist::check_job(group, static_cast<size_t>(mb * 1e6), static_cast<int>(f->iterations));

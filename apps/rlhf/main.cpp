@@ -18,7 +18,12 @@
 
 namespace {
 
+// The variable that tells a rank started by `--nproc-per-node N` its N (main sets it for them),
+// so that its continue command starts the same N ranks.
+constexpr const char* kLaunchedNproc = "RLHF_NPROC_PER_NODE";
+
 // The command line that continues the parsed command after an interruption ("" = none).
+// `argv` is the whole line, global flags (--dist-timeout) included.
 std::string continue_command(const rlhf::cli::Command& c, int argc, char** argv) {
   using rlhf::cli::Continuation;
   const Continuation how = c.continuation                            ? c.continuation()
@@ -27,7 +32,12 @@ std::string continue_command(const rlhf::cli::Command& c, int argc, char** argv)
   if (how == Continuation::None) return "";
   std::vector<const char*> args;
   bool has_resume = false;
+  const char* nproc = std::getenv(kLaunchedNproc);
   for (int i = 0; i < argc; ++i) {
+    if (i == 1 && nproc && std::getenv("RANK")) {
+      args.push_back("--nproc-per-node");
+      args.push_back(nproc);
+    }
     const std::string_view a = argv[i];
     if (i > 0 && how == Continuation::Same && a == "--restart") continue;
     has_resume = has_resume || (i > 0 && (a == "--resume" || a.starts_with("--resume=")));
@@ -40,6 +50,31 @@ std::string continue_command(const rlhf::cli::Command& c, int argc, char** argv)
 }  // namespace
 
 int main(int argc, char** argv) {
+  // --dist-timeout SECONDS, anywhere on the line: how long a collective waits for the other
+  // ranks. It sets RLHF_DIST_TIMEOUT for this process (and the ranks --nproc-per-node starts,
+  // whose lines keep it) and is left out of the line the commands parse.
+  std::vector<char*> parsed;
+  for (int i = 0; i < argc; ++i) {
+    const std::string_view a = argv[i];
+    if (i == 0 || (a != "--dist-timeout" && !a.starts_with("--dist-timeout="))) {
+      parsed.push_back(argv[i]);
+      continue;
+    }
+    const bool joined = a.starts_with("--dist-timeout=");
+    if (!joined && i + 1 >= argc) {
+      std::fprintf(stderr, "error: --dist-timeout needs the seconds a collective waits for the other ranks\n");
+      return 2;
+    }
+    const std::string value = joined ? std::string(a.substr(a.find('=') + 1)) : std::string(argv[++i]);
+    try {
+      rlhf::parse_dist_timeout(value, "--dist-timeout");
+    } catch (const rlhf::Error& e) {
+      std::fprintf(stderr, "error: %s\n", e.what());
+      return 2;
+    }
+    ::setenv("RLHF_DIST_TIMEOUT", value.c_str(), 1);
+  }
+
   // --nproc-per-node N, anywhere on the line: start N local ranks of the rest of it.
   for (int i = 1; i < argc; ++i) {
     const std::string_view a = argv[i];
@@ -59,6 +94,7 @@ int main(int argc, char** argv) {
     std::vector<std::string> rest;
     for (int k = 0; k < argc; ++k)
       if (k != i && (joined || k != i + 1)) rest.push_back(argv[k]);
+    ::setenv(kLaunchedNproc, value.c_str(), 1);
     try {
       return rlhf::run_local_ranks(n, rest);
     } catch (const rlhf::Error& e) {
@@ -69,6 +105,11 @@ int main(int argc, char** argv) {
   CLI::App app{"rlhf: tune a language model to human preferences (RLHF), natively"};
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("rlhf ") + rlhf::build_id());
+  app.footer(
+      "Distributed jobs (torchrun, srun, or these), anywhere on a command line:\n"
+      "  --nproc-per-node N       start N local ranks of the command (the data-parallel commands)\n"
+      "  --dist-timeout SECONDS   how long a collective waits for the other ranks before the job fails,\n"
+      "                           naming the lost rank (default 600; RLHF_DIST_TIMEOUT)");
 
   std::vector<rlhf::cli::Command> commands = {
       rlhf::cli::add_generate(app),
@@ -89,7 +130,7 @@ int main(int argc, char** argv) {
   };
 
   try {
-    app.parse(argc, argv);
+    app.parse(static_cast<int>(parsed.size()), parsed.data());
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }

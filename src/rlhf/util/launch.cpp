@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -107,6 +108,15 @@ int exit_code(int status) {
 
 }  // namespace
 
+int parse_dist_timeout(const std::string& text, const std::string& source) {
+  int v = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size() || v < 1 || v > 86400)
+    fail("{} \"{}\": the seconds a collective waits for the other ranks must be a whole number in [1, 86400]", source,
+         text);
+  return v;
+}
+
 DistEnv read_dist_env() {
   DistEnv d;
   if (auto t = env("RLHF_DIST_TIMEOUT")) d.timeout_seconds = env_int("RLHF_DIST_TIMEOUT", *t, 1, 86400);
@@ -153,12 +163,16 @@ int run_local_ranks(int nproc, const std::vector<std::string>& argv) {
   sigaction(SIGINT, &sa, &old_int);
   sigaction(SIGTERM, &sa, &old_term);
 
+  const pid_t launcher = ::getpid();
   for (int r = 0; r < nproc; ++r) {
     int fds[2];
     if (::pipe(fds) != 0) fail("cannot make a pipe for rank {}: {}", r, std::strerror(errno));
     const pid_t pid = ::fork();
     if (pid < 0) fail("cannot start rank {}: {}", r, std::strerror(errno));
     if (pid == 0) {
+      // A launcher killed outright (SIGKILL) takes its ranks with it.
+      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (::getppid() != launcher) ::_exit(128 + SIGTERM);
       ::dup2(fds[1], STDOUT_FILENO);
       ::dup2(fds[1], STDERR_FILENO);
       ::close(fds[0]);

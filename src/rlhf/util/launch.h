@@ -26,10 +26,14 @@ struct DistEnv {
   std::string master_addr;  // "" when world_size is 1
   int master_port = 0;
   std::string launcher = "none";  // "torchrun" (or plain variables), "slurm", "none"
-  int timeout_seconds = 600;      // a collective's wait for the other ranks (RLHF_DIST_TIMEOUT)
+  int timeout_seconds = 600;      // a collective's wait for the other ranks (--dist-timeout, RLHF_DIST_TIMEOUT)
 
   bool distributed() const { return world_size > 1; }
 };
+
+// The seconds of `--dist-timeout` (main sets RLHF_DIST_TIMEOUT from it): a whole number in
+// [1, 86400]. Throws rlhf::Error naming `source` ("--dist-timeout") and the value otherwise.
+int parse_dist_timeout(const std::string& text, const std::string& source);
 
 // The job this process is part of. Throws rlhf::Error naming the variable that is missing,
 // not a number, or out of range (a rank outside [0, world size), a port outside 1..65535,
