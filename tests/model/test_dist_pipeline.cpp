@@ -4,12 +4,14 @@
 // on two ranks or on one (the world size is in no key); a failure on either rank stops the
 // other promptly, with the failing rank's message, also when no launcher stops it.
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "model/pipeline_fixture.h"
 #include "rlhf/pipeline/run_dir.h"
@@ -262,6 +264,43 @@ TEST(DistPipeline, RankZeroAloneLongerThanTheCollectiveTimeoutKeepsTheOthersWait
   EXPECT_EQ(t.rc1, 0) << t.log1;
   EXPECT_NE(t.log0.find("export: cached (key"), std::string::npos) << t.log0;
   EXPECT_NE(t.log0.find("with export/model as edited by hand"), std::string::npos) << t.log0;
+}
+
+// Rank 0 stopped (SIGSTOP) while the other rank waits for it: the other does not wait forever
+// but exits non-zero within the timeout (the store rank 0 serves falls silent), naming rank 0.
+TEST(DistPipeline, RankZeroStoppedWhileTheOtherWaitsIsNamedWithinTheTimeout) {
+  const fs::path dir = rlhf::testing::scratch_dir();
+  const fs::path spec = write_project(dir, /*autosxs=*/false);
+  const fs::path run = dir / "run";
+  const std::string args = " pipeline run " + spec.string() + " --run-dir " + run.string() + " --quiet";
+  int rc = 0;
+  const std::string log = capture(cli() + " --nproc-per-node 2" + args, &rc, true);
+  ASSERT_EQ(rc, 0) << log;
+  const fs::path big = run / "export/model/big.bin";
+  std::ofstream{big};
+  fs::resize_file(big, uintmax_t(1) << 32);  // sparse: rank 0 hashes it alone for many seconds
+  const std::string env = "WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=29714 RLHF_DIST_TIMEOUT=2 ";
+  const std::string rank1 = (dir / "rank1").string();
+  const int pid0 = std::stoi(capture("sh -c 'exec env RANK=0 " + env + cli() + args + " --accept-edited-outputs' > " +
+                                     (dir / "rank0.log").string() + " 2>&1 & echo $!"));
+  const auto t0 = std::chrono::steady_clock::now();
+  capture("(RANK=1 " + env + "timeout 120 " + cli() + args + " --accept-edited-outputs > " + rank1 +
+          ".log 2>&1; echo $? > " + rank1 + ".rc) > /dev/null 2>&1 &");
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  ::kill(pid0, SIGSTOP);
+  bool ended = false;
+  for (int i = 0; i < 900 && !ended; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    ended = fs::exists(rank1 + ".rc") && !read_text(rank1 + ".rc").empty();
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ::kill(pid0, SIGKILL);
+  ASSERT_TRUE(ended) << "rank 1 still waits for a stopped rank 0";
+  const std::string log1 = read_text(rank1 + ".log");
+  EXPECT_NE(std::stoi(read_text(rank1 + ".rc")), 0) << log1;
+  EXPECT_NE(std::stoi(read_text(rank1 + ".rc")), 124) << "ended by timeout(1), not by itself:\n" << log1;
+  EXPECT_LT(seconds, 60) << log1;
+  EXPECT_NE(log1.find("rank 0"), std::string::npos) << log1;
 }
 
 }  // namespace

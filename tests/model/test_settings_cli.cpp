@@ -44,7 +44,9 @@ std::set<std::string> table_options(const SettingsTable<Config>& t, std::set<std
 
 TEST(SettingsCli, HelpListsExactlyTheTable) {
   const std::set<std::string> common = {"-h", "--help", "--output", "-o", "--large-model-reference", "--model", "-m",
-                                        "--eval-dataset", "--resume", "--no-progress"};
+                                        "--eval-dataset", "--resume", "--no-progress",
+                                        // the launcher's flags, in every command's help footer
+                                        "--nproc-per-node", "--dist-timeout"};
   std::set<std::string> reward_io = common, policy_io = common;
   reward_io.insert("--preference-dataset");
   policy_io.insert({"--prompt-dataset", "--reward-model"});

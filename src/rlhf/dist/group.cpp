@@ -367,22 +367,100 @@ void Group::set_key(const std::string& key, const std::string& value) {
   }
 }
 
-std::optional<std::string> Group::wait_key(const std::string& key, std::chrono::milliseconds limit) {
+namespace {
+
+// wait_key's poller. A thread of its own reads the key and rank 0's heartbeat, so that a store
+// that stops answering blocks it and not the waiting rank, which watches how recent its
+// answers are; shared with the thread, which may outlive the wait.
+struct KeyPoll {
   using Clock = std::chrono::steady_clock;
-  const auto t0 = Clock::now();
-  try {
-    for (std::chrono::milliseconds poll{1};; poll = std::min(2 * poll, std::chrono::milliseconds(50))) {
-      if (impl_->store->check({key})) {
-        const std::vector<uint8_t> v = impl_->store->get(key);
-        return std::string(v.begin(), v.end());
+  std::mutex m;
+  std::condition_variable cv;
+  bool done = false, stop = false;
+  uint64_t polls = 0;
+  std::optional<std::string> value;
+  std::string error;
+  Clock::time_point answered = Clock::now();     // the store's last answer
+  Clock::time_point owner_moved = Clock::now();  // rank 0's heartbeat last changed
+  std::string owner_beat;
+
+  void run(const c10::intrusive_ptr<c10d::Store>& store, const std::string& key) {
+    const std::string owner = heartbeat_key(0);
+    auto read = [&](const std::string& k) -> std::optional<std::string> {
+      if (!store->check({k})) return std::nullopt;
+      const std::vector<uint8_t> v = store->get(k);
+      return std::string(v.begin(), v.end());
+    };
+    try {
+      for (std::chrono::milliseconds pause{1};; pause = std::min(2 * pause, std::chrono::milliseconds(50))) {
+        std::optional<std::string> v = read(key);
+        const std::string beat = v ? "" : read(owner).value_or("");
+        {
+          std::lock_guard lock(m);
+          answered = Clock::now();
+          ++polls;
+          if (beat != owner_beat) owner_beat = beat, owner_moved = answered;
+          if (v) value = std::move(v), done = true;
+          cv.notify_all();
+          if (done || stop) return;
+        }
+        std::this_thread::sleep_for(pause);
       }
-      if (limit != std::chrono::milliseconds::max() && Clock::now() - t0 >= limit) return std::nullopt;
-      std::this_thread::sleep_for(poll);
+    } catch (const std::exception& e) {
+      std::lock_guard lock(m);
+      error = message_of(e);
+      done = true;
+      cv.notify_all();
     }
-  } catch (const std::exception& e) {
-    fail("rank {} of {}: lost the job's store at {}:{} while waiting for the other ranks (rank 0 is gone?): {}",
-         rank(), size(), env_.master_addr, env_.master_port, message_of(e));
   }
+};
+
+// How long a rank waiting on rank 0 takes silence for a hang: the collective timeout, but at
+// least kStillFor (rank 0 beats every second, busy or not) and, for the store, at most 30 s
+// (the store answers from a thread of its own even while rank 0 is busy).
+std::chrono::milliseconds still_limit(std::chrono::milliseconds timeout) {
+  return std::max<std::chrono::milliseconds>(timeout, kStillFor);
+}
+std::chrono::milliseconds silent_store_limit(std::chrono::milliseconds timeout) {
+  return std::max<std::chrono::milliseconds>(std::min<std::chrono::milliseconds>(timeout, std::chrono::seconds(30)),
+                                             kStillFor);
+}
+
+}  // namespace
+
+std::optional<std::string> Group::wait_key(const std::string& key, std::chrono::milliseconds limit) {
+  using Clock = KeyPoll::Clock;
+  const auto t0 = Clock::now();
+  auto poll = std::make_shared<KeyPoll>();
+  std::thread([poll, store = impl_->store, key] { poll->run(store, key); }).detach();
+  std::unique_lock lock(poll->m);
+  const std::string store_at = fmt::format("{}:{}", env_.master_addr, env_.master_port);
+  while (!poll->cv.wait_for(lock, std::chrono::milliseconds(200), [&] { return poll->done; })) {
+    const auto now = Clock::now();
+    if (limit != std::chrono::milliseconds::max() && now - t0 >= limit && poll->polls > 0) {
+      poll->stop = true;
+      return std::nullopt;
+    }
+    if (now - poll->answered > silent_store_limit(impl_->timeout)) {
+      poll->stop = true;
+      fail("rank {} of {}: the job's store at {} stopped answering while this rank waited for rank 0 (rank 0, or "
+           "the launcher serving the store, hangs or was stopped)",
+           rank(), size(), store_at);
+    }
+    // Rank 0 beats every second while it lives, busy or not: a heartbeat still for the
+    // collective timeout is a rank 0 stopped or hung.
+    if (rank() != 0 && now - poll->owner_moved > still_limit(impl_->timeout)) {
+      poll->stop = true;
+      fail("rank {} of {}: rank 0 of {} stopped answering while this rank waited for it (its last sign of life {:.0f} "
+           "s ago, --dist-timeout {} s): it died or hangs",
+           rank(), size(), size(), std::chrono::duration<double>(now - poll->owner_moved).count(),
+           impl_->timeout.count() / 1000);
+    }
+  }
+  if (!poll->error.empty())
+    fail("rank {} of {}: lost the job's store at {} while waiting for the other ranks (rank 0 is gone?): {}", rank(),
+         size(), store_at, poll->error);
+  return poll->value;
 }
 
 Group* job() {
