@@ -9,7 +9,8 @@
 # step spends waiting on its peer.
 # Data: examples/preference.jsonl (reward model) and examples/summarize/prompts.jsonl (policy).
 # Sizes (environment): STEPS timed steps (4, the first left out as warm-up), RM_B / RM_M (8 / 2)
-# pairs, PPO_B / PPO_M (8 / 2) rollouts, PPO_P / PPO_T (128 / 24) tokens.
+# pairs, PPO_B / PPO_M (8 / 2) rollouts, PPO_P / PPO_T (128 / 24) tokens. Then the PPO step's parts
+# (generation, scoring, update) of both.
 # Usage: bench/run_dist_step.sh [--build DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -75,3 +76,9 @@ NAME=train-reward row "$(median_of "$WORK/rm1/logs/metrics.jsonl" throughput/pai
   "$(median_of "$WORK/rm2/logs/metrics.jsonl" throughput/pairs_per_second "$RM_B")" "$WORK/rm2"
 NAME=train-policy row "$(median_of "$WORK/ppo1/logs/metrics.jsonl" time/step)" \
   "$(median_of "$WORK/ppo2/logs/metrics.jsonl" time/step)" "$WORK/ppo2"
+# Where a PPO step's time goes, 1 process against 2 ranks (medians, seconds).
+printf '\n%-14s %10s %10s %9s\n' "train-policy" "1 proc s" "2 ranks s" "speed-up"
+for part in time/generate time/score time/train; do
+  a=$(median_of "$WORK/ppo1/logs/metrics.jsonl" "$part") b=$(median_of "$WORK/ppo2/logs/metrics.jsonl" "$part")
+  python3 -c "print(f'{\"$part\":<14} {$a:>10.2f} {$b:>10.2f} {$a / $b:>8.2f}x')"
+done

@@ -159,3 +159,22 @@ TEST(DistPlacement, CudaIsTheLocalRanksGpuAndCoresAreShared) {
 }
 
 }  // namespace
+
+#include "rlhf/train/trainer_run.h"
+
+namespace {
+
+// Work units go to the ranks largest first, each to the least-loaded rank: the loads end close.
+TEST(DistPlacement, MicroBatchesAreSharedOutBySize) {
+  const std::vector<double> costs = {1, 2, 3, 4, 5, 6, 7, 8};  // sorted by length, as micro-batches are
+  const std::vector<int> owner = rlhf::balance_ranks(costs, 2);
+  double load[2] = {0, 0};
+  for (size_t k = 0; k < costs.size(); ++k) load[owner[k]] += costs[k];
+  EXPECT_EQ(load[0], 18);  // 8 + 5 + 4 + 1, against 7 + 6 + 3 + 2 (k mod 2 would give 16 and 20)
+  EXPECT_EQ(load[1], 18);
+  EXPECT_EQ(rlhf::balance_ranks(costs, 2), owner);  // a pure function: every rank agrees
+  EXPECT_EQ(rlhf::balance_ranks({3, 3, 3}, 4), (std::vector<int>{0, 1, 2}));  // ties: lower rank, earlier unit
+  EXPECT_EQ(rlhf::balance_ranks({5, 1}, 1), (std::vector<int>{0, 0}));
+}
+
+}  // namespace

@@ -17,6 +17,7 @@
 #include "rlhf/eval/infer.h"
 #include "rlhf/eval/judge.h"
 #include "rlhf/eval/label.h"
+#include "rlhf/model/model.h"
 #include "rlhf/eval/sxs.h"
 #include "rlhf/eval/sxs_score.h"
 #include "rlhf/export/export.h"
@@ -588,8 +589,7 @@ RunResult run_pipeline(const RunOptions& o) {
   }
   ranks.agree_on_start(problem, plan ? plan_digest(*plan) : "");
 
-  const int threads = o.threads > 0 ? o.threads : static_cast<int>(spec->threads());
-  if (threads > 0) torch::set_num_threads(threads);
+  apply_threads(o.threads > 0 ? o.threads : spec->threads());  // 0: the default (model.h)
   if (!ranks.writer()) return follow(o, *spec, *plan, ranks);
   try {
     return lead(o, *spec, *plan, ranks);

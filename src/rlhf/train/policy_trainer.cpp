@@ -83,7 +83,8 @@ class PolicyTrainer {
   Rollouts generate_rollouts(int64_t step);
   void complete(std::vector<Sample>& samples, double temperature, uint64_t seed);
   void complete_shard(std::vector<Sample>& samples, size_t begin, size_t end, double temperature, uint64_t seed);
-  bool mine(size_t k) const { return k % static_cast<size_t>(run_.world()) == static_cast<size_t>(run_.rank()); }
+  // This rank's share of micro-batches of samples (balanced by padded sizes).
+  std::vector<bool> my_share(const std::vector<std::vector<size_t>>& mbs, const std::vector<Sample>& samples) const;
   void score_rollouts(Rollouts& r, const std::vector<data::PromptRow>& rows);
   void compute_logprobs_and_values(Rollouts& r, int64_t step);
   std::vector<std::vector<size_t>> minibatches(int64_t step, int64_t epoch) const;
@@ -165,7 +166,7 @@ PolicyTrainer::PolicyTrainer(const PolicyTrainConfig& cfg)
                                             : "initialised fresh (the reward model is on another base)");
   if (run_.world() > 1 && run_.writer()) {
     // Rollouts are split in contiguous shares; the micro-batches of scoring and of each
-    // minibatch's update go to the ranks in turn, so a count that is not a multiple of the
+    // minibatch's update are shared out by size, so a count that is not a multiple of the
     // ranks leaves some idle.
     const int64_t mini = (B_ + cfg_.num_mini_batches - 1) / cfg_.num_mini_batches;
     const int64_t per_minibatch = (mini + M_ - 1) / M_;
@@ -361,16 +362,33 @@ void PolicyTrainer::complete_shard(std::vector<Sample>& samples, size_t begin, s
   }
 }
 
+std::vector<bool> PolicyTrainer::my_share(const std::vector<std::vector<size_t>>& mbs,
+                                          const std::vector<Sample>& samples) const {
+  std::vector<double> costs;  // a micro-batch's padded tokens
+  for (const auto& mb : mbs) {
+    size_t prompt = 0, response = 0;
+    for (size_t i : mb) prompt = std::max(prompt, samples[i].prompt->size()), response = std::max(response, samples[i].response.size());
+    costs.push_back(static_cast<double>(mb.size() * (prompt + response)));
+  }
+  return run_.my_share(costs);
+}
+
 // The reward model's score of each completion, then the missing-EOS penalty (ppo.h).
 void PolicyTrainer::score_rollouts(Rollouts& r, const std::vector<data::PromptRow>& rows) {
   torch::NoGradGuard no_grad;
   auto& rm = *roles_.rm;
   std::vector<Sample>& samples = r.samples;
-  // Chunk k of M samples is scored by rank k mod N; the others' scores stay 0 until summed.
+  // Chunks of M samples, each scored by one rank; the others' scores stay 0 until summed.
+  std::vector<std::vector<size_t>> chunks;
+  for (size_t s0 = 0; s0 < samples.size(); s0 += static_cast<size_t>(M_)) {
+    chunks.emplace_back();
+    for (size_t i = s0; i < std::min(samples.size(), s0 + static_cast<size_t>(M_)); ++i) chunks.back().push_back(i);
+  }
+  const std::vector<bool> mine = my_share(chunks, samples);
   std::vector<double> raw_scores(samples.size(), 0.0);
-  for (size_t s0 = 0, k = 0; s0 < samples.size(); s0 += static_cast<size_t>(M_), ++k) {
-    if (!mine(k)) continue;
-    const size_t s1 = std::min(samples.size(), s0 + static_cast<size_t>(M_));
+  for (size_t k = 0; k < chunks.size(); ++k) {
+    if (!mine[k]) continue;
+    const size_t s0 = chunks[k].front(), s1 = chunks[k].back() + 1;
     std::vector<std::vector<int32_t>> seqs;
     for (size_t i = s0; i < s1; ++i) {
       const Sample& s = samples[i];
@@ -420,9 +438,10 @@ void PolicyTrainer::compute_logprobs_and_values(Rollouts& r, int64_t step) {
   for (const auto& minibatch : minibatches(step, 0))
     for (auto& mb : micro_batches(minibatch, r.samples, M_)) mbs.push_back(std::move(mb));
   torch::NoGradGuard no_grad;
-  // Micro-batch k is rank k mod N's; the rows the others computed arrive in the sum.
+  // Each rank computes its share of the micro-batches; the others' rows arrive in the sum.
+  const std::vector<bool> mine = my_share(mbs, r.samples);
   for (size_t k = 0; k < mbs.size(); ++k) {
-    if (!mine(k)) continue;
+    if (!mine[k]) continue;
     const auto& mb = mbs[k];
     RolloutBatch rb = pack_samples(mb, r.samples, pad_, dev_);
     torch::Tensor entropy;
@@ -482,8 +501,9 @@ MinibatchStats PolicyTrainer::accumulate_gradients(const Rollouts& r, const std:
   MinibatchStats m;
   const double tokens = gather_rows(r.mask, minibatch, r.width()).sum().item<double>();
   const auto mbs = micro_batches(minibatch, r.samples, M_);
+  const std::vector<bool> mine = my_share(mbs, r.samples);
   for (size_t k = 0; k < mbs.size(); ++k) {
-    if (!mine(k)) continue;  // rank k mod N's; the gradients are summed over the ranks
+    if (!mine[k]) continue;  // another rank's; the gradients are summed over the ranks
     const auto& mb = mbs[k];
     RolloutBatch rb = pack_samples(mb, r.samples, pad_, dev_);
     const int64_t w = rb.response.size(1);

@@ -12,7 +12,7 @@
 //                 non-finite gradient norm skips the update).
 // Data-parallel under a distributed launcher (dist/group.h): each rank completes a contiguous
 // share of the rollouts (sample i samples with the seed (seed, step, i), so its completion does
-// not depend on the rank); scoring, log-prob and update micro-batches go to the ranks in turn
+// not depend on the rank); scoring, log-prob and update micro-batches are shared out by size (balance_ranks)
 // and the batch's tensors and gradients are summed, so every rank holds the whole batch and
 // whitening, the KL and the metrics are the global batch's, as in one process.
 // The loop is PolicyTrainer::train() in policy_trainer.cpp, one named call per part; the run

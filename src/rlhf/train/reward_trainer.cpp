@@ -239,10 +239,19 @@ PairStats RewardTrainer::train_step(int64_t step, double lr, double* grad_norm) 
   for (int64_t i = 0; i < B_; ++i) batch.push_back(&train_[(*pairs_)[step * B_ + i]]);
   opt_->zero_grad();
   PairStats s;
-  // With several ranks, micro-batch k is rank k mod N's; the gradients and the statistics are
-  // then summed over the ranks: the step of the whole batch, as in one process.
+  // With several ranks each takes a share of the micro-batches balanced by their padded sizes;
+  // the gradients and the statistics are then summed over the ranks: the step of the whole
+  // batch, as in one process.
   const auto mbs = micro_batches(batch, M_);
-  for (size_t k = static_cast<size_t>(run_.rank()); k < mbs.size(); k += static_cast<size_t>(run_.world())) {
+  std::vector<double> costs;
+  for (const auto& mb : mbs) {
+    size_t longest = 0;
+    for (const auto* p : mb) longest = std::max(longest, p->prompt.size() + std::max(p->chosen.size(), p->rejected.size()));
+    costs.push_back(static_cast<double>(mb.size() * longest));
+  }
+  const std::vector<bool> mine = run_.my_share(costs);
+  for (size_t k = 0; k < mbs.size(); ++k) {
+    if (!mine[k]) continue;
     PairBatch pb = pack_pairs(mbs[k], pad_, load_.device);
     auto [rc, rr] = rm_->score_pairs(pb, /*train=*/true);
     auto losses = reward_pair_losses(rc, rr, cfg_.margin, cfg_.center_rewards_coefficient);

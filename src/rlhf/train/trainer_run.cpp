@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <numeric>
 
 #include "rlhf/data/dataset.h"
 #include "rlhf/train/checkpoint.h"
@@ -182,6 +183,27 @@ void TrainerRun::write_summary(json& summary) {
   summary["threads"] = torch::get_num_threads();
   write_file_atomic((out_ / "summary.json").string(), summary.dump(2) + "\n");
   logger_->flush();
+}
+
+std::vector<int> balance_ranks(const std::vector<double>& costs, int ranks) {
+  std::vector<size_t> order(costs.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return costs[a] > costs[b]; });
+  std::vector<double> load(static_cast<size_t>(std::max(1, ranks)), 0.0);
+  std::vector<int> owner(costs.size(), 0);
+  for (size_t unit : order) {
+    const size_t least = static_cast<size_t>(std::min_element(load.begin(), load.end()) - load.begin());
+    owner[unit] = static_cast<int>(least);
+    load[least] += costs[unit];
+  }
+  return owner;
+}
+
+std::vector<bool> TrainerRun::my_share(const std::vector<double>& costs) const {
+  const std::vector<int> owner = balance_ranks(costs, world());
+  std::vector<bool> mine(costs.size());
+  for (size_t k = 0; k < costs.size(); ++k) mine[k] = owner[k] == rank();
+  return mine;
 }
 
 double median(std::vector<double> v) {

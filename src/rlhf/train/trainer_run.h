@@ -114,6 +114,9 @@ class TrainerRun {
   int rank() const;
   int world() const;
   bool writer() const { return rank() == 0; }
+  // Which of the work units (micro-batches) with these costs are this rank's: balanced by
+  // balance_ranks, the same split on every rank; all of them in one process.
+  std::vector<bool> my_share(const std::vector<double>& costs) const;
   // Sums the optimizer's gradients over the ranks (a parameter without one counts as zeros),
   // so each rank steps with the gradient of the whole batch. Nothing in one process.
   void all_reduce_gradients(AdamW& optimizer);
@@ -146,6 +149,11 @@ class TrainerRun {
   dist::Group* group_ = nullptr;  // the job, or null in one process
   double collective_seconds_ = 0, collective_bytes_ = 0;
 };
+
+// The rank of each work unit: the costliest first, each to the rank with the least cost so far
+// (ties: the lower rank, then the earlier unit), so the ranks finish together. A pure function
+// of the costs, so every rank computes the same split.
+std::vector<int> balance_ranks(const std::vector<double>& costs, int ranks);
 
 // The median of v (0 when empty).
 double median(std::vector<double> v);
