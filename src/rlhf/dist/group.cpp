@@ -3,6 +3,9 @@
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#ifdef USE_C10D_NCCL  // the CUDA build (CMakeLists.txt)
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
 
 #include <pthread.h>
 #include <signal.h>
@@ -215,6 +218,10 @@ struct Group::Impl {
   std::chrono::milliseconds timeout;
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::ProcessGroupGloo> gloo;
+#ifdef USE_C10D_NCCL
+  c10::intrusive_ptr<c10d::ProcessGroupNCCL> nccl;  // once use_device named a GPU
+#endif
+  torch::Device device = torch::kCPU;  // use_device's GPU, else the CPU
   std::shared_ptr<Heartbeat> heartbeat;
   std::thread heartbeat_thread;
 
@@ -242,16 +249,19 @@ struct Group::Impl {
   }
 
   // Waits for `work`; a failure or a timeout names what was being done and the lost ranks.
-  void wait(const char* what, const c10::intrusive_ptr<c10d::Work>& work, int rank, int size) {
+  // `limit`: how long to wait (zero: the backend's own timeout, which Gloo keeps).
+  void wait(const char* what, const c10::intrusive_ptr<c10d::Work>& work, int rank, int size,
+            std::chrono::milliseconds limit = ::kNoTimeout) {
     try {
-      work->wait();  // Gloo fails an operation itself after the group's timeout
+      work->wait(limit);  // Gloo fails an operation itself after the group's timeout
     } catch (const std::exception& e) {
       fail_collective(what, message_of(e), rank, size);
     }
   }
 };
 
-Group::Group(const DistEnv& env, std::chrono::milliseconds timeout) : env_(env), impl_(std::make_unique<Impl>()) {
+Group::Group(const DistEnv& env, std::chrono::milliseconds timeout, torch::Device device)
+    : env_(env), impl_(std::make_unique<Impl>()) {
   impl_->timeout = timeout;
   // The threads started here (Gloo's, the heartbeat's) inherit a mask that blocks SIGPIPE: a
   // write to a peer that died fails the collective, which names the peer, instead of ending
@@ -298,9 +308,49 @@ Group::Group(const DistEnv& env, std::chrono::milliseconds timeout) : env_(env),
          env.world_size, env.master_addr, env.master_port, timeout.count() / 1000, message_of(e));
   }
   impl_->heartbeat_thread = std::thread([h = impl_->heartbeat] { h->run(); });
+  use_device(device);
 }
 
-Group::~Group() { stop_heartbeat(); }
+Group::~Group() {
+  stop_heartbeat();
+#ifdef USE_C10D_NCCL
+  if (impl_ && impl_->nccl) {
+    try {
+      impl_->nccl->shutdown();  // its communicators and watchdog, as destroy_process_group does
+    } catch (const std::exception&) {
+    }
+  }
+#endif
+}
+
+torch::Device Group::device() const { return impl_->device; }
+
+void Group::use_device(torch::Device device) {
+  if (!device.is_cuda()) return;
+  const torch::Device gpu(torch::kCUDA, device.has_index() ? device.index() : static_cast<c10::DeviceIndex>(env_.local_rank));
+#ifdef USE_C10D_NCCL
+  if (impl_->nccl) {
+    if (impl_->device != gpu)
+      fail("rank {} of {}: the job's all-reduces already use {}, not {}", rank(), size(), impl_->device.str(), gpu.str());
+    return;
+  }
+  // NCCL makes its communicator at the first all-reduce (the ranks exchange its id through
+  // the store, under "nccl/"). Its watchdog would end the process at its own timeout: that
+  // one is longer than the group's, so that a rank lost in an all-reduce is named first
+  // (Impl::wait waits the group's timeout, then reads the heartbeats for up to ~10 s).
+  try {
+    auto opts = c10d::ProcessGroupNCCL::Options::create();
+    opts->timeout = impl_->timeout + std::chrono::seconds(60);
+    impl_->nccl = c10::make_intrusive<c10d::ProcessGroupNCCL>(
+        c10::make_intrusive<c10d::PrefixStore>("nccl", impl_->store), rank(), size(), opts);
+  } catch (const std::exception& e) {
+    fail("rank {} of {}: cannot make the NCCL process group for {}: {}", rank(), size(), gpu.str(), message_of(e));
+  }
+  impl_->device = gpu;
+#else
+  fail("rank {} of {}: all-reduces on {} need a CUDA build (configure with -DRLHF_CUDA=ON)", rank(), size(), gpu.str());
+#endif
+}
 
 void Group::stop_heartbeat() {
   if (!impl_ || !impl_->heartbeat_thread.joinable()) return;
@@ -320,6 +370,24 @@ void Group::stop_heartbeat() {
 
 void Group::all_reduce_sum(std::vector<torch::Tensor>& tensors) {
   if (tensors.empty()) return;
+#ifdef USE_C10D_NCCL
+  if (impl_->nccl && tensors[0].is_cuda()) {
+    for (const auto& t : tensors)
+      if (t.device() != impl_->device)
+        fail("rank {} of {}: an all-reduce got a tensor on {}; the job's GPU is {}", rank(), size(), t.device().str(),
+             impl_->device.str());
+    // One all-reduce each (NCCL takes one tensor per call), queued on NCCL's stream, then
+    // waited for by this thread up to the timeout.
+    ++impl_->heartbeat->collectives;
+    std::vector<c10::intrusive_ptr<c10d::Work>> works;
+    for (auto& t : tensors) {
+      std::vector<torch::Tensor> one{t};
+      works.push_back(impl_->nccl->allreduce(one));
+    }
+    for (const auto& w : works) impl_->wait("an all-reduce (NCCL)", w, rank(), size(), impl_->timeout);
+    return;
+  }
+#endif
   ++impl_->heartbeat->collectives;
   impl_->wait("an all-reduce", impl_->gloo->allreduce(tensors), rank(), size());
 }
@@ -476,15 +544,22 @@ Group* job() {
   return group;
 }
 
+Group* job(torch::Device device) {
+  Group* g = job();
+  if (g) g->use_device(device);
+  return g;
+}
+
 CheckResult check_job(Group& group, size_t bytes, int iterations) {
   CheckResult r;
-  std::vector<torch::Tensor> one{torch::full({4}, double(group.rank() + 1), torch::kFloat64)};
+  const auto on = torch::TensorOptions().device(group.device());
+  std::vector<torch::Tensor> one{torch::full({4}, double(group.rank() + 1), on.dtype(torch::kFloat64))};
   group.all_reduce_sum(one);
   r.sum = one[0][0].item<double>();
   r.expected = double(group.size()) * double(group.size() + 1) / 2;
   const int64_t n = std::max<int64_t>(1, static_cast<int64_t>(bytes / sizeof(float)));
   r.bytes = static_cast<size_t>(n) * sizeof(float);
-  std::vector<torch::Tensor> big{torch::ones({n})};
+  std::vector<torch::Tensor> big{torch::ones({n}, on)};
   std::vector<double> ms;
   constexpr int kWarmUp = 50;  // a new job's first all-reduces are slower: connections, buffers, threads settle
   for (int i = 0; i < kWarmUp + iterations; ++i) {
