@@ -2,8 +2,15 @@
 
 #include <sys/mman.h>
 
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/functions/utils.h>
+
 #include <cmath>
 #include <cstdlib>
+#include <functional>
+#include <limits>
+#include <mutex>
+#include <optional>
 
 #include "rlhf/model/cpu_kernels.h"
 #include "rlhf/util/error.h"
@@ -188,7 +195,86 @@ torch::Tensor in_huge_pages(const torch::Tensor& t) {
 
 cpu::Elem elem_of(torch::Dtype t) { return t == torch::kBFloat16 ? cpu::Elem::BF16 : cpu::Elem::F32; }
 
+constexpr double kMinusInf = -std::numeric_limits<double>::infinity();
+
+// The backward of a checkpointed layer: runs the layer again from its saved input with
+// gradients on and backpropagates the incoming gradient through that copy, to the input and
+// to the trainable tensors the layer reads. The RNG is rewound first, so LoRA dropout draws
+// the masks of the forward pass.
+struct CheckpointBackward : torch::autograd::Node {
+  std::function<torch::Tensor(const torch::Tensor&)> run;  // the layer
+  torch::Tensor input;                 // the layer's input, detached
+  bool input_needs_grad = false;
+  std::vector<torch::Tensor> params;   // LoRA tensors that require gradients
+  std::optional<at::Generator> generator;  // set when the layer draws random numbers
+  torch::Tensor rng_state;             // generator's state before the forward pass
+
+  torch::autograd::variable_list apply(torch::autograd::variable_list&& grads) override {
+    torch::autograd::variable_list out(1 + params.size());
+    if (!grads[0].defined()) return out;
+    at::AutoGradMode grad_on(true);
+    auto x = input_needs_grad ? input.detach().requires_grad_(true) : input;
+    torch::Tensor y;
+    if (generator) {
+      torch::Tensor now;
+      {
+        std::lock_guard<std::mutex> lock(generator->mutex());
+        now = generator->get_state();
+        generator->set_state(rng_state);
+      }
+      y = run(x);
+      std::lock_guard<std::mutex> lock(generator->mutex());
+      generator->set_state(now);
+    } else {
+      y = run(x);
+    }
+    std::vector<torch::Tensor> wrt = params;
+    if (input_needs_grad) wrt.insert(wrt.begin(), x);
+    auto g = torch::autograd::grad({y}, wrt, {grads[0]}, /*retain_graph=*/false, /*create_graph=*/false,
+                                   /*allow_unused=*/true);
+    const size_t first = input_needs_grad ? 1 : 0;
+    if (input_needs_grad) out[0] = g[0];
+    for (size_t i = 0; i < params.size(); ++i) out[1 + i] = g[first + i];
+    return out;
+  }
+};
+
 }  // namespace
+
+AttentionBias attention_bias(const torch::Tensor& attn_mask, int64_t past, torch::Dtype dtype, AttentionMaskForm form) {
+  AttentionBias out;
+  if (form == AttentionMaskForm::kBoolean) {
+    out.mask = attn_mask;
+    return out;
+  }
+  const int64_t T = attn_mask.size(2), S = attn_mask.size(3);
+  const auto bools = torch::TensorOptions().dtype(torch::kBool).device(attn_mask.device());
+  // is_causal aligns query i with key i (top left), so it stands for the mask only without cached keys.
+  if (past == 0 && T == S && attn_mask.scalar_type() == torch::kBool &&
+      (attn_mask == torch::ones({T, T}, bools).tril().view({1, 1, T, T})).all().item<bool>()) {
+    out.causal = true;
+    return out;
+  }
+  out.mask = torch::zeros(attn_mask.sizes(), torch::TensorOptions().dtype(dtype).device(attn_mask.device()))
+                 .masked_fill_(attn_mask.logical_not(), kMinusInf);
+  return out;
+}
+
+torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const AttentionBias& bias) {
+  const bool grouped = q.size(1) != k.size(1);
+  if (bias.causal)
+    return at::scaled_dot_product_attention(q, k, v, std::nullopt, 0.0, /*is_causal=*/true, std::nullopt, grouped);
+  return at::scaled_dot_product_attention(q, k, v, bias.mask, 0.0, /*is_causal=*/false, std::nullopt, grouped);
+}
+
+torch::Tensor reference_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                  const torch::Tensor& attn_mask) {
+  const int64_t groups = q.size(1) / k.size(1);
+  auto keys = k.repeat_interleave(groups, 1), values = v.repeat_interleave(groups, 1);  // [B, nh, S, hd]
+  auto scores = torch::matmul(q, keys.transpose(-2, -1)) / std::sqrt(static_cast<double>(q.size(-1)));
+  scores = scores.masked_fill(attn_mask.logical_not(), kMinusInf);  // [B, nh, T, S]
+  return torch::matmul(torch::softmax(scores, -1), values);
+}
 
 const char* proj_name(int p) {
   static const char* names[kNumProj] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
@@ -340,13 +426,54 @@ torch::Tensor Transformer::hidden(const ForwardArgs& args) const {
   auto freqs = args.positions.to(torch::kFloat32).unsqueeze(-1) * inv_freq_;  // [B, T, hd/2]
   auto emb = torch::cat({freqs, freqs}, -1).unsqueeze(1);
   auto cos = emb.cos().to(dtype_), sin = emb.sin().to(dtype_);
-  for (int64_t l = 0; l < config_.num_layers; ++l) x = layer(l, x, args, cos, sin);
+  const AttentionBias bias = attention_bias(args.attn_mask, past, dtype_, mask_form_);
+  const bool checkpoint = gradient_checkpointing_ && at::GradMode::is_enabled() && !cache;
+  for (int64_t l = 0; l < config_.num_layers; ++l)
+    x = checkpoint ? checkpointed_layer(l, x, args, cos, sin, bias) : layer(l, x, args, cos, sin, bias);
   if (cache) cache->length = past + T;
   return rms_norm(x, norm_);
 }
 
+torch::Tensor Transformer::checkpointed_layer(int64_t l, const torch::Tensor& x, const ForwardArgs& args,
+                                              const torch::Tensor& cos, const torch::Tensor& sin,
+                                              const AttentionBias& bias) const {
+  std::vector<torch::Tensor> params;  // the trainable tensors this layer reads
+  bool dropout = false;
+  for (const LoraAdapter* ad : args.adapters)
+    for (int p = 0; p < kNumProj; ++p) {
+      if (!ad->on[p]) continue;
+      for (const auto& t : {ad->a[l][p], ad->b[l][p]})
+        if (t.requires_grad()) params.push_back(t);
+      dropout = dropout || (args.train && ad->config.dropout > 0);
+    }
+  if (!x.requires_grad() && params.empty()) return layer(l, x, args, cos, sin, bias);
+  auto node = std::make_shared<CheckpointBackward>();
+  if (dropout) {
+    node->generator = at::globalContext().defaultGenerator(x.device());
+    std::lock_guard<std::mutex> lock(node->generator->mutex());
+    node->rng_state = node->generator->get_state();
+  }
+  torch::Tensor y;
+  {
+    torch::NoGradGuard no_grad;  // nothing inside the layer is kept for the backward
+    y = layer(l, x, args, cos, sin, bias);
+  }
+  // A copy of the arguments: the backward runs after the caller's are gone.
+  node->run = [this, l, saved = args, cos, sin, bias](const torch::Tensor& in) {
+    return layer(l, in, saved, cos, sin, bias);
+  };
+  node->input = x.detach();
+  node->input_needs_grad = x.requires_grad();
+  node->params = params;
+  std::vector<torch::Tensor> inputs = {x};
+  inputs.insert(inputs.end(), params.begin(), params.end());
+  node->set_next_edges(torch::autograd::collect_next_edges(inputs));
+  torch::autograd::set_history(y, node);
+  return y;
+}
+
 torch::Tensor Transformer::layer(int64_t l, torch::Tensor x, const ForwardArgs& args, const torch::Tensor& cos,
-                                 const torch::Tensor& sin) const {
+                                 const torch::Tensor& sin, const AttentionBias& bias) const {
   const auto& c = config_;
   const Layer& L = layers_[l];
   const int64_t B = x.size(0), T = x.size(1), hd = c.head_dim;
@@ -368,8 +495,7 @@ torch::Tensor Transformer::layer(int64_t l, torch::Tensor x, const ForwardArgs& 
     k = cache->k[l].narrow(2, 0, past + T);
     v = cache->v[l].narrow(2, 0, past + T);
   }
-  auto att = at::scaled_dot_product_attention(q, k, v, args.attn_mask, 0.0, false, std::nullopt,
-                                              /*enable_gqa=*/c.num_heads != c.num_kv_heads);
+  auto att = attention(q, k, v, bias);  // [B, nh, T, hd]
   att = att.transpose(1, 2).reshape({B, T, qdim});
   x = x + add_lora(dense(att, L.w[kO], {}, path), l, kO, att, args);
   // --- SwiGLU MLP ---

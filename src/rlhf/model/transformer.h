@@ -58,6 +58,34 @@ torch::Tensor make_attention_mask(const torch::Tensor& key_mask /*[B,S] bool*/, 
 // Rotary positions for a padded batch: running count of real tokens minus one (0 on padding).
 torch::Tensor positions_from_mask(const torch::Tensor& key_mask /*[B,S] bool*/);
 
+// How the framework path hands a pass's mask to scaled_dot_product_attention.
+enum class AttentionMaskForm {
+  // Built once per pass in the form the fused kernels take: no mask and is_causal when the
+  // boolean mask is plain causal (no padding, no packed pairs, no cached keys: the flash
+  // kernels apply, and skip the hidden blocks), otherwise an additive mask (0 / -inf) in the
+  // query's dtype (the memory-efficient kernel on CUDA, flash on the CPU).
+  kFastKernels,
+  // The boolean mask to every layer's call, which converts it again per layer (and on CUDA
+  // may fall back to the math kernel): the form before, kept for comparison.
+  kBoolean,
+};
+
+// A pass's mask in the form chosen: `causal` with no mask, or `mask` [B, 1, T, S] (additive in
+// the query's dtype, or the boolean mask itself for kBoolean).
+struct AttentionBias {
+  bool causal = false;
+  torch::Tensor mask;
+};
+// From the boolean mask [B, 1, T, S] of T queries after `past` cached keys.
+AttentionBias attention_bias(const torch::Tensor& attn_mask, int64_t past, torch::Dtype dtype, AttentionMaskForm form);
+// Attention of q [B, nh, T, hd] over k, v [B, nkv, S, hd] (grouped when nkv < nh) under `bias`,
+// through at::scaled_dot_product_attention: [B, nh, T, hd].
+torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const AttentionBias& bias);
+// The formula itself, for checks: softmax(q kᵀ / sqrt(hd) + (mask ? 0 : -inf)) v, with k and v
+// repeated over each group of query heads.
+torch::Tensor reference_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                  const torch::Tensor& attn_mask /*[B,1,T,S] bool*/);
+
 class Transformer {
  public:
   // Copies the weights (HF names) to `device` in `dtype`; throws rlhf::Error on a missing or
@@ -83,6 +111,13 @@ class Transformer {
 
   KVCache new_cache(int64_t batch, int64_t capacity) const;
 
+  // The mask form of the framework path (kFastKernels unless set; kBoolean for comparisons).
+  void set_attention_mask_form(AttentionMaskForm form) { mask_form_ = form; }
+  // Activation checkpointing: in a pass with gradients, each decoder layer keeps only its input
+  // and is run again in the backward pass (less memory for about one more forward).
+  void set_gradient_checkpointing(bool on) { gradient_checkpointing_ = on; }
+  bool gradient_checkpointing() const { return gradient_checkpointing_; }
+
   const ModelConfig& config() const { return config_; }
   // Data pointers of the frozen base weights (embedding, head, norms, projections): the
   // roles built on one transformer share exactly these.
@@ -107,7 +142,10 @@ class Transformer {
   torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& w) const;
   // One block with framework ops (training, GPUs, prefill): x -> x + attention + MLP.
   torch::Tensor layer(int64_t l, torch::Tensor x, const ForwardArgs& args, const torch::Tensor& cos,
-                      const torch::Tensor& sin) const;
+                      const torch::Tensor& sin, const AttentionBias& bias) const;
+  // The same block, its activations recomputed in the backward pass (gradient checkpointing).
+  torch::Tensor checkpointed_layer(int64_t l, const torch::Tensor& x, const ForwardArgs& args, const torch::Tensor& cos,
+                                   const torch::Tensor& sin, const AttentionBias& bias) const;
   // The same block for decoding on the CPU, in place on x, with single-pass kernels.
   bool use_decode_kernels(const ForwardArgs& args) const;
   void decode_layer_cpu(int64_t l, torch::Tensor& x, const ForwardArgs& args, const torch::Tensor& positions,
@@ -122,6 +160,8 @@ class Transformer {
   torch::Tensor inv_freq_; // [head_dim / 2] float32
   std::vector<Layer> layers_;
   std::map<std::string, std::unique_ptr<LoraAdapter>> adapters_;
+  AttentionMaskForm mask_form_ = AttentionMaskForm::kFastKernels;
+  bool gradient_checkpointing_ = false;
 };
 
 }  // namespace rlhf

@@ -46,6 +46,10 @@ void add_shared_rows(std::vector<SettingRow>& rows) {
   rows.push_back({.name = "keep_checkpoints", .flag = "--keep-checkpoints", .spec_key = "advanced.keep_checkpoints",
                   .help = "checkpoints kept (the newest)", .min = 1, .max = 1000, .result = false,
                   .ref = RLHF_SETTING_REF(C, keep_checkpoints)});
+  rows.push_back({.name = "gradient_checkpointing", .flag = "--gradient-checkpointing",
+                  .spec_key = "advanced.gradient_checkpointing",
+                  .help = "recompute each decoder layer's activations in the backward pass (less memory, about one more forward)",
+                  .result = false, .ref = RLHF_SETTING_REF(C, gradient_checkpointing)});
   rows.push_back({.name = "threads", .flag = "--threads", .spec_key = "advanced.threads",
                   .help = "CPU threads (0 = all cores)", .min = 0, .max = 1024, .result = false,
                   .ref = RLHF_SETTING_REF(C, threads)});

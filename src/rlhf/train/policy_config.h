@@ -70,6 +70,7 @@ struct PolicyTrainConfig {
   int64_t keep_checkpoints = 2;
   int64_t eval_every = 0;               // steps; 0 = before and after training only
   int64_t max_eval_prompts = 500;
+  bool gradient_checkpointing = false;  // recompute layer activations in the backward pass
   int64_t threads = 0;                  // CPU threads; 0 = all cores
 
   // The steps this configuration trains for `prompts` prompts (epochs or train_steps).

@@ -689,6 +689,7 @@ PolicyRoles load_policy_roles(const PolicyTrainConfig& cfg) {
   // The value model starts as the reward model only on the reward model's own base weights.
   r.models = std::make_unique<PolicyModels>(*r.policy_base->net, *r.rm->reward, cfg.lora, cfg.seed,
                                             shared ? ValueInit::kFromReward : ValueInit::kFresh);
+  r.policy_base->net->set_gradient_checkpointing(cfg.gradient_checkpointing);
   return r;
 }
 

@@ -56,6 +56,7 @@ struct RewardTrainConfig {
   int64_t checkpoint_every = 100;       // steps (and at the end)
   int64_t keep_checkpoints = 2;
   int64_t centering_pairs = 512;        // training pairs the final mean reward is measured on (by seed)
+  bool gradient_checkpointing = false;  // recompute layer activations in the backward pass
   int64_t threads = 0;                  // CPU threads; 0 = all cores
 
   // The steps this configuration trains for `pairs` training pairs (epochs or train_steps).

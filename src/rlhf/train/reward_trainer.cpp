@@ -132,6 +132,7 @@ RewardTrainer::RewardTrainer(const RewardTrainConfig& cfg) : cfg_(cfg), run_(run
                (long long)warmup_, data::prompt_format_name(enc_.format));
 
   rm_ = std::make_unique<RewardModel>(*model_->net, cfg_.lora, cfg_.seed);
+  model_->net->set_gradient_checkpointing(cfg_.gradient_checkpointing);
   AdamWConfig adam;
   adam.weight_decay = cfg_.weight_decay;
   adam.eps = cfg_.adam_epsilon;
