@@ -78,6 +78,14 @@ inline std::string capture(const std::string& cmd, int* status = nullptr, bool m
 
 inline std::string cli() { return RLHF_CLI; }
 
+// The device of the model tests that honour it: RLHF_TEST_DEVICE ("cpu", "cuda", "cuda:N"), cpu
+// when unset (bench/gpu/check.sh sets it). A std::string converts to torch::Device.
+inline std::string test_device() {
+  const char* d = std::getenv("RLHF_TEST_DEVICE");
+  return d && *d ? std::string(d) : std::string("cpu");
+}
+inline bool test_device_is_cpu() { return test_device() == "cpu"; }
+
 // The rows of a JSONL file (blank lines skipped).
 inline std::vector<nlohmann::json> read_jsonl(const std::filesystem::path& p) {
   std::vector<nlohmann::json> rows;

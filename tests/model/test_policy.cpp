@@ -138,6 +138,7 @@ TEST(PolicyTraining, RewardRisesWhileKlStaysBounded) {
   low.kl_coeff = 0.02;
   low.eval_dataset = f.prompts.string();
   low.max_eval_prompts = 16;
+  low.device = rlhf::testing::test_device();  // RLHF_TEST_DEVICE, the CPU when unset
   auto s = rlhf::train_policy(low);
   EXPECT_EQ(s.steps, steps);
   const fs::path m = f.dir / "low_kl/logs/metrics.jsonl";
@@ -173,6 +174,7 @@ TEST(PolicyTraining, RewardRisesWhileKlStaysBounded) {
   auto high = policy_config(f, "high_kl");
   high.train_steps = steps;
   high.kl_coeff = 1.0;
+  high.device = low.device;
   rlhf::train_policy(high);
   auto kl_high = series(f.dir / "high_kl/logs/metrics.jsonl", "objective/kl");
   EXPECT_LT(mean_of(kl_high, steps - 10, steps), mean_of(kl, steps - 10, steps));

@@ -191,6 +191,7 @@ TEST(RewardTraining, LearnsASyntheticPreference) {
   c.validation_every = 20;
   c.checkpoint_every = 1000;
   c.progress = false;
+  c.device = rlhf::testing::test_device();  // RLHF_TEST_DEVICE, the CPU when unset
   auto s = rlhf::train_reward_model(c);
   EXPECT_EQ(s.validation_pairs, 80);
   EXPECT_GT(s.validation_accuracy, 0.95) << "validation loss " << s.validation_loss;

@@ -1,4 +1,5 @@
 // Behaviour of the runtime on tiny random models: KV cache, padding, LoRA, generation.
+// The tests that take testing::test_device() run on RLHF_TEST_DEVICE (the CPU when unset).
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -12,6 +13,10 @@ namespace {
 
 using testing::tiny_config;
 using testing::tiny_weights;
+
+// Tolerance of an fp32 comparison of two paths that should agree to rounding: on a GPU the
+// kernels pick their reduction order by shape, so two shapes differ by more than on the CPU.
+float fp32_tolerance() { return testing::test_device_is_cpu() ? 1e-5f : 1e-4f; }
 
 // Logits [B, T, V] of full sequences with left padding given by `lens` (tokens right-aligned).
 torch::Tensor full_logits(const Transformer& net, const torch::Tensor& tokens, const torch::Tensor& key_mask,
@@ -28,14 +33,16 @@ TEST(Transformer, CachedDecodingEqualsFullForward) {
   for (auto dtype : {torch::kFloat32, torch::kBFloat16}) {
     SCOPED_TRACE(c10::toString(dtype));
     auto c = tiny_config(/*tied=*/false, /*bias=*/true);
-    Transformer net(c, tiny_weights(c), dtype, torch::kCPU);
+    const torch::Device dev(testing::test_device());
+    Transformer net(c, tiny_weights(c), dtype, dev);
     torch::NoGradGuard ng;
-    auto tokens = torch::randint(0, c.vocab_size, {2, 12}, torch::kInt64);
+    auto tokens = torch::randint(0, c.vocab_size, {2, 12}, torch::kInt64).to(dev);
     auto mask = torch::ones({2, 12}, torch::kBool);
     mask[1][0] = mask[1][1] = false;  // the second sequence is left-padded
+    mask = mask.to(dev);
     auto full = full_logits(net, tokens, mask);  // one pass over all 12 tokens
     // fp32 must agree to rounding; bf16 rounds at different places in the two paths
-    const float tol = dtype == torch::kFloat32 ? 1e-5f : 0.03f * full.abs().max().item<float>();
+    const float tol = dtype == torch::kFloat32 ? fp32_tolerance() : 0.03f * full.abs().max().item<float>();
 
     KVCache cache = net.new_cache(2, 12);
     ForwardArgs a;
@@ -60,16 +67,17 @@ TEST(Transformer, CachedDecodingEqualsFullForward) {
 
 TEST(Transformer, LeftPaddingDoesNotChangeLogits) {
   auto c = tiny_config();
-  Transformer net(c, tiny_weights(c), torch::kFloat32, torch::kCPU);
+  const torch::Device dev(testing::test_device());
+  Transformer net(c, tiny_weights(c), torch::kFloat32, dev);
   torch::NoGradGuard ng;
-  auto seq = torch::randint(0, c.vocab_size, {1, 5}, torch::kInt64);
-  auto alone = full_logits(net, seq, torch::ones({1, 5}, torch::kBool));
+  auto seq = torch::randint(0, c.vocab_size, {1, 5}, torch::kInt64).to(dev);
+  auto alone = full_logits(net, seq, torch::ones({1, 5}, torch::kBool).to(dev));
   for (int64_t pad : {1, 3, 7}) {
-    auto tokens = torch::cat({torch::full({1, pad}, 13, torch::kInt64), seq}, 1);
-    auto mask = torch::cat({torch::zeros({1, pad}, torch::kBool), torch::ones({1, 5}, torch::kBool)}, 1);
+    auto tokens = torch::cat({torch::full({1, pad}, 13, torch::kInt64).to(dev), seq}, 1);
+    auto mask = torch::cat({torch::zeros({1, pad}, torch::kBool), torch::ones({1, 5}, torch::kBool)}, 1).to(dev);
     auto padded = full_logits(net, tokens, mask);
     EXPECT_FALSE(padded.isnan().any().item<bool>());
-    EXPECT_LT((padded.narrow(1, pad, 5) - alone).abs().max().item<float>(), 1e-5) << "pad " << pad;
+    EXPECT_LT((padded.narrow(1, pad, 5) - alone).abs().max().item<float>(), fp32_tolerance()) << "pad " << pad;
   }
 }
 
@@ -116,7 +124,8 @@ TEST(Lora, NewAdapterIsIdentityAndEachAdapterSwitchesIndependently) {
 
 TEST(Lora, GradientsReachOnlyTheAdapter) {
   auto c = tiny_config();
-  Transformer net(c, tiny_weights(c), torch::kFloat32, torch::kCPU);
+  const torch::Device dev(testing::test_device());
+  Transformer net(c, tiny_weights(c), torch::kFloat32, dev);
   LoraConfig lc;
   lc.rank = 1;
   lc.alpha = 2;
@@ -124,8 +133,8 @@ TEST(Lora, GradientsReachOnlyTheAdapter) {
   auto& ad = net.add_adapter("policy", lc, 3);
   EXPECT_DOUBLE_EQ(ad.scale, 2.0);
   ForwardArgs a;
-  a.tokens = torch::randint(0, c.vocab_size, {2, 4}, torch::kInt64);
-  auto mask = torch::ones({2, 4}, torch::kBool);
+  a.tokens = torch::randint(0, c.vocab_size, {2, 4}, torch::kInt64).to(dev);
+  auto mask = torch::ones({2, 4}, torch::kBool).to(dev);
   a.positions = positions_from_mask(mask);
   a.attn_mask = make_attention_mask(mask, 0, 4);
   a.adapters = {&ad};
