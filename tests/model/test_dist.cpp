@@ -12,6 +12,7 @@
 #include <string>
 #include <sstream>
 #include <thread>
+#include <tuple>
 
 #include "test_util.h"
 
@@ -106,6 +107,7 @@ TEST(DistLaunch, OneProcessCommandsRefuseToRunOnEveryRank) {
 
 #include <nlohmann/json.hpp>
 
+#include "model/tensor_compare.h"
 #include "model/tiny_model.h"
 
 namespace {
@@ -177,15 +179,6 @@ std::string reward_cmd(const fs::path& dir, const std::string& launcher, const s
          " --validation-every 3 --checkpoint-every 3 --threads 1 --no-progress";
 }
 
-double max_adapter_difference(const fs::path& a, const fs::path& b) {
-  auto wa = rlhf::load_tensors((a / "adapter_model.safetensors").string());
-  auto wb = rlhf::load_tensors((b / "adapter_model.safetensors").string());
-  EXPECT_EQ(wa.size(), wb.size());
-  double d = 0;
-  for (const auto& [name, t] : wa) d = std::max(d, (t - wb.at(name)).abs().max().item<double>());
-  return d;
-}
-
 TEST(DistTrain, RewardModelOnTwoRanksMatchesOneProcess) {
   const fs::path dir = rlhf::testing::scratch_dir();
   rlhf::testing::write_tiny_hf_model(dir / "model");
@@ -207,7 +200,7 @@ TEST(DistTrain, RewardModelOnTwoRanksMatchesOneProcess) {
   ASSERT_EQ(a.size(), 6u);
   ASSERT_EQ(b.size(), 6u);
   for (const auto& [step, loss] : a) EXPECT_NEAR(b.at(step), loss, 1e-5) << "step " << step;
-  EXPECT_LT(max_adapter_difference(dir / "one", dir / "two"), 1e-5);
+  EXPECT_LT(rlhf::testing::max_tensor_difference(dir / "one", dir / "two"), 1e-5);
 }
 
 // A rank SIGKILLed mid-training stops the job (the launcher names it, every rank exits); the
@@ -252,7 +245,7 @@ TEST(DistTrain, ARankKilledMidTrainingThenResumedOnTwoRanksEndsTheSame) {
   log = capture(reward_cmd(dir, " --nproc-per-node 2", "killed", steps) + " --resume", &rc, true);
   ASSERT_EQ(rc, 0) << log;
   EXPECT_NE(log.find("resuming from"), std::string::npos) << log;
-  EXPECT_LT(max_adapter_difference(dir / "whole", dir / "killed"), 1e-5);
+  EXPECT_LT(rlhf::testing::max_tensor_difference(dir / "whole", dir / "killed"), 1e-5);
 }
 
 }  // namespace
@@ -393,28 +386,39 @@ struct TwoRanks {
   }
 };
 
-// A rank SIGKILLed in the middle of a job started with plain variables (no launcher to name
-// it): the other exits non-zero within the timeout, naming it, whether it is rank 1 or rank 0
-// (which served the store).
+// Rank `victim` of a 2-rank job started with plain variables (no launcher to name it) gets
+// `sig` while both all-reduce; what the other rank then does: its exit code, seconds, output.
+struct Survivor {
+  int rc = -1;
+  double seconds = 0;
+  std::string out;
+};
+Survivor survivor_of(const fs::path& dir, int port, int victim, int sig) {
+  TwoRanks job(dir, port);
+  EXPECT_TRUE(both_ranks_all_reduce(port)) << job.logs();
+  EXPECT_EQ(::kill(job.pid[victim], sig), 0);
+  const int survivor = 1 - victim;
+  Survivor s;
+  std::tie(s.rc, s.seconds) = wait_for_exit(job.log(survivor), std::chrono::seconds(60));
+  s.out = rlhf::testing::read_text(job.log(survivor));
+  EXPECT_EQ(s.rc, 1) << s.out;
+  EXPECT_LT(s.seconds, 5 + 15) << s.out;
+  EXPECT_EQ(s.out.find("frame #"), std::string::npos) << "no backtrace: " << s.out;
+  return s;
+}
+
+// A rank SIGKILLed mid-job: the other exits non-zero within the timeout, naming it, whether it
+// is rank 1 or rank 0 (which served the store).
 TEST(DistFailure, AKilledRankIsNamedByTheOtherWithinTheTimeout) {
   const fs::path dir = rlhf::testing::scratch_dir();
   for (int victim : {1, 0}) {
     SCOPED_TRACE("rank " + std::to_string(victim) + " killed");
-    const int port = 29701 + victim;
-    TwoRanks job(dir / std::to_string(victim), port);
-    ASSERT_TRUE(both_ranks_all_reduce(port)) << job.logs();
-    ASSERT_EQ(::kill(job.pid[victim], SIGKILL), 0);
-    const int survivor = 1 - victim;
-    const auto [rc, seconds] = wait_for_exit(job.log(survivor), std::chrono::seconds(60));
-    const std::string out = rlhf::testing::read_text(job.log(survivor));
-    EXPECT_EQ(rc, 1) << out;
-    EXPECT_LT(seconds, 5 + 15) << out;
+    const Survivor s = survivor_of(dir / std::to_string(victim), 29701 + victim, victim, SIGKILL);
     const std::string named = victim == 1 ? "rank 1 of 2 stopped answering (its last sign of life "
                                           : "rank 0 of 2 died: the job's store it serves at 127.0.0.1:29701 is gone";
-    EXPECT_NE(out.find("error: rank " + std::to_string(survivor) + " of 2: an all-reduce failed: " + named),
+    EXPECT_NE(s.out.find("error: rank " + std::to_string(1 - victim) + " of 2: an all-reduce failed: " + named),
               std::string::npos)
-        << out;
-    EXPECT_EQ(out.find("frame #"), std::string::npos) << "no backtrace: " << out;
+        << s.out;
   }
 }
 
@@ -424,20 +428,12 @@ TEST(DistFailure, AStoppedRankIsNamedByTheOtherWithinTheTimeout) {
   const fs::path dir = rlhf::testing::scratch_dir();
   for (int victim : {1, 0}) {
     SCOPED_TRACE("rank " + std::to_string(victim) + " stopped");
-    const int port = 29703 + victim;
-    TwoRanks job(dir / std::to_string(victim), port);
-    ASSERT_TRUE(both_ranks_all_reduce(port)) << job.logs();
-    ASSERT_EQ(::kill(job.pid[victim], SIGSTOP), 0);
-    const int survivor = 1 - victim;
-    const auto [rc, seconds] = wait_for_exit(job.log(survivor), std::chrono::seconds(60));
-    const std::string out = rlhf::testing::read_text(job.log(survivor));
-    EXPECT_EQ(rc, 1) << out;
-    EXPECT_LT(seconds, 5 + 15) << out;
+    const Survivor s = survivor_of(dir / std::to_string(victim), 29703 + victim, victim, SIGSTOP);
     const std::string named = victim == 1 ? "rank 1 of 2 stopped answering (its last sign of life "
                                           : "rank 0 of 2 stopped answering (it hangs or was stopped): the job's "
                                             "store it serves at 127.0.0.1:29703 is silent";
-    EXPECT_NE(out.find(named), std::string::npos) << out;
-    EXPECT_NE(out.find("Timed out"), std::string::npos) << "Gloo's own timeout: " << out;
+    EXPECT_NE(s.out.find(named), std::string::npos) << s.out;
+    EXPECT_NE(s.out.find("Timed out"), std::string::npos) << "Gloo's own timeout: " << s.out;
   }
 }
 

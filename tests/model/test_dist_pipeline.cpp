@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "model/pipeline_fixture.h"
+#include "model/tensor_compare.h"
 #include "rlhf/pipeline/run_dir.h"
 #include "rlhf/train/tensor_file.h"
 #include "test_util.h"
@@ -90,15 +91,6 @@ std::set<std::string> files_under(const fs::path& dir) {
   return out;
 }
 
-double max_adapter_difference(const fs::path& a, const fs::path& b) {
-  auto wa = rlhf::load_tensors((a / "adapter_model.safetensors").string());
-  auto wb = rlhf::load_tensors((b / "adapter_model.safetensors").string());
-  EXPECT_EQ(wa.size(), wb.size());
-  double d = 0;
-  for (const auto& [name, t] : wa) d = std::max(d, (t - wb.at(name)).abs().max().item<double>());
-  return d;
-}
-
 std::vector<std::string> predictions(const fs::path& file) {
   std::vector<std::string> out;
   for (const auto& j : rlhf::testing::read_jsonl(file)) out.push_back(j.at("prediction").get<std::string>());
@@ -149,8 +141,8 @@ TEST(DistPipeline, TwoRanksLeaveTheFilesOfOneProcessThenFindEveryStageCached) {
   for (const char* f : {"validate/report.json", "label/preferences.jsonl", "infer_untuned/predictions.jsonl"})
     EXPECT_EQ(text(two, f), text(one, f)) << f;
   EXPECT_EQ(read_manifest(two.string(), "infer_untuned")->key, read_manifest(one.string(), "infer_untuned")->key);
-  EXPECT_LT(max_adapter_difference(one / "train_reward/model", two / "train_reward/model"), 1e-4);
-  EXPECT_LT(max_adapter_difference(one / "train_policy/model", two / "train_policy/model"), 1e-4);
+  EXPECT_LT(testing::max_tensor_difference(one / "train_reward/model", two / "train_reward/model"), 1e-4);
+  EXPECT_LT(testing::max_tensor_difference(one / "train_policy/model", two / "train_policy/model"), 1e-4);
   EXPECT_EQ(predictions(two / "infer_tuned/predictions.jsonl"), predictions(one / "infer_tuned/predictions.jsonl"));
   const bool same_adapters = text(one, "train_reward/model/adapter_model.safetensors") ==
                                  text(two, "train_reward/model/adapter_model.safetensors") &&
@@ -246,20 +238,27 @@ TEST(DistPipeline, AFailureOnEitherRankStopsTheOtherPromptly) {
   EXPECT_NE(st.find("rlhf pipeline status runs in one process"), std::string::npos) << st;
 }
 
-// Rank 0 working alone for longer than the collective timeout (here: hashing a large output
-// of a done stage, kept as edited) leaves the other rank waiting, not failing.
-TEST(DistPipeline, RankZeroAloneLongerThanTheCollectiveTimeoutKeepsTheOthersWaiting) {
-  const fs::path dir = rlhf::testing::scratch_dir();
+// A finished 2-rank run in DIR/run whose export holds a sparse file of `bytes` (kept as edited):
+// rank 0 hashes it alone, for seconds, while the other ranks wait. Returns the run's arguments.
+std::string run_with_a_long_rank_zero_check(const fs::path& dir, uintmax_t bytes) {
   const fs::path spec = write_project(dir, /*autosxs=*/false);
   const fs::path run = dir / "run";
   const std::string args = " pipeline run " + spec.string() + " --run-dir " + run.string() + " --quiet";
   int rc = 0;
   const std::string log = capture(cli() + " --nproc-per-node 2" + args, &rc, true);
-  ASSERT_EQ(rc, 0) << log;
+  EXPECT_EQ(rc, 0) << log;
   const fs::path big = run / "export/model/big.bin";
   std::ofstream{big};
-  fs::resize_file(big, uintmax_t(1) << 30);  // sparse: seconds to hash, nothing on disk
-  TwoRanks t = run_two_ranks(dir, 29713, args + " --accept-edited-outputs", args + " --accept-edited-outputs", 1);
+  fs::resize_file(big, bytes);  // sparse: nothing on disk
+  return args + " --accept-edited-outputs";
+}
+
+// Rank 0 working alone for longer than the collective timeout (here: hashing a large output
+// of a done stage, kept as edited) leaves the other rank waiting, not failing.
+TEST(DistPipeline, RankZeroAloneLongerThanTheCollectiveTimeoutKeepsTheOthersWaiting) {
+  const fs::path dir = rlhf::testing::scratch_dir();
+  const std::string args = run_with_a_long_rank_zero_check(dir, uintmax_t(1) << 30);
+  TwoRanks t = run_two_ranks(dir, 29713, args, args, 1);
   EXPECT_EQ(t.rc0, 0) << t.log0;
   EXPECT_EQ(t.rc1, 0) << t.log1;
   EXPECT_NE(t.log0.find("export: cached (key"), std::string::npos) << t.log0;
@@ -270,21 +269,13 @@ TEST(DistPipeline, RankZeroAloneLongerThanTheCollectiveTimeoutKeepsTheOthersWait
 // but exits non-zero within the timeout (the store rank 0 serves falls silent), naming rank 0.
 TEST(DistPipeline, RankZeroStoppedWhileTheOtherWaitsIsNamedWithinTheTimeout) {
   const fs::path dir = rlhf::testing::scratch_dir();
-  const fs::path spec = write_project(dir, /*autosxs=*/false);
-  const fs::path run = dir / "run";
-  const std::string args = " pipeline run " + spec.string() + " --run-dir " + run.string() + " --quiet";
-  int rc = 0;
-  const std::string log = capture(cli() + " --nproc-per-node 2" + args, &rc, true);
-  ASSERT_EQ(rc, 0) << log;
-  const fs::path big = run / "export/model/big.bin";
-  std::ofstream{big};
-  fs::resize_file(big, uintmax_t(1) << 32);  // sparse: rank 0 hashes it alone for many seconds
+  const std::string args = run_with_a_long_rank_zero_check(dir, uintmax_t(1) << 32);
   const std::string env = "WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=29714 RLHF_DIST_TIMEOUT=2 ";
   const std::string rank1 = (dir / "rank1").string();
-  const int pid0 = std::stoi(capture("sh -c 'exec env RANK=0 " + env + cli() + args + " --accept-edited-outputs' > " +
+  const int pid0 = std::stoi(capture("sh -c 'exec env RANK=0 " + env + cli() + args + "' > " +
                                      (dir / "rank0.log").string() + " 2>&1 & echo $!"));
   const auto t0 = std::chrono::steady_clock::now();
-  capture("(RANK=1 " + env + "timeout 120 " + cli() + args + " --accept-edited-outputs > " + rank1 +
+  capture("(RANK=1 " + env + "timeout 120 " + cli() + args + " > " + rank1 +
           ".log 2>&1; echo $? > " + rank1 + ".rc) > /dev/null 2>&1 &");
   std::this_thread::sleep_for(std::chrono::seconds(3));
   ::kill(pid0, SIGSTOP);

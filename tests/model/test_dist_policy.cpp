@@ -9,6 +9,7 @@
 #include <string>
 
 #include "model/policy_fixture.h"
+#include "model/tensor_compare.h"
 #include "rlhf/train/tensor_file.h"
 #include "test_util.h"
 
@@ -40,15 +41,6 @@ std::map<std::string, std::map<int64_t, double>> metrics(const fs::path& out) {
   return m;
 }
 
-double max_difference(const fs::path& a, const fs::path& b, const std::string& file) {
-  auto wa = rlhf::load_tensors((a / file).string());
-  auto wb = rlhf::load_tensors((b / file).string());
-  EXPECT_EQ(wa.size(), wb.size()) << file;
-  double d = 0;
-  for (const auto& [name, t] : wa) d = std::max(d, (t - wb.at(name)).abs().max().item<double>());
-  return d;
-}
-
 void expect_same_run(const fs::path& a, const fs::path& b, int steps) {
   const auto ma = metrics(a), mb = metrics(b);
   for (const std::string tag : {"reward", "objective/kl", "objective/scores", "loss/policy", "loss/value",
@@ -58,9 +50,9 @@ void expect_same_run(const fs::path& a, const fs::path& b, int steps) {
     ASSERT_EQ(mb.at(tag).size(), static_cast<size_t>(steps)) << tag;
     for (const auto& [step, v] : ma.at(tag)) EXPECT_NEAR(mb.at(tag).at(step), v, 1e-4) << tag << " at step " << step;
   }
-  EXPECT_LT(max_difference(a, b, "adapter_model.safetensors"), 1e-4);
-  EXPECT_LT(max_difference(a, b, "value/adapter_model.safetensors"), 1e-4);
-  EXPECT_LT(max_difference(a, b, "value_head.safetensors"), 1e-4);
+  EXPECT_LT(rlhf::testing::max_tensor_difference(a, b, "adapter_model.safetensors"), 1e-4);
+  EXPECT_LT(rlhf::testing::max_tensor_difference(a, b, "value/adapter_model.safetensors"), 1e-4);
+  EXPECT_LT(rlhf::testing::max_tensor_difference(a, b, "value_head.safetensors"), 1e-4);
 }
 
 TEST(DistPolicy, TwoRanksMatchOneProcess) {
