@@ -1,5 +1,6 @@
 // Generation throughput of rlhf on a model: tokens/s at a given batch size and dtype, greedy,
 // a fixed number of new tokens (no early stop), median of several runs. Prints one JSON line.
+// --loop per-token|device picks the decode loop (default: generate's choice for the device).
 #include <CLI/CLI.hpp>
 #include <torch/torch.h>
 
@@ -18,6 +19,8 @@ int main(int argc, char** argv) {
   std::string prompt = "Write a short story about a robot who learns to paint.";
   int64_t batch = 1, new_tokens = 64;
   int repeats = 5, threads = 0;
+  std::string loop = "auto";
+  int64_t sync_every = 8;
   app.add_option("--model", model_ref);
   app.add_option("--dtype", dtype);
   app.add_option("--device", device);
@@ -26,6 +29,8 @@ int main(int argc, char** argv) {
   app.add_option("--repeats", repeats);
   app.add_option("--threads", threads);
   app.add_option("--prompt", prompt);
+  app.add_option("--loop", loop)->check(CLI::IsMember({"auto", "per-token", "device"}));
+  app.add_option("--sync-every", sync_every);
   CLI11_PARSE(app, argc, argv);
   torch::set_num_threads(threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency()));
 
@@ -36,6 +41,10 @@ int main(int argc, char** argv) {
   s.max_new_tokens = new_tokens;
   rlhf::GenerateOptions o;
   o.pad_id = model->pad_id;  // no stop ids: every sequence runs the full length
+  o.loop = loop == "device" ? rlhf::DecodeLoop::kOnDevice
+           : loop == "per-token" ? rlhf::DecodeLoop::kPerToken
+                                 : rlhf::DecodeLoop::kAuto;
+  o.sync_every = sync_every;
   rlhf::generate(*model->net, prompts, s, o);  // warm-up
   std::vector<double> rates, prefill, decode;
   for (int r = 0; r < repeats; ++r) {
@@ -54,9 +63,9 @@ int main(int argc, char** argv) {
     std::sort(v.begin(), v.end());
     return v[v.size() / 2];
   };
-  std::printf("{\"impl\": \"rlhf\", \"batch\": %lld, \"dtype\": \"%s\", \"device\": \"%s\", \"prompt_tokens\": %zu, "
+  std::printf("{\"impl\": \"rlhf\", \"batch\": %lld, \"dtype\": \"%s\", \"device\": \"%s\", \"loop\": \"%s\", \"prompt_tokens\": %zu, "
               "\"new_tokens\": %lld, \"tokens_per_s\": %.2f, \"prefill_s\": %.3f, \"decode_s\": %.3f}\n",
-              static_cast<long long>(batch), dtype.c_str(), device.c_str(), prompts[0].size(),
+              static_cast<long long>(batch), dtype.c_str(), device.c_str(), loop.c_str(), prompts[0].size(),
               static_cast<long long>(new_tokens), median(rates), median(prefill), median(decode));
   return 0;
 }
