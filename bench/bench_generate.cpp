@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   int repeats = 5, threads = 0;
   std::string loop = "auto";
   int64_t sync_every = 8;
+  bool raw = false;
   app.add_option("--model", model_ref);
   app.add_option("--dtype", dtype);
   app.add_option("--device", device);
@@ -31,11 +32,12 @@ int main(int argc, char** argv) {
   app.add_option("--prompt", prompt);
   app.add_option("--loop", loop)->check(CLI::IsMember({"auto", "per-token", "device"}));
   app.add_option("--sync-every", sync_every);
+  app.add_flag("--raw", raw, "the prompt as it is, without the chat template (models without one)");
   CLI11_PARSE(app, argc, argv);
   torch::set_num_threads(threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency()));
 
   auto model = rlhf::load_model(model_ref, {rlhf::parse_dtype(dtype), rlhf::parse_device(device)});
-  std::vector<std::vector<int32_t>> prompts(batch, model->encode_prompt(prompt, /*chat=*/true));
+  std::vector<std::vector<int32_t>> prompts(batch, model->encode_prompt(prompt, /*chat=*/!raw));
   rlhf::SamplingConfig s;
   s.temperature = 0;
   s.max_new_tokens = new_tokens;
