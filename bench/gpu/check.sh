@@ -66,9 +66,10 @@ TEST_FILTER='Transformer.CachedDecodingEqualsFullForward:Transformer.LeftPadding
 TEST_FILTER+=':Lora.GradientsReachOnlyTheAdapter:*LogprobPaths.*:ParityLogits.TinyModelsAgainstTransformers'
 TEST_FILTER+=':RewardTraining.LearnsASyntheticPreference:PolicyTraining.RewardRisesWhileKlStaysBounded'
 
-WORK=$ROOT/$BUILD/gpu-check
+case "$BUILD" in /*) BUILD_ABS=$BUILD ;; *) BUILD_ABS=$ROOT/$BUILD ;; esac
+WORK=$BUILD_ABS/gpu-check
 mkdir -p "$WORK" || exit 1
-rm -rf "$WORK"/{rm,ppo,data} "$WORK"/*.log "$WORK"/*.json "$WORK"/phases.tsv
+rm -rf "$WORK"/{rm,rm_gc,ppo,data} "$WORK"/*.log "$WORK"/*.json "$WORK"/phases.tsv
 : > "$WORK/phases.tsv"
 FAILED=0
 
@@ -131,7 +132,7 @@ configure_cuda() {
   args+=(-DRLHF_TORCH_DIR="$torch_dir")
   if grep -q RLHF_CUDA_DIR cmake/Torch.cmake && [ ! -e .deps/cuda/lib/libcudart.so.13 ]; then
     site=$(dirname "$torch_dir")
-    local farm=$ROOT/$BUILD/python-cuda
+    local farm=$BUILD_ABS/python-cuda
     rm -rf "$farm"; mkdir -p "$farm/lib" "$farm/include"
     for d in "$site"/nvidia/*/; do
       for part in lib include; do [ -d "$d$part" ] && cp -as "$d$part/." "$farm/$part/" 2>/dev/null; done
@@ -151,7 +152,6 @@ if [ "$SKIP_BUILD" = 0 ]; then
   if [ -n "${RLHF_BUILD_LOCK:-}" ]; then
     ( t=$(date +%s); flock 9; echo "[check] waited $(( $(date +%s) - t ))s for $RLHF_BUILD_LOCK"; build ) \
       9>"$RLHF_BUILD_LOCK" > "$WORK/build.log" 2>&1
-    grep '^\[check\] waited' "$WORK/build.log" | sed 's/^/  /' >&2
   else
     build > "$WORK/build.log" 2>&1
   fi
@@ -162,11 +162,12 @@ if [ "$SKIP_BUILD" = 0 ]; then
     exit 1
   fi
   end build ok
+  grep '^\[check\] waited' "$WORK/build.log" >&2
 fi
 for t in rlhf bench/bench_generate bench/gpu/bench_gpu_model bench/gpu/rlhf_gpu_tests; do
   [ -x "$BUILD/$t" ] || { echo "[check] $BUILD/$t is missing: build it (without --skip-build)" >&2; exit 1; }
 done
-RLHF=$ROOT/$BUILD/rlhf
+RLHF=$BUILD_ABS/rlhf
 
 # ---- tests on the device ----------------------------------------------------------------
 if [ "$SKIP_TESTS" = 0 ]; then
@@ -203,15 +204,21 @@ for b in 1 64; do
   else end "gen_b$b" failed; fi
 done
 
-# ---- reward model -----------------------------------------------------------------------
+# ---- reward model (and again with gradient checkpointing, when the program has it) -------
+train_reward() {  # OUTPUT_NAME [FLAGS...]
+  local name=$1; shift
+  run_logged "$name" "$RLHF" train-reward --preference-dataset "$WORK/data/preferences.jsonl" --model "$MODEL" \
+    --output "$WORK/$name" --device "$MODE" --dtype "$DTYPE" --reward-model-train-steps "$RM_STEPS" \
+    --batch-size "$RM_B" --micro-batch-size "$RM_M" --prompt-sequence-length "$RM_P" \
+    --target-sequence-length "$RM_T" --validation-fraction 0.05 --max-validation-pairs "$RM_B" \
+    --validation-every 0 --centering-pairs "$RM_B" --checkpoint-every 1000 --threads "$THREADS" --no-progress "$@"
+}
 begin reward
-if run_logged reward "$RLHF" train-reward --preference-dataset "$WORK/data/preferences.jsonl" --model "$MODEL" \
-     --output "$WORK/rm" --device "$MODE" --dtype "$DTYPE" --reward-model-train-steps "$RM_STEPS" \
-     --batch-size "$RM_B" --micro-batch-size "$RM_M" --prompt-sequence-length "$RM_P" \
-     --target-sequence-length "$RM_T" --validation-fraction 0.05 --max-validation-pairs "$RM_B" \
-     --validation-every 0 --centering-pairs "$RM_B" --checkpoint-every 1000 --threads "$THREADS" --no-progress; then
-  end reward ok
-else end reward failed; fi
+if train_reward rm; then end reward ok; else end reward failed; fi
+if [[ "$("$RLHF" train-reward --help 2>/dev/null)" == *--gradient-checkpointing* ]]; then
+  begin reward_gc
+  if train_reward rm_gc --gradient-checkpointing; then end reward_gc ok; else end reward_gc failed; fi
+fi
 
 # ---- one PPO step -----------------------------------------------------------------------
 begin ppo

@@ -160,19 +160,22 @@ def main():
     result["generate"] = gen
 
     # Reward model: tokens are each pair's real tokens with its shared prompt once (as packed).
-    rm_rows = [r for r in read_jsonl(os.path.join(work, "rm/logs/metrics.jsonl")) if "rank_loss" in r]
-    rm_summary = read_json(os.path.join(work, "rm/summary.json")) or {}
-    if rm_rows:
+    # With gradient checkpointing the recomputed forward is not counted (model FLOPs).
+    for key, folder, phase in (("reward", "rm", "reward"), ("reward_gradient_checkpointing", "rm_gc", "reward_gc")):
+        rm_rows = [r for r in read_jsonl(os.path.join(work, folder, "logs/metrics.jsonl")) if "rank_loss" in r]
+        rm_summary = read_json(os.path.join(work, folder, "summary.json")) or {}
+        if not rm_rows:
+            continue
         pps = steady([r.get("throughput/pairs_per_second") for r in rm_rows])
         tps = steady([r.get("throughput/tokens_per_second") for r in rm_rows])
         flops = 6 * n * tps if (n and tps) else None
-        result["reward"] = {
+        result[key] = {
             "steps": len(rm_rows),
             "pairs_per_second": pps,
             "tokens_per_second": tps,
             "model_tflops_per_second": flops / 1e12 if flops else None,
             "mfu": mfu(flops, peak),
-            "peak_gpu_mib": peak_mib(work, "reward"),
+            "peak_gpu_mib": peak_mib(work, phase),
             "peak_rss_bytes": rm_summary.get("peak_rss_bytes"),
             "note": "medians of the steps after the first",
         }
@@ -211,7 +214,7 @@ def main():
             "note": "medians of the steps after the first (the step's own phases: time/generate, "
                     "time/score, time/train of logs/metrics.jsonl)",
         }
-    mems = [x for x in (peak_mib(work, p) for p in ("tests", "gen_b1", "gen_b64", "reward", "ppo")) if x]
+    mems = [x for x in (peak_mib(work, p) for p in ("tests", "gen_b1", "gen_b64", "reward", "reward_gc", "ppo")) if x]
     result["peak_gpu_mib"] = max(mems) if mems else None
 
     with open(a.out, "w") as f:
@@ -272,11 +275,14 @@ def print_table(r, out_path):
         g = r["generate"].get(f"batch_{b}")
         print(f'{f"generation tokens/s, batch {b}":<44} {fmt(g and g.get("tokens_per_s")):>22}  '
               f'{fmt(g and g.get("peak_gpu_mib"), "d") if on_gpu else "n/a"}')
-    rm = r.get("reward", {})
-    rm_mem = rm.get("peak_gpu_mib") if on_gpu else (rm.get("peak_rss_bytes") or 0) / 2**20 or None
-    print(f'{"reward model pairs/s (tokens/s)":<44} {fmt(rm.get("pairs_per_second"), ".2f") + " (" + fmt(rm.get("tokens_per_second"), ".0f") + ")":>22}  '
-          f'{fmt(rm_mem, ".0f")}')
-    print(f'{"reward model training MFU":<44} {pct(rm.get("mfu"), on_gpu):>22}')
+    for key, label in (("reward", "reward model"), ("reward_gradient_checkpointing", "  with gradient checkpointing")):
+        if key not in r and key != "reward":
+            continue
+        rm = r.get(key, {})
+        rm_mem = rm.get("peak_gpu_mib") if on_gpu else (rm.get("peak_rss_bytes") or 0) / 2**20 or None
+        print(f'{label + " pairs/s (tokens/s)":<44} {fmt(rm.get("pairs_per_second"), ".2f") + " (" + fmt(rm.get("tokens_per_second"), ".0f") + ")":>22}  '
+              f'{fmt(rm_mem, ".0f")}')
+        print(f'{label + " MFU":<44} {pct(rm.get("mfu"), on_gpu):>22}')
     pp = r.get("ppo", {})
     pp_mem = pp.get("peak_gpu_mib") if on_gpu else (pp.get("peak_rss_bytes") or 0) / 2**20 or None
     print(f'{"PPO step s":<44} {fmt(pp.get("step_seconds"), ".2f"):>22}  {fmt(pp_mem, ".0f")}')
