@@ -307,8 +307,8 @@ Group::Group(const DistEnv& env, std::chrono::milliseconds timeout, torch::Devic
     fail("rank {} of {}: cannot join the job at {}:{} (MASTER_ADDR:MASTER_PORT) within {} s: {}", env.rank,
          env.world_size, env.master_addr, env.master_port, timeout.count() / 1000, message_of(e));
   }
+  use_device(device);  // before the heartbeat's thread: a refusal leaves nothing running
   impl_->heartbeat_thread = std::thread([h = impl_->heartbeat] { h->run(); });
-  use_device(device);
 }
 
 Group::~Group() {
