@@ -46,6 +46,7 @@ int main(int argc, char** argv) {
   int64_t pairs = 8, rollouts = 8, prompt_len = 96, completion_len = 48;
   int repeats = 5, threads = 0;
   bool checkpointing = false;
+  std::string only;
   app.add_option("--model", model_ref);
   app.add_option("--dtype", dtype);
   app.add_option("--pairs", pairs, "preference pairs per reward step");
@@ -55,6 +56,7 @@ int main(int argc, char** argv) {
   app.add_option("--repeats", repeats);
   app.add_option("--threads", threads);
   app.add_flag("--gradient-checkpointing", checkpointing);
+  app.add_option("--case", only, "run only the case of this name");
   CLI11_PARSE(app, argc, argv);
   torch::set_num_threads(threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency()));
 
@@ -114,6 +116,7 @@ int main(int argc, char** argv) {
                              {"ppo_fwd_bwd_no_padding", ppo_step(unpadded), unpadded.tokens.numel()}};
   using Form = rlhf::AttentionMaskForm;
   for (const auto& c : cases) {
+    if (!only.empty() && only != c.name) continue;
     for (Form f : {Form::kBoolean, Form::kFastKernels}) {  // warm-up
       net.set_attention_mask_form(f);
       c.step();
