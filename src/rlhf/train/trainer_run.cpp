@@ -34,7 +34,7 @@ TrainerRun::TrainerRun(TrainerRunOptions options)
     : options_(std::move(options)),
       out_(options_.output),
       guard_(options_.max_skipped_steps, options_.what),
-      group_(dist::job()) {
+      group_(dist::job(options_.device)) {  // a GPU run sums its tensors through NCCL
   std::error_code ec;
   if (writer() && fs::symlink_status(out_, ec).type() != fs::file_type::not_found) claim();
 }
@@ -64,7 +64,8 @@ void TrainerRun::all_reduce(const std::vector<torch::Tensor>& tensors) {
   if (!group_ || tensors.empty()) return;
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<torch::Tensor> flat;
-  for (const auto& t : tensors) flat.push_back(t.reshape(-1).to(torch::kCPU, torch::kFloat32));
+  // On the group's device: the rank's GPU (NCCL) in a GPU run, else the CPU (Gloo).
+  for (const auto& t : tensors) flat.push_back(t.reshape(-1).to(group_->device(), torch::kFloat32));
   std::vector<torch::Tensor> bucket{torch::cat(flat).contiguous()};
   group_->all_reduce_sum(bucket);
   int64_t at = 0;
