@@ -22,23 +22,12 @@
 #include "rlhf/model/config.h"
 #include "rlhf/model/host_tensor.h"
 #include "rlhf/model/safetensors.h"
+#include "rlhf/text/tokenizer.h"
 #include "rlhf/util/error.h"
 
 namespace fs = std::filesystem;
 
 namespace {
-
-// GPT-2's byte-to-unicode spelling of one byte (the symbols of byte-level BPE), as UTF-8.
-std::string byte_char(int b) {
-  int n = 0;
-  auto printable = [](int x) { return (x >= '!' && x <= '~') || (x >= 0xA1 && x <= 0xAC) || (x >= 0xAE && x <= 0xFF); };
-  for (int x = 0; x < b; ++x) n += !printable(x);
-  char32_t cp = printable(b) ? char32_t(b) : char32_t(0x100 + n);
-  std::string s;
-  if (cp < 0x80) s += char(cp);
-  else s += char(0xC0 | (cp >> 6)), s += char(0x80 | (cp & 0x3F));
-  return s;
-}
 
 uint64_t splitmix64(uint64_t& state) {
   uint64_t z = (state += 0x9E3779B97F4A7C15ull);
@@ -89,7 +78,7 @@ rlhf::HostTensor fill(const Spec& s, rlhf::DType dtype, float stddev, uint64_t s
 
 void write_tokenizer(const fs::path& dir) {
   nlohmann::json vocab = nlohmann::json::object();
-  for (int b = 0; b < 256; ++b) vocab[byte_char(b)] = b;
+  for (int b = 0; b < 256; ++b) vocab[rlhf::text::byte_level_symbol(static_cast<uint8_t>(b))] = b;
   auto added = [](int id, const char* content) { return nlohmann::json{{"id", id}, {"content", content}, {"special", true}}; };
   nlohmann::json tok = {
       {"version", "1.0"},

@@ -215,6 +215,12 @@ class BpeTokenizer final : public Tokenizer {
 
 }  // namespace
 
+std::string byte_level_symbol(uint8_t b) {
+  std::string out;
+  utf8::append(out, byte_level().to_char[b]);
+  return out;
+}
+
 std::unique_ptr<Tokenizer> make_bpe_tokenizer(TokenizerSpec spec) {
   const std::string src = spec.source.empty() ? "tokenizer" : spec.source;
   std::optional<PreTokenizer> pre;

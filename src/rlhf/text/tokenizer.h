@@ -93,6 +93,10 @@ std::unique_ptr<Tokenizer> load_tokenizer_json(const std::string& tokenizer_json
 // SentencePiece model file (tokenizer.model), e.g. Llama 2.
 std::unique_ptr<Tokenizer> load_sentencepiece(const std::string& model_path);
 
+// The byte-level BPE symbol that stands for byte `b` (GPT-2's bytes_to_unicode), as UTF-8:
+// what a byte-level vocabulary spells that byte with.
+std::string byte_level_symbol(uint8_t b);
+
 // Turns ids into text as they arrive, holding back bytes of an incomplete UTF-8 character.
 class StreamDecoder {
  public:
