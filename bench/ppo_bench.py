@@ -1,10 +1,11 @@
-"""One PPO step (rollout, scoring, update), rlhf train-policy vs TRL's PPOTrainer: seconds per
-step and peak memory, the same prompts, sizes, recipe and threads, in one run.
+"""One PPO step (rollout, log-probs, scoring, update), rlhf train-policy vs TRL's PPOTrainer:
+seconds per step and peak memory, the same prompts, sizes, recipe and threads, in one run.
 
 Makes (once, outside the figures) the prompt file, a reward model for ours (`rlhf train-reward`,
-2 steps on examples/preference.jsonl) and TRL's fp32 copy of the GGUF; then runs
-`rlhf train-policy` and bench/ppo_trl.py as child processes, one at a time, alternating,
---repeats times each, each for --warmup-steps + --steps PPO steps. A step's time leaves out
+2 steps on examples/preference.jsonl) and TRL's fp32 copy of the GGUF; then, for each thread
+count of --threads in turn, runs `rlhf train-policy` (once for each --ours-variant, or plain)
+and bench/ppo_trl.py as child processes, one at a time, alternating, --repeats times each, each
+for --warmup-steps + --steps PPO steps, and prints a table for that thread count. A step's time leaves out
 model loading; the warm-up steps are left out of the medians where a side gives each step's
 time (TRL always; ours when its summary or logs have them, else its own median over all steps,
 said in the output). Peak RSS is each child's ru_maxrss (os.wait4), so loading counts too, the
@@ -16,12 +17,26 @@ prompts. Both sides sample up to T tokens and stop a response at EOS (a batch go
 last response stops); each side's mean response length and fraction of responses stopped by EOS
 are printed with the times.
 
-Goals printed with the table: time per step TRL/ours >= 2 (ours twice as fast), peak memory
-ours/TRL <= 0.5. Python here is for benchmarking only.
+Phases of a step: generate, score, logprobs, train. Ours: time/generate, time/score (the reward
+model's scoring), time/logprobs (reference log-probs and, when computed apart, the old policy
+log-probs and values) and time/train of OUT/logs/metrics.jsonl; a binary that logs no
+time/logprobs counts that work in time/score (its logprobs column reads "-"). TRL: see
+bench/ppo_trl.py (generate = batch_generation; logprobs = the policy's log-probs from the
+generation logits and the reference forward; score = the value and reward forwards; train =
+the rest).
+
+Variants: --ours-variant NAME=ARGS (repeatable) runs train-policy again with the extra flags
+ARGS, as a column of its own with its ratios to TRL; the first variant (or plain ours) is the
+headline. Goals printed with the tables: time per step TRL/ours >= 2 (ours twice as fast), peak
+memory ours/TRL <= 0.5. The last line of output is
+`ppo_step_speedup_vs_trl X.XX peak_rss_ratio Y.YY` for the headline at 2 threads (or at the
+last thread count when 2 is not among them); nan where a side is missing.
+Python here is for benchmarking only.
 """
 import argparse
 import json
 import os
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -35,7 +50,7 @@ ROOT = os.path.dirname(HERE)
 TIMEOUT = 0  # seconds a child may run (0 = no limit)
 CACHE = os.environ.get("RLHF_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
                                                      "rlhf")
-PHASES = ("generate", "score", "train")
+PHASES = ("generate", "score", "logprobs", "train")
 
 
 def parse_args():
@@ -45,8 +60,8 @@ def parse_args():
                     help="JSONL of {\"input_text\"} whose texts are joined into the prompts")
     ap.add_argument("--batch-size", type=int, default=8, help="B: prompts a step")
     ap.add_argument("--micro-batch-size", type=int, default=0, help="M: sequences a forward/backward (0 = B)")
-    ap.add_argument("--prompt-length", type=int, default=128, help="P")
-    ap.add_argument("--target-length", type=int, default=48, help="T")
+    ap.add_argument("--prompt-length", type=int, default=64, help="P")
+    ap.add_argument("--target-length", type=int, default=32, help="T")
     ap.add_argument("--steps", type=int, default=3, help="timed PPO steps")
     ap.add_argument("--warmup-steps", type=int, default=1, help="PPO steps before them, left out of the medians")
     ap.add_argument("--ppo-epochs", type=int, default=4)
@@ -54,12 +69,18 @@ def parse_args():
     ap.add_argument("--kl-coeff", type=float, default=0.1)
     ap.add_argument("--temperature", type=float, default=0.7)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2],
+                    help="thread counts, each measured in turn (both sides), a table each (default: 1 2)")
     ap.add_argument("--repeats", type=int, default=1, help="runs of each side; medians over all their timed steps")
     ap.add_argument("--trl-value-model", choices=["lora", "full"], default="lora",
                     help="TRL's value model: LoRA rank r on q/v + head (default), or all weights (TRL's own)")
     ap.add_argument("--reward-model", help="ours: a reward model folder (default: made here by train-reward)")
-    ap.add_argument("--ours-args", default="", help="more options for rlhf train-policy (one string)")
+    ap.add_argument("--ours-args", default="", help="more options for rlhf train-policy, every variant (one string; an option given "
+                    "here replaces the benchmark's own)")
+    ap.add_argument("--ours-variant", action="append", default=[], metavar="NAME=ARGS",
+                    help="run ours also (or instead of plain) with the extra train-policy options ARGS (shell "
+                    "words; may be empty; an option given here replaces the benchmark's own), as column "
+                    "NAME; repeatable; the first is the headline")
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--python", default=os.path.join(HERE, ".venv-ppo", "bin", "python"),
                     help="Python with TRL 0.29.1 (bench/run_ppo.sh makes bench/.venv-ppo)")
@@ -72,6 +93,15 @@ def parse_args():
     a.micro_batch_size = a.micro_batch_size or a.batch_size
     if a.batch_size % a.micro_batch_size:
         sys.exit("--batch-size must be a multiple of --micro-batch-size")
+    variants = []
+    for v in a.ours_variant:
+        name, eq, args = v.partition("=")
+        if not eq or not name.strip():
+            sys.exit(f"--ours-variant {v!r}: expected NAME=ARGS (ARGS may be empty)")
+        if name in (n for n, _ in variants) or name == "TRL":
+            sys.exit(f"--ours-variant {v!r}: the name {name!r} is taken")
+        variants.append((name, shlex.split(args)))
+    a.variants = variants or [("rlhf", [])]
     return a
 
 
@@ -147,7 +177,7 @@ def make_reward_model(a, folder):
     cmd = [os.path.join(a.build, "rlhf"), "train-reward", "--preference-dataset",
            os.path.join(ROOT, "examples", "preference.jsonl"), "--output", out, "--large-model-reference", a.gguf,
            "--prompt-format", "raw", "--reward-model-train-steps", "2", "--batch-size", "4",
-           "--micro-batch-size", "4", "--threads", str(a.threads), "--no-progress"]
+           "--micro-batch-size", "4", "--threads", str(max(a.threads)), "--no-progress"]
     run_child(cmd, out)
     return out
 
@@ -162,7 +192,7 @@ def policy_help(a):
 
 def step_metrics(out):
     """Our per-step records (logs/metrics.jsonl: time/step, time/generate, time/score,
-    time/train, response_length, eos_fraction, ...), in step order; [] when absent."""
+    time/logprobs, time/train, response_length, eos_fraction, ...), in step order; [] when absent."""
     path = os.path.join(out, "logs", "metrics.jsonl")
     if not os.path.exists(path):
         return []
@@ -171,8 +201,23 @@ def step_metrics(out):
     return sorted((r for r in recs if "time/step" in r), key=lambda r: r.get("step", 0))
 
 
-def run_ours(a, prompts, rm, folder, i, prompt_format):
-    out = os.path.join(folder, f"ours-{i}")
+def without_options(cmd, names):
+    """cmd less the options in names and their values (a word not starting with "-" after one),
+    so that --ours-args and a variant's options replace the benchmark's own (the CLI takes each
+    option once)."""
+    out, skip = [], False
+    for w in cmd:
+        if skip and not w.startswith("-"):
+            continue
+        skip = w.split("=", 1)[0] in names
+        if not skip:
+            out.append(w)
+    return out
+
+
+def run_ours(a, prompts, rm, folder, i, prompt_format, threads, variant):
+    name, extra = variant
+    out = os.path.join(folder, f"ours-{''.join(c if c.isalnum() or c in '-_.' else '_' for c in name)}-t{threads}-{i}")
     shutil.rmtree(out, ignore_errors=True)
     cmd = [os.path.join(a.build, "rlhf"), "train-policy", "--prompt-dataset", prompts, "--reward-model", rm,
            "--output", out, "--large-model-reference", a.gguf,
@@ -180,16 +225,17 @@ def run_ours(a, prompts, rm, folder, i, prompt_format):
            "--micro-batch-size", str(a.micro_batch_size), "--prompt-sequence-length", str(a.prompt_length),
            "--target-sequence-length", str(a.target_length), "--ppo-epochs", str(a.ppo_epochs),
            "--lora-rank", str(a.lora_rank), "--kl-coeff", str(a.kl_coeff), "--temperature", str(a.temperature),
-           "--threads", str(a.threads), "--dtype", "fp32", "--seed", str(a.seed), "--no-progress"]
+           "--threads", str(threads), "--dtype", "fp32", "--seed", str(a.seed), "--no-progress"]
     if prompt_format:
         cmd += ["--prompt-format", "raw"]
-    cmd += a.ours_args.split()
+    more = shlex.split(a.ours_args) + extra
+    cmd = without_options(cmd, {w.split("=", 1)[0] for w in more if w.startswith("--")}) + more
     wall, rss, _ = run_child(cmd, out)
     with open(os.path.join(out, "summary.json")) as f:
         s = json.load(f)
     recs = step_metrics(out)
     w = a.warmup_steps
-    r = {"impl": "rlhf", "steps": s.get("steps"), "peak_rss_kib": rss, "wall_seconds": round(wall, 1),
+    r = {"impl": "rlhf", "variant": name, "extra_args": extra, "threads": threads, "steps": s.get("steps"), "peak_rss_kib": rss, "wall_seconds": round(wall, 1),
          "own_peak_rss_bytes": s.get("peak_rss_bytes"), "step_seconds_median_all": s.get("step_seconds_median"),
          "step_seconds": [x["time/step"] for x in recs],
          "phase_seconds": [{p: x.get(f"time/{p}") for p in PHASES} for x in recs],
@@ -212,14 +258,14 @@ def run_ours(a, prompts, rm, folder, i, prompt_format):
     return r
 
 
-def run_trl(a, prompts, folder, i):
-    out = os.path.join(folder, f"trl-{i}")
+def run_trl(a, prompts, folder, i, threads):
+    out = os.path.join(folder, f"trl-t{threads}-{i}")
     cmd = [a.python, os.path.join(HERE, "ppo_trl.py"), "--prompts", prompts, "--gguf", a.gguf,
            "--steps", str(a.warmup_steps + a.steps), "--batch-size", str(a.batch_size),
            "--micro-batch-size", str(a.micro_batch_size), "--prompt-length", str(a.prompt_length),
            "--target-length", str(a.target_length), "--ppo-epochs", str(a.ppo_epochs),
            "--lora-rank", str(a.lora_rank), "--kl-coeff", str(a.kl_coeff), "--temperature", str(a.temperature),
-           "--value-model", a.trl_value_model, "--seed", str(a.seed), "--threads", str(a.threads),
+           "--value-model", a.trl_value_model, "--seed", str(a.seed), "--threads", str(threads),
            "--output-dir", out]
     wall, rss, stdout = run_child(cmd, out)
     r = json.loads(stdout.strip().splitlines()[-1])
@@ -234,6 +280,70 @@ def run_trl(a, prompts, folder, i):
 def med(xs):
     xs = [x for x in xs if x is not None]
     return statistics.median(xs) if xs else None
+
+
+def step_med(runs):
+    return med([x for r in runs for x in r["timed_step_seconds"]])
+
+
+def phase_med(runs, p):
+    return med([x.get(p) for r in runs for x in r.get("timed_phase_seconds") or []])
+
+
+def print_table(a, threads, ours, trl):
+    """One table: a column and a ratio to TRL for each variant of ours, then TRL and the goal."""
+    def fmt(v, unit=""):
+        return "-" if v is None else f"{v:.4g}{unit}"
+
+    def ratio(x, y):
+        return x / y if x and y else None
+
+    names = list(ours) if not a.skip_ours else []
+    rows = []  # (label, [(value, ratio) per variant], TRL value, goal, goal met by a ratio)
+    t = step_med(trl)
+    rows.append(("s/step", [(fmt(step_med(ours[n])), ratio(t, step_med(ours[n]))) for n in names], fmt(t), ">= 2x",
+                 lambda r: r >= 2))
+    for p in PHASES:
+        t = phase_med(trl, p)
+        rows.append((f"  {p}", [(fmt(phase_med(ours[n], p)), ratio(t, phase_med(ours[n], p))) for n in names], fmt(t),
+                     "", None))
+    t = med([x["peak_rss_kib"] for x in trl])
+
+    def mib(v):
+        return "-" if v is None else f"{v / 1024:.0f} MiB"
+    rows.append(("peak RSS", [(mib(med([x["peak_rss_kib"] for x in ours[n]])),
+                               ratio(med([x["peak_rss_kib"] for x in ours[n]]), t)) for n in names], mib(t),
+                 "<= 0.5x", lambda r: r <= 0.5))
+    for key, label in (("timed_response_length", "response tokens"), ("timed_eos_fraction", "stopped at EOS")):
+        rows.append((label, [(fmt(med([x for r in ours[n] for x in r.get(key) or []])), None) for n in names],
+                     fmt(med([x for r in trl for x in r.get(key) or []])), "", None))
+    w = max([10] + [len(n) for n in names])
+    print(f"## {threads} thread{'s' if threads != 1 else ''}")
+    print(f"{'':16} " + "".join(f"{n:>{w}} {'ratio':>7} " for n in names) + f"{'TRL':>10} {'goal':>8}")
+    for label, cols, tv, goal, test in rows:
+        line = f"{label:16} "
+        for v, r in cols:
+            rs = "" if r is None and label in ("response tokens", "stopped at EOS") else \
+                "-" if r is None else f"{r:.2f}x"
+            line += f"{v:>{w}} {rs:>7} "
+        met = [n for n, (_, r) in zip(names, cols) if test and r is not None and test(r)]
+        line += f"{tv:>10} {goal:>8}"
+        if met:
+            line += "  met: " + ", ".join(met) if len(names) > 1 else "  met"
+        print(line.rstrip())
+    print("# s/step: median seconds of a PPO step (generation, log-probs, scoring, 4 epochs of updates; no "
+          "loading); ratio TRL/ours (how many times faster ours is). generate/score/logprobs/train: the step's "
+          "parts (ours: score = the reward model, logprobs = reference and old-policy log-probs and values; "
+          "TRL: logprobs = the reference forward and the log-probs of the generation logits, score = value and "
+          "reward forwards; train = the rest). peak RSS: ours/TRL, each whole process. response tokens: mean "
+          "tokens a response, EOS included (T at most); stopped at EOS: fraction of responses that ended with "
+          "EOS before T (medians over the timed steps).")
+    for n in names:
+        if ours[n] and not all(x["warmup_left_out"] for x in ours[n]):
+            print(f"# {n} gave no per-step times: its figure is its own median over all steps, warm-up included")
+        if ours[n] and phase_med(ours[n], "logprobs") is None and phase_med(ours[n], "score") is not None:
+            print(f"# {n} logs no time/logprobs: its score holds its log-probs and values too")
+    sys.stdout.flush()
 
 
 def main():
@@ -253,7 +363,8 @@ def main():
     settings = (f"B {a.batch_size}, micro batch {a.micro_batch_size}, P {a.prompt_length}, T {a.target_length}, "
                 f"{a.ppo_epochs} PPO epochs, 1 minibatch, LoRA rank {a.lora_rank} on q/v, kl {a.kl_coeff}, "
                 f"temperature {a.temperature}, {a.warmup_steps} warm-up + {a.steps} timed steps, {a.repeats} run(s) "
-                f"a side, seed {a.seed}, fp32, {a.threads} threads; TRL value model: {a.trl_value_model}; {cpu}")
+                f"a side, seed {a.seed}, fp32, threads {' then '.join(map(str, a.threads))}; TRL value model: "
+                f"{a.trl_value_model}; {cpu}")
     print("# PPO step, rlhf train-policy vs TRL PPOTrainer")
     print("# " + settings, flush=True)
 
@@ -270,57 +381,39 @@ def main():
             check_tokens(a, tok, rows)
         rm = a.reward_model or make_reward_model(a, folder)
 
-    ours, trl = [], []
-    for i in range(a.repeats):
-        if not a.skip_ours:
-            ours.append(run_ours(a, prompts, rm, folder, i, "--prompt-format" in help_text))
-            o = ours[-1]
-            print(f"# rlhf run {i + 1}: {json.dumps(o)}" if a.json else
-                  f"# rlhf run {i + 1}: steps {o['timed_step_seconds']} s, {o['wall_seconds']} s in all", flush=True)
-        if not a.skip_trl:
-            trl.append(run_trl(a, prompts, folder, i))
-            t = trl[-1]
-            print(f"# trl run {i + 1}: {json.dumps(t)}" if a.json else
-                  f"# trl run {i + 1}: steps {t['step_seconds']} s, {t['wall_seconds']} s in all", flush=True)
+    if not a.skip_ours:
+        print("# ours: " + "; ".join(f"{n} = train-policy {' '.join(shlex.split(a.ours_args) + x)}".rstrip()
+                                     for n, x in a.variants), flush=True)
+    results = []  # (threads, {variant: [runs]}, [TRL runs])
+    for threads in a.threads:
+        ours, trl = {n: [] for n, _ in a.variants}, []
+        for i in range(a.repeats):
+            if not a.skip_ours:
+                for v in a.variants:
+                    o = run_ours(a, prompts, rm, folder, i, "--prompt-format" in help_text, threads, v)
+                    ours[v[0]].append(o)
+                    print(f"# {v[0]} {threads}t run {i + 1}: {json.dumps(o)}" if a.json else
+                          f"# {v[0]} {threads}t run {i + 1}: steps {o['timed_step_seconds']} s, "
+                          f"{o['wall_seconds']} s in all", flush=True)
+            if not a.skip_trl:
+                t = run_trl(a, prompts, folder, i, threads)
+                trl.append(t)
+                print(f"# trl {threads}t run {i + 1}: {json.dumps(t)}" if a.json else
+                      f"# trl {threads}t run {i + 1}: steps {t['step_seconds']} s, {t['wall_seconds']} s in all",
+                      flush=True)
+        results.append((threads, ours, trl))
+        print_table(a, threads, ours, trl)
 
-    def step_med(runs):
-        return med([x for r in runs for x in r["timed_step_seconds"]])
-
-    def phase_med(runs, p):
-        return med([x.get(p) for r in runs for x in r.get("timed_phase_seconds") or []])
-
-    def fmt(v, unit=""):
-        return "-" if v is None else f"{v:.4g}{unit}"
-
-    rows_out = []
-    o, t = step_med(ours), step_med(trl)
-    r = t / o if o and t else None
-    rows_out.append(("s/step", fmt(o), fmt(t), "-" if r is None else f"{r:.2f}x", ">= 2x", r is not None and r >= 2))
-    for p in PHASES:
-        po, pt = phase_med(ours, p), phase_med(trl, p)
-        pr = pt / po if po and pt else None
-        rows_out.append((f"  {p}", fmt(po), fmt(pt), "-" if pr is None else f"{pr:.2f}x", "", False))
-    o, t = med([x["peak_rss_kib"] for x in ours]), med([x["peak_rss_kib"] for x in trl])
-    r = o / t if o and t else None
-    rows_out.append(("peak RSS", "-" if o is None else f"{o / 1024:.0f} MiB", "-" if t is None else f"{t / 1024:.0f} MiB",
-                     "-" if r is None else f"{r:.2f}x", "<= 0.5x", r is not None and r <= 0.5))
-    for key, name in (("timed_response_length", "response tokens"), ("timed_eos_fraction", "stopped at EOS")):
-        o = med([x for r in ours for x in r.get(key) or []])
-        t = med([x for r in trl for x in r.get(key) or []])
-        rows_out.append((name, fmt(o), fmt(t), "", "", False))
-    print(f"{'':16} {'rlhf':>10} {'TRL':>10} {'ratio':>8} {'goal':>8}")
-    for name, o, t, r, goal, met in rows_out:
-        print(f"{name:16} {o:>10} {t:>10} {r:>8} {goal:>8}{'  met' if met else ''}")
-    print("# s/step: median seconds of a PPO step (generation, scoring, 4 epochs of updates; no loading); "
-          "ratio TRL/ours (how many times faster ours is). generate/score/train: the step's parts (TRL: "
-          "score = reference, value and reward forwards; train = the rest). peak RSS: ours/TRL, each whole "
-          "process. response tokens: mean tokens a response, EOS included (T at most); stopped at EOS: "
-          "fraction of responses that ended with EOS before T (medians over the timed steps).")
-    if ours and not all(x["warmup_left_out"] for x in ours):
-        print("# ours gave no per-step times: its figure is its own median over all steps, warm-up included")
-    print(json.dumps({"settings": settings, "rlhf": ours, "trl": trl}))
+    print(json.dumps({"settings": settings, "runs": [{"threads": th, "rlhf": o, "trl": t} for th, o, t in results]}))
+    th, ours, trl = next((r for r in results if r[0] == 2), results[-1])
+    head = ours[a.variants[0][0]]
+    o, t = step_med(head), step_med(trl)
+    speed = t / o if o and t else float("nan")
+    o, t = med([x["peak_rss_kib"] for x in head]), med([x["peak_rss_kib"] for x in trl])
+    rss = o / t if o and t else float("nan")
     if not a.workdir:
         shutil.rmtree(folder, ignore_errors=True)
+    print(f"ppo_step_speedup_vs_trl {speed:.2f} peak_rss_ratio {rss:.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -19,15 +19,23 @@ starts its value adapter from the reward model's, rank 4 by default) on q_proj/v
 score head instead, the closest to our value adapter on the shared base; `--value-model full`
 is TRL's own setting.
 
-One PPO step = rollout (generation), scoring (reference log-probs, values, reward) and the
+One PPO step = rollout (generation), log-probs (the policy's from the generation logits, the
+reference's by a forward with the adapter off), scoring (value and reward forwards) and the
 update (4 epochs of forward/backward/AdamW over policy and value model). Each step is timed from
 the end of the previous one (the first from the start of training; model loading and the
-trainer's set-up are outside); generation and scoring are timed by wrapping TRL's own
-functions, the update is the rest of the step.
+trainer's set-up are outside). The phases are timed by wrapping TRL's own functions in its
+module, counted only outside autograd (the rollout runs under no_grad; the update's calls of
+the same functions run with gradients and stay in train):
+  generate = batch_generation;
+  logprobs = selective_log_softmax on the generation logits and on the reference logits, and
+             the reference forward (`forward` with the adapter off);
+  score    = get_reward on the value model and on the reward model;
+  train    = the rest of the step (the 4 epochs of updates; also the rollout's small tensor
+             work between those calls: truncation after EOS, rewards, advantages).
 
 Prints one JSON line (last line of stdout): step_seconds (each step), step_seconds_median,
-step_seconds_median_after_first, phase_seconds (each step: generate, score, train) and their
-medians, each step's mean response length (tokens up to and including the first EOS, T if
+step_seconds_median_after_first, phase_seconds (each step: generate, logprobs, score, train)
+and their medians, each step's mean response length (tokens up to and including the first EOS, T if
 none) and fraction of responses that stopped at EOS, decode steps, peak RSS of this process. Python here is for benchmarking only.
 """
 import argparse
@@ -54,8 +62,8 @@ def parse_args():
     ap.add_argument("--batch-size", type=int, default=8, help="B: prompts a step")
     ap.add_argument("--micro-batch-size", type=int, default=0, help="M: sequences a forward/backward (0 = B)")
     ap.add_argument("--mini-batches", type=int, default=1, help="minibatches a PPO epoch")
-    ap.add_argument("--prompt-length", type=int, default=128, help="P: prompt ids (the last P of each text)")
-    ap.add_argument("--target-length", type=int, default=48, help="T: most response tokens")
+    ap.add_argument("--prompt-length", type=int, default=64, help="P: prompt ids (the last P of each text)")
+    ap.add_argument("--target-length", type=int, default=32, help="T: most response tokens")
     ap.add_argument("--ppo-epochs", type=int, default=4)
     ap.add_argument("--lora-rank", type=int, default=1)
     ap.add_argument("--kl-coeff", type=float, default=0.1)
@@ -182,13 +190,14 @@ def main():
     args.gradient_checkpointing = a.gradient_checkpointing
     train = Dataset.from_list(rows)  # TRL's loader reshuffles and starts again when it runs out
 
-    # ---- timing: steps by callback, generation and scoring by wrapping TRL's functions ------------
-    phase = {"generate": 0.0, "score": 0.0}
+    # ---- timing: steps by callback, the rollout's phases by wrapping TRL's functions --------------
+    PHASES = ("generate", "logprobs", "score")
+    phase = dict.fromkeys(PHASES, 0.0)
     lengths, decode_steps, step_lengths, step_eos = [], [], [], []
 
     def timed(name, fn):
         def wrapper(*args, **kw):
-            if name == "score" and torch.is_grad_enabled():  # the update's own forwards
+            if torch.is_grad_enabled():  # the update's own forwards and log-probs
                 return fn(*args, **kw)
             t = time.perf_counter()
             try:
@@ -214,7 +223,8 @@ def main():
         return query_responses, logits
 
     ppo_mod.batch_generation = batch_generation
-    ppo_mod.forward = timed("score", ppo_mod.forward)
+    ppo_mod.forward = timed("logprobs", ppo_mod.forward)  # in the rollout: the reference forward only
+    ppo_mod.selective_log_softmax = timed("logprobs", ppo_mod.selective_log_softmax)
     ppo_mod.get_reward = timed("score", ppo_mod.get_reward)
 
     stamps, phases = [], []
@@ -222,12 +232,12 @@ def main():
     class Clock(TrainerCallback):
         def on_train_begin(self, args, state, control, **kw):
             stamps.append(time.perf_counter())
-            phase.update(generate=0.0, score=0.0)
+            phase.update(dict.fromkeys(PHASES, 0.0))
 
         def on_step_end(self, args, state, control, **kw):
             stamps.append(time.perf_counter())
             phases.append(dict(phase))
-            phase.update(generate=0.0, score=0.0)
+            phase.update(dict.fromkeys(PHASES, 0.0))
             step_lengths.append(round(sum(lengths) / max(1, len(lengths)), 2))
             lengths.clear()
 
@@ -239,8 +249,8 @@ def main():
     wall = time.perf_counter() - t0
 
     steps = [round(stamps[i + 1] - stamps[i], 3) for i in range(len(stamps) - 1)]
-    per_phase = [{"generate": round(p["generate"], 3), "score": round(p["score"], 3),
-                  "train": round(s - p["generate"] - p["score"], 3)} for s, p in zip(steps, phases)]
+    per_phase = [{**{k: round(p[k], 3) for k in PHASES}, "train": round(s - sum(p.values()), 3)}
+                 for s, p in zip(steps, phases)]
 
     def med(xs):
         return round(statistics.median(xs), 3) if xs else None
@@ -256,9 +266,9 @@ def main():
         "pad_id": pad_id, "eos_id": eos_id, "seed": a.seed,
         "step_seconds": steps, "step_seconds_median": med(steps), "step_seconds_median_after_first": med(steps[1:]),
         "phase_seconds": per_phase,
-        "phase_seconds_median": {k: med([p[k] for p in per_phase]) for k in ("generate", "score", "train")},
+        "phase_seconds_median": {k: med([p[k] for p in per_phase]) for k in PHASES + ("train",)},
         "phase_seconds_median_after_first": {k: med([p[k] for p in per_phase[1:]])
-                                             for k in ("generate", "score", "train")},
+                                             for k in PHASES + ("train",)},
         "response_length": step_lengths, "eos_fraction": step_eos, "decode_steps": decode_steps, "train_seconds": round(wall, 3),
         "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
     }), flush=True)

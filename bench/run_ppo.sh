@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# One PPO step (rollout, scoring, 4 epochs of updates), rlhf train-policy vs TRL's PPOTrainer, on
-# the default model (SmolLM2-135M-Instruct), the same prompts, sizes, recipe and threads. Prints
-# ours, TRL's and the ratio: seconds a step (median; goal: ours >= 2x as fast) and peak RSS (goal:
-# ours <= 0.5x TRL's), with the generation / scoring / update parts and the mean response length.
+# One PPO step (rollout, log-probs, scoring, 4 epochs of updates), rlhf train-policy vs TRL's
+# PPOTrainer, on the default model (SmolLM2-135M-Instruct), the same prompts, sizes, recipe and
+# threads; each side first with 1 thread, then with 2. Prints a table for each thread count: ours
+# (and each --ours-variant NAME=ARGS), TRL's and the ratios: seconds a step (median; goal: ours
+# >= 2x as fast) and peak RSS (goal: ours <= 0.5x TRL's), with the generate / score / logprobs /
+# train parts and the mean response length. The last line is
+# `ppo_step_speedup_vs_trl X.XX peak_rss_ratio Y.YY` (2 threads, the first variant).
 #
 # TRL 1.x has no PPOTrainer any more, so the peer runs in its own venv, bench/.venv-ppo, made here
 # (once; again only when a pinned version is missing) with TRL 0.29.1, the last release with it
@@ -11,9 +14,11 @@
 # and installs only what differs (TRL); otherwise it installs torch 2.11.0 itself from PyPI.
 #
 # Sizes (environment): PPO_B prompts a step (8), PPO_M micro batch (= B), PPO_P prompt tokens
-# (128), PPO_T response tokens at most (48), PPO_STEPS timed steps (3), PPO_WARMUP warm-up steps
-# left out of the medians (1), PPO_THREADS (all cores), PPO_REPEATS runs of each side (1).
-# Other bench/ppo_bench.py options follow on the command line (bench/ppo_bench.py --help).
+# (64), PPO_T response tokens at most (32), PPO_STEPS timed steps (3), PPO_WARMUP warm-up steps
+# left out of the medians (1), PPO_THREADS thread counts, measured in turn ("1 2"; one value
+# works too), PPO_REPEATS runs of each side (1).
+# Other bench/ppo_bench.py options follow on the command line (bench/ppo_bench.py --help), e.g.
+# --ours-variant shared="--value-model shared" --ours-variant separate="--value-model separate".
 # Usage: bench/run_ppo.sh [--build DIR] [--setup-only] [ppo_bench.py options...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -69,8 +74,8 @@ fi
 GGUF=${RLHF_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/rlhf}/models/SmolLM2-135M-Instruct.Q4_1.gguf
 [ -f "$GGUF" ] || { echo "default model absent: run scripts/setup" >&2; exit 1; }
 [ -x "$BUILD/rlhf" ] || { echo "$BUILD/rlhf not built" >&2; exit 1; }
-echo "# $(nproc) threads: $(lscpu | sed -n 's/^Model name: *//p' | head -1)"
+echo "# $(nproc) cores: $(lscpu | sed -n 's/^Model name: *//p' | head -1)"
 exec "$PY" bench/ppo_bench.py --gguf "$GGUF" --build "$BUILD" --python "$PY" \
-  --batch-size "${PPO_B:-8}" --micro-batch-size "${PPO_M:-0}" --prompt-length "${PPO_P:-128}" \
-  --target-length "${PPO_T:-48}" --steps "${PPO_STEPS:-3}" --warmup-steps "${PPO_WARMUP:-1}" \
-  --threads "${PPO_THREADS:-$(nproc)}" --repeats "${PPO_REPEATS:-1}" --timeout 3600 ${EXTRA[@]+"${EXTRA[@]}"}
+  --batch-size "${PPO_B:-8}" --micro-batch-size "${PPO_M:-0}" --prompt-length "${PPO_P:-64}" \
+  --target-length "${PPO_T:-32}" --steps "${PPO_STEPS:-3}" --warmup-steps "${PPO_WARMUP:-1}" \
+  --threads ${PPO_THREADS:-1 2} --repeats "${PPO_REPEATS:-1}" --timeout 3600 ${EXTRA[@]+"${EXTRA[@]}"}
