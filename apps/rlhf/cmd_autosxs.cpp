@@ -30,6 +30,7 @@ int run_autosxs(AutoSxsFlags& f) {
   std::fputs(eval::format_summary(s).c_str(), stdout);
   std::printf("judgments: %s/judgments.jsonl, metrics: %s/metrics.json\n", f.config.output.c_str(),
               f.config.output.c_str());
+  if (!s.judge_warning.empty()) std::fprintf(stderr, "[rlhf] warning: %s\n", s.judge_warning.c_str());
   return 0;
 }
 

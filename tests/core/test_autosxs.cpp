@@ -146,5 +146,67 @@ TEST(AutoSxsOutput, SummaryAndFiles) {
   EXPECT_TRUE(std::filesystem::exists(dir / "other" / "keep.txt"));
 }
 
+// Judgments from the two readings alone, as the judge combines them.
+std::vector<Judgment> judged(const std::vector<std::pair<double, double>>& readings) {
+  std::vector<Judgment> js;
+  for (const auto& [first, second] : readings) {
+    Judgment j;
+    j.id = std::to_string(js.size() + 1);
+    j.prob_a_first = first;
+    j.prob_a_second = second;
+    j.verdict = combine_orders(first, second);
+    js.push_back(j);
+  }
+  return js;
+}
+
+TEST(AutoSxsPositionConsistency, BothOrdersMustChooseTheSameResponse) {
+  // Both A, both B: consistent. Opposite choices: not. A 0.5 chooses neither, even when the
+  // other order decides (the verdict is then that order's choice, not a tie).
+  const auto js = judged({{0.9, 0.6}, {0.2, 0.4}, {0.8, 0.3}, {0.1, 0.7}, {0.5, 0.8}, {0.5, 0.5}, {0.3, 0.5}});
+  EXPECT_EQ(js[4].verdict.choice, A);
+  const AutoSxsSummary s = summarize(js, "judge", JudgeTask::Summarization);
+  EXPECT_EQ(s.position_consistency_pairs, 7u);
+  EXPECT_NEAR(s.position_consistency, 2.0 / 7.0, 1e-12);
+  EXPECT_NE(s.judge_warning.find("28.6% of 7 pairs"), std::string::npos) << s.judge_warning;
+  EXPECT_NE(s.judge_warning.find("--judge"), std::string::npos);
+  EXPECT_NE(s.judge_warning.find("autosxs.judge"), std::string::npos);
+  EXPECT_NE(format_summary(s).find("position consistency 28.6% of 7 pairs"), std::string::npos) << format_summary(s);
+  const json m = s.to_json();
+  EXPECT_NEAR(m.at("position_consistency").get<double>(), 2.0 / 7.0, 1e-12);
+  EXPECT_EQ(m.at("position_consistency_pairs"), 7);
+  EXPECT_EQ(m.at("judge_warning"), s.judge_warning);
+
+  // A judge that always prefers the response shown first: all ties, consistency 0.
+  const AutoSxsSummary first = summarize(judged({{0.7, 0.3}, {0.6, 0.2}}), "judge", JudgeTask::Summarization);
+  EXPECT_EQ(first.wins.ties, 2u);
+  EXPECT_EQ(first.position_consistency, 0.0);
+  EXPECT_FALSE(first.judge_warning.empty());
+}
+
+TEST(AutoSxsPositionConsistency, TheWarningStartsBelowTheThreshold) {
+  ASSERT_EQ(kMinPositionConsistency, 0.5);
+  // 2 of 4 consistent: at the threshold, no warning; 1 of 4: below it.
+  AutoSxsSummary at = summarize(judged({{0.9, 0.8}, {0.2, 0.1}, {0.9, 0.1}, {0.5, 0.5}}), "j", JudgeTask::Summarization);
+  EXPECT_EQ(at.position_consistency, 0.5);
+  EXPECT_TRUE(at.judge_warning.empty()) << at.judge_warning;
+  EXPECT_FALSE(at.to_json().contains("judge_warning"));
+  AutoSxsSummary below = summarize(judged({{0.9, 0.8}, {0.2, 0.6}, {0.9, 0.1}, {0.5, 0.5}}), "j", JudgeTask::Summarization);
+  EXPECT_EQ(below.position_consistency, 0.25);
+  EXPECT_NE(below.judge_warning.find("25.0% of 4 pairs (below 50%)"), std::string::npos) << below.judge_warning;
+  // No pairs: nothing to warn about.
+  AutoSxsSummary none = summarize({}, "j", JudgeTask::Summarization);
+  EXPECT_EQ(none.position_consistency_pairs, 0u);
+  EXPECT_TRUE(none.judge_warning.empty());
+
+  // metrics.json carries the keys.
+  auto dir = rlhf::testing::scratch_dir();
+  write_autosxs_output((dir / "out").string(), judged({{0.9, 0.8}, {0.2, 0.6}, {0.9, 0.1}, {0.5, 0.5}}), below);
+  const json m = json::parse(rlhf::testing::read_text(dir / "out" / "metrics.json"));
+  EXPECT_EQ(m.at("position_consistency"), 0.25);
+  EXPECT_EQ(m.at("position_consistency_pairs"), 4);
+  EXPECT_EQ(m.at("judge_warning"), below.judge_warning);
+}
+
 }  // namespace
 }  // namespace rlhf::eval

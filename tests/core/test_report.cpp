@@ -182,7 +182,9 @@ fs::path make_run(const fs::path& dir) {
     j.context = "Post " + std::to_string(i);
     j.response_a = "The landlord keeps the deposit.";
     j.response_b = "I want my deposit back.";
-    j.verdict = eval::combine_orders(i % 2 ? 0.2 : 0.7, i % 2 ? 0.3 : 0.8);
+    j.prob_a_first = i % 2 ? 0.2 : 0.7;
+    j.prob_a_second = i % 2 ? 0.3 : 0.8;
+    j.verdict = eval::combine_orders(j.prob_a_first, j.prob_a_second);
     j.explanation = "Response " + std::string(i % 2 ? "B" : "A") + " keeps the poster's voice & is shorter.";
     j.human = i % 3 ? eval::Choice::B : eval::Choice::A;
     judgments.push_back(j);
@@ -282,6 +284,8 @@ TEST(Report, ChartsStatesParametersAndTables) {
 
   // AutoSxS: the shares, the agreement with the humans, the judgments with explanations.
   EXPECT_NE(page.find("Judge <b>judge-model</b>, task summarization, 5 pairs"), std::string::npos);
+  EXPECT_NE(page.find("position consistency 100.0 %"), std::string::npos);
+  EXPECT_EQ(page.find("class=\"warning\""), std::string::npos) << "a judge consistent on every pair";
   EXPECT_NE(page.find("Agreement with the human labels"), std::string::npos);
   EXPECT_NE(page.find("cohens_kappa"), std::string::npos);
   EXPECT_EQ(table_rows(page, "id=\"judgments\""), 5u);
@@ -361,6 +365,28 @@ TEST(Report, CorruptFilesAreNotesInThePage) {
   EXPECT_NE(page.find("plan.json: not valid JSON"), std::string::npos);
   EXPECT_NE(page.find("data-tag=\"rank_loss\""), std::string::npos);
   EXPECT_EQ(table_rows(page, "id=\"sxs\""), 100u);
+}
+
+TEST(Report, AnInconsistentJudgeIsAWarning) {
+  const fs::path dir = make_run(testing::scratch_dir() / "run");
+  // The judge prefers the response shown first on 3 of 4 pairs: 1 of 4 consistent.
+  std::vector<eval::Judgment> judgments;
+  for (const auto& [first, second] : std::vector<std::pair<double, double>>{{0.9, 0.2}, {0.8, 0.1}, {0.7, 0.4}, {0.3, 0.2}}) {
+    eval::Judgment j;
+    j.id = std::to_string(judgments.size() + 1);
+    j.prob_a_first = first, j.prob_a_second = second;
+    j.verdict = eval::combine_orders(first, second);
+    judgments.push_back(j);
+  }
+  const eval::AutoSxsSummary s = eval::summarize(judgments, "judge-model", eval::JudgeTask::Summarization);
+  ASSERT_FALSE(s.judge_warning.empty());
+  eval::write_autosxs_files((dir / "autosxs").string(), judgments, s);
+  const std::string page = render_report(dir.string());
+  EXPECT_NE(page.find("position consistency 25.0 %"), std::string::npos);
+  const size_t w = page.find("<p class=\"warning\">Warning: the judge agreed with itself across the two orders on 25.0% of 4 pairs");
+  ASSERT_NE(w, std::string::npos);
+  EXPECT_LT(page.find("<section id=\"autosxs\">"), w);
+  EXPECT_NE(page.find("autosxs.judge", w), std::string::npos);
 }
 
 TEST(Report, CachedStaleAndInterruptedStates) {

@@ -247,9 +247,11 @@ AutoSxsSummary summarize(const std::vector<Judgment>& judgments, const std::stri
   s.task = task_name(task);
   std::vector<Choice> choices, judged, by_prob, human;
   double conf = 0;
+  size_t consistent = 0;
   for (const auto& j : judgments) {
     choices.push_back(j.verdict.choice);
     conf += j.verdict.confidence;
+    if ((j.prob_a_first > 0.5 && j.prob_a_second > 0.5) || (j.prob_a_first < 0.5 && j.prob_a_second < 0.5)) ++consistent;
     if (j.human) {
       judged.push_back(j.verdict.choice);
       by_prob.push_back(j.verdict.prob_a > 0.5 ? Choice::A : j.verdict.prob_a < 0.5 ? Choice::B : Choice::Tie);
@@ -258,6 +260,13 @@ AutoSxsSummary summarize(const std::vector<Judgment>& judgments, const std::stri
   }
   s.wins = win_rates(choices);
   s.mean_confidence = judgments.empty() ? 0 : conf / judgments.size();
+  s.position_consistency_pairs = judgments.size();
+  s.position_consistency = judgments.empty() ? 0 : double(consistent) / double(judgments.size());
+  if (!judgments.empty() && s.position_consistency < kMinPositionConsistency)
+    s.judge_warning = fmt::format(
+        "the judge agreed with itself across the two orders on {:.1f}% of {} pairs (below {:.0f}%): its win rates say "
+        "little; pass a stronger judge with --judge MODEL (rlhf autosxs) or autosxs.judge (the pipeline spec)",
+        100 * s.position_consistency, judgments.size(), 100 * kMinPositionConsistency);
   if (!human.empty()) {
     s.agreement = agreement(judged, human);
     s.agreement_by_probability = agreement(by_prob, human);
@@ -276,7 +285,10 @@ json AutoSxsSummary::to_json() const {
             {"model_b_win_rate", wins.b_rate},
             {"tie_rate", wins.tie_rate},
             {"mean_confidence", mean_confidence},
+            {"position_consistency", position_consistency},
+            {"position_consistency_pairs", position_consistency_pairs},
             {"invalid_rows_skipped", invalid_rows_skipped}};
+  if (!judge_warning.empty()) j["judge_warning"] = judge_warning;
   auto agreement_json = [](const Agreement& g) {
     json confusion = json::object();
     for (size_t h = 0; h < 2; ++h)
@@ -297,6 +309,8 @@ std::string format_summary(const AutoSxsSummary& s) {
   std::string out = fmt::format("judge {} ({}), {} pairs: A wins {:.1f}%, B wins {:.1f}%, ties {:.1f}%, mean confidence {:.3f}\n",
                                 s.judge, s.task, s.wins.n, 100 * s.wins.a_rate, 100 * s.wins.b_rate,
                                 100 * s.wins.tie_rate, s.mean_confidence);
+  out += fmt::format("position consistency {:.1f}% of {} pairs (the judge chose the same response in both orders)\n",
+                     100 * s.position_consistency, s.position_consistency_pairs);
   if (s.agreement) {
     const Agreement& g = *s.agreement;
     out += fmt::format("against humans ({} pairs, {} human ties left out, {} judge ties): accuracy {:.3f}, "

@@ -87,9 +87,23 @@ struct AutoSxsSummary {
   // position-biased.
   std::optional<Agreement> agreement_by_probability;
   double mean_confidence = 0;
+  // Position consistency: the share of pairs on which the judge makes the same choice in both
+  // orders (both readings prefer A, or both prefer B). A reading chooses A when its P(A better)
+  // is above 0.5 and B when below; exactly 0.5 chooses neither, so a pair with a 0.5 in either
+  // order is not consistent. Over every judged pair (position_consistency_pairs; 0 with none).
+  // A judge that follows the position alone scores 0; one that picks at random in each order
+  // about 0.5.
+  double position_consistency = 0;
+  size_t position_consistency_pairs = 0;
+  // Set when the consistency is below kMinPositionConsistency: the judge agrees with itself
+  // less often than a coin would, its verdicts are mostly ties and its win rates say little.
+  // "" = none. One sentence, naming the flag and the spec key that choose a stronger judge.
+  std::string judge_warning;
   size_t invalid_rows_skipped = 0;
   nlohmann::json to_json() const;
 };
+// Below this position consistency, summarize() sets judge_warning.
+inline constexpr double kMinPositionConsistency = 0.5;
 AutoSxsSummary summarize(const std::vector<Judgment>& judgments, const std::string& judge, JudgeTask task);
 
 // Checks, changing nothing, that DIR may become the output folder of `rlhf autosxs`
@@ -108,7 +122,8 @@ void write_autosxs_output(const std::string& dir, const std::vector<Judgment>& j
 // it holds (the pipeline's stage folder).
 void write_autosxs_files(const std::string& dir, const std::vector<Judgment>& judgments, const AutoSxsSummary& summary);
 
-// The summary in a few lines, for the terminal.
+// The summary in a few lines, for the terminal (the position consistency included; the
+// warning is not: callers print judge_warning on stderr).
 std::string format_summary(const AutoSxsSummary& summary);
 
 }  // namespace rlhf::eval

@@ -47,6 +47,7 @@ nav a { margin-right: 14px; }
 .agreement { display: inline-table; margin-right: 20px; vertical-align: top; }
 .agreement caption { max-width: 22em; }
 .choice { display: inline-block; min-width: 2.2em; text-align: center; border-radius: 4px; font-weight: 600; color: #fff; padding: 0 4px; }
+.warning { color: #7a5a00; background: #fff4d6; border-left: 4px solid #e0a800; padding: 6px 10px; }
 .choice.a { background: #3d7be0; } .choice.b { background: #e0863d; } .choice.tie { background: #9aa3b2; }
 )";
 

@@ -166,7 +166,11 @@ std::string autosxs_section(const std::string& run_dir, const std::vector<StageV
                      string_at(m, "task").empty() ? "" : ", task " + esc(string_at(m, "task")));
     if (auto n = number_at(m, "rows")) h += fmt::format(", {} pairs", int64_t(*n));
     if (auto c = number_at(m, "mean_confidence")) h += fmt::format(", mean confidence {:.3f}", *c);
+    if (auto pc = number_at(m, "position_consistency"))
+      h += fmt::format(", position consistency {} <small>(the same choice in both orders)</small>", percent(*pc));
     h += ".</p>\n";
+    if (const std::string w = string_at(m, "judge_warning"); !w.empty())
+      h += fmt::format("<p class=\"warning\">Warning: {}</p>\n", esc(w));
     const double ar = number_at(m, "model_a_win_rate").value_or(0), br = number_at(m, "model_b_win_rate").value_or(0),
                  tr = number_at(m, "tie_rate").value_or(0);
     // The three shares as one bar.

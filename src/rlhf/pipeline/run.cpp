@@ -215,8 +215,9 @@ json stage_autosxs(const Ctx& c) {
   x.progress = c.progress;
   eval::AutoSxsSummary s = eval::run_autosxs(x);
   if (c.writer) std::fputs(eval::format_summary(s).c_str(), stdout);
+  if (c.writer && !s.judge_warning.empty()) std::fprintf(stderr, "[rlhf] warning: %s\n", s.judge_warning.c_str());
   return {{"untuned_win_rate", s.wins.a_rate}, {"tuned_win_rate", s.wins.b_rate}, {"tie_rate", s.wins.tie_rate},
-          {"mean_confidence", s.mean_confidence}};
+          {"mean_confidence", s.mean_confidence}, {"position_consistency", s.position_consistency}};
 }
 
 json stage_export(const Ctx& c) {
