@@ -64,7 +64,7 @@ Command add_autosxs(CLI::App& app) {
   g->add_option("--batch-size", c.judge.batch_size, "prompts per forward pass")->capture_default_str()->check(whole_in(1, 4096));
   g->add_option("--max-rows", c.max_rows, "judge the first N rows only (0 = all)")->capture_default_str()->check(whole_in(0, INT64_MAX));
   g->add_flag("--skip-invalid", c.skip_invalid, "leave out invalid rows (counted) instead of failing");
-  g->add_option("--dtype", c.judge.dtype, "fp32, bf16, fp16")->capture_default_str();
+  g->add_option("--dtype", c.judge.dtype, "auto, fp32, bf16, fp16")->capture_default_str();
   g->add_option("--device", c.judge.device, "cpu, cuda, cuda:N")->capture_default_str();
   g->add_option("--threads", f->threads, "CPU threads (0 = all cores)")->check(whole_in(0, kMaxThreads));
   g->add_flag("--quiet,-q", f->quiet, "no progress bar");

@@ -93,7 +93,7 @@ Command add_label(CLI::App& app) {
               "keep pairs the labeler cannot separate, marked \"tie\": true (choice: the judge's leaning, else 0)");
   g->add_option("--max-rows", c.max_rows, "use the first N rows only (0 = all)")->capture_default_str()->check(whole_in(0, INT64_MAX));
   g->add_flag("--skip-invalid", c.skip_invalid, "leave out invalid prompt lines (counted) instead of failing");
-  g->add_option("--dtype", c.dtype, "fp32, bf16, fp16")->capture_default_str();
+  g->add_option("--dtype", c.dtype, "auto, fp32, bf16, fp16")->capture_default_str();
   g->add_option("--device", c.device, "cpu, cuda, cuda:N")->capture_default_str();
   g->add_option("--threads", f->threads, "CPU threads (0 = all cores)")->check(whole_in(0, kMaxThreads));
   g->add_flag("--quiet,-q", f->quiet, "no progress bars");

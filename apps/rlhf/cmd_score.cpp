@@ -63,7 +63,7 @@ Command add_score(CLI::App& app) {
   s->add_option("--batch-size", f->batch_size, "sequences per forward")->capture_default_str()->check(whole_in(1, 65536));
   s->add_flag("--skip-invalid", f->skip_invalid, "leave out invalid lines instead of stopping");
   s->add_option("--large-model-reference,--model,-m", f->common.model, "base model, when it moved since training");
-  s->add_option("--dtype", f->common.dtype, "fp32, bf16")->capture_default_str();
+  s->add_option("--dtype", f->common.dtype, "auto, fp32, bf16")->capture_default_str();
   s->add_option("--device", f->common.device, "cpu, cuda, cuda:N")->capture_default_str();
   s->add_option("--threads", f->common.threads, "CPU threads (0 = all cores)")->check(whole_in(0, kMaxThreads));
   return {s, [f] { return run_score(*f); }};

@@ -89,7 +89,7 @@ Command add_sxs(CLI::App& app) {
       ->capture_default_str()
       ->check(whole_in(1, 65536));
   s->add_option("--large-model-reference,--model,-m", f->common.model, "the reward model's base, when it moved");
-  s->add_option("--dtype", f->common.dtype, "fp32, bf16")->capture_default_str();
+  s->add_option("--dtype", f->common.dtype, "auto, fp32, bf16")->capture_default_str();
   s->add_option("--device", f->common.device, "cpu, cuda, cuda:N")->capture_default_str();
   s->add_option("--threads", f->common.threads, "CPU threads (0 = all cores)")->check(whole_in(0, kMaxThreads));
   s->add_flag("--no-progress", f->no_progress, "no progress line while scoring");

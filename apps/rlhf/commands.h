@@ -37,7 +37,7 @@ inline constexpr int64_t kMaxThreads = 1024;
 // Flags every model-running command shares.
 struct CommonFlags {
   std::string model;
-  std::string dtype = "fp32";
+  std::string dtype = "auto";
   std::string device = "cpu";
   int threads = 0;
 };

@@ -20,7 +20,7 @@ void add_common(CLI::App* cmd, CommonFlags& f) {
   if (f.model.empty()) f.model = kDefaultModel;
   cmd->add_option("--model,-m,--large-model-reference", f.model,
                   "registered model name, GGUF file or Hugging Face folder")->capture_default_str();
-  cmd->add_option("--dtype", f.dtype, "weights and compute: fp32, bf16, fp16")->capture_default_str();
+  cmd->add_option("--dtype", f.dtype, "weights and compute: auto (bf16 on CUDA and on CPUs with AVX512-BF16 or AMX, else fp32), fp32, bf16, fp16")->capture_default_str();
   cmd->add_option("--device", f.device, "cpu, cuda, cuda:N")->capture_default_str();
   cmd->add_option("--threads", f.threads, "CPU threads (0 = all cores)")->check(whole_in(0, kMaxThreads));
 }

@@ -4,6 +4,7 @@
 
 #include <charconv>
 #include <cstdlib>
+#include <unistd.h>
 #include <set>
 #include <cstdio>
 #include <string>
@@ -47,9 +48,23 @@ std::string continue_command(const rlhf::cli::Command& c, int argc, char** argv)
   return rlhf::interrupt::quote_command_line(static_cast<int>(args.size()), args.data());
 }
 
+// libgomp, libtorch's OpenMP, reads its wait policy once, in its own constructor, before main
+// (and libc's start-up resets the environment after any earlier hook): by default a waiting
+// thread spins (GOMP_SPINCOUNT 300000) before it sleeps, and on a machine whose other cores are
+// busy the spinning threads take the time the working ones need (bench/README.md "Threads on a
+// shared machine": steps 1.9x slower on 2 threads). Unless the user chose OMP_WAIT_POLICY or
+// GOMP_SPINCOUNT, the program runs itself again, once, with OMP_WAIT_POLICY=PASSIVE (set, it
+// stops the loop); if that exec fails it carries on as it is.
+void wait_passively_unless_chosen(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT")) return;
+  ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+  ::execv("/proc/self/exe", argv);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  wait_passively_unless_chosen(argv);
   // --dist-timeout SECONDS, anywhere on the line: how long a collective waits for the other
   // ranks. It sets RLHF_DIST_TIMEOUT for this process (and the ranks --nproc-per-node starts,
   // whose lines keep it) and is left out of the line the commands parse.

@@ -32,6 +32,7 @@ TEST(Judge, ProbabilitiesAreTheModelsAtTheAnswerToken) {
   jc.model = tiny_judge(dir / "judge").string();
   jc.explanation_tokens = 0;
   jc.batch_size = 3;
+  jc.dtype = "fp32";  // compared with the model loaded in fp32 below
   Judge judge(jc);
   PairToJudge pair{"Summarize: the cat sat on the mat all day.", "A cat sat.", "Dogs bark loudly at night."};
 

@@ -361,7 +361,7 @@ InferResult run_inference(const InferConfig& config) {
                           {"top_k", sc.top_k},
                           {"seed", sc.seed},
                           {"batch_size", config.batch_size},
-                          {"dtype", dtype_name(parse_dtype(config.dtype))}};
+                          {"dtype", dtype_name(base.net->dtype())}};  // what auto resolved to
   ojson model_json = {{"reference", base.reference}, {"sha256", m->base_sha256}};
   if (m->adapter) {
     model_json["adapter"] = fs::absolute(m->adapter_dir).lexically_normal().string();

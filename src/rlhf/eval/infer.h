@@ -82,7 +82,7 @@ struct InferConfig {
   bool skip_invalid = false;
   int64_t max_rows = 0;           // the first max_rows prompts only (0 = all)
   bool restart = false;           // start over: discard a .partial, overwrite OUTPUT
-  std::string dtype = "fp32", device = "cpu";  // dtype is recorded in settings
+  std::string dtype = "auto", device = "cpu";  // dtype is recorded in settings
   bool progress = true;
 };
 

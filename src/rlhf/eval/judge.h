@@ -35,7 +35,7 @@ struct JudgeConfig {
   int64_t max_prompt_tokens = 2048;  // longer prompts lose the middle of their context
   int64_t explanation_tokens = 48;   // 0 = no explanation
   int64_t batch_size = 8;            // prompts per forward pass
-  std::string dtype = "fp32", device = "cpu";
+  std::string dtype = "auto", device = "cpu";
 };
 
 struct PairToJudge {

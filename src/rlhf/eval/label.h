@@ -52,7 +52,7 @@ struct LabelConfig {
   std::string output;
   int64_t max_rows = 0;              // 0 = all
   bool skip_invalid = false;
-  std::string dtype = "fp32", device = "cpu";
+  std::string dtype = "auto", device = "cpu";
   bool progress = true;
 };
 

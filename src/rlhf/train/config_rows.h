@@ -12,7 +12,7 @@ namespace rlhf::config_rows {
 
 constexpr double kUnbounded = std::numeric_limits<double>::max();
 constexpr double kMaxLength = 1 << 20;
-inline const std::vector<std::string> kDtypes = {"fp32", "bf16", "float32", "bfloat16"};
+inline const std::vector<std::string> kDtypes = {"fp32", "bf16", "float32", "bfloat16", "auto"};
 inline const std::vector<std::string> kLoraTargets = {"q_proj", "k_proj",  "v_proj",    "o_proj",
                                                       "gate_proj", "up_proj", "down_proj", "all-linear"};
 
@@ -31,7 +31,7 @@ void add_shared_rows(std::vector<SettingRow>& rows) {
                   .help = "leave out invalid data lines (counted) instead of stopping",
                   .ref = RLHF_SETTING_REF(C, skip_invalid)});
   rows.push_back({.name = "dtype", .flag = "--dtype", .spec_key = "advanced.dtype",
-                  .help = "base weights and activations (adapters and heads stay fp32)", .choices = kDtypes,
+                  .help = "base weights and activations (adapters and heads stay fp32); auto: bf16 on CUDA and on CPUs with AVX512-BF16 or AMX, else fp32", .choices = kDtypes,
                   .ref = RLHF_SETTING_REF(C, dtype)});
   rows.push_back({.name = "device", .flag = "--device", .spec_key = "advanced.device", .help = "cpu, cuda or cuda:N",
                   .ref = RLHF_SETTING_REF(C, device)});

@@ -31,7 +31,7 @@ struct PolicyTrainConfig {
   int64_t target_sequence_length = 64;
 
   // Models.
-  std::string dtype = "fp32";           // fp32, or bf16 base (adapters and heads stay fp32)
+  std::string dtype = "auto";           // auto (model.h resolve_dtype), fp32, or bf16 base (adapters and heads stay fp32)
   std::string device = "cpu";
   LoraConfig lora{.rank = 1, .alpha = 0.0, .dropout = 0.0, .targets = {"q_proj", "v_proj"}};
 

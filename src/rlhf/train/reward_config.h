@@ -31,7 +31,7 @@ struct RewardTrainConfig {
   int64_t max_validation_pairs = 5000;
 
   // Model.
-  std::string dtype = "fp32";           // fp32, or bf16 (base weights and activations; LoRA and head stay fp32)
+  std::string dtype = "auto";           // auto (model.h resolve_dtype), fp32, or bf16 (base weights and activations; LoRA and head stay fp32)
   std::string device = "cpu";
   LoraConfig lora{.rank = 4, .alpha = 0.0, .dropout = 0.0, .targets = {"q_proj", "v_proj"}};
 

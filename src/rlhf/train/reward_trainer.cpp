@@ -212,6 +212,7 @@ json RewardTrainer::fingerprint() const {
   f["base_sha256"] = base_sha256_;
   f["data_sha256"] = data_sha256_;
   f["steps"] = steps_;
+  f["dtype_resolved"] = dtype_name(model_->net->dtype());  // what "auto" became on this machine
   return f;
 }
 
