@@ -1,95 +1,180 @@
 #!/usr/bin/env bash
-# TL;DR summarization with the default model, end to end: prompts -> candidate pairs ->
-# preference labels by rule (<= 50 words, else shorter) -> reward model -> RL -> before/after.
-# Each stage is skipped when its output exists (delete the file or folder to redo it).
+# TL;DR summarization with the default model, end to end with rlhf's own commands:
+#   prepare  prompts from the TL;DR test split: the first TRAIN_PROMPTS for labels and RL, the last
+#            HELDOUT held out (prepare.py)
+#   labels   rlhf label: two sampled candidates per training prompt, labeled by the rule max-words=50
+#   reward   rlhf train-reward on the labels (VALIDATION_FRACTION of the pairs held out)
+#   before   rlhf infer, greedy, the base model on the held-out prompts
+#   policy   rlhf train-policy (PPO) on the training prompts against the reward model
+#   after    rlhf infer, greedy, the tuned policy on the held-out prompts
+#   sxs      rlhf sxs before vs after, both scored by the reward model: OUT/sxs/sxs.html
+#   report   report.py: RESULTS.md (figures before -> after, times, commands)
+# Each stage is skipped when its output exists (delete it to redo the stage); a stopped reward or
+# RL stage resumes from its last checkpoint. Every command run is appended to OUT/commands.txt,
+# each stage's wall time to OUT/timings.txt.
 #   bench/tldr/run.sh            everything
-#   bench/tldr/run.sh reward     stop after the reward model (also: prepare, candidates, labels, policy)
-# Environment: OUT (default /tmp/tldr), RLHF (the binary), PYTHON (with torch, transformers,
-# gguf), THREADS (CPU threads for each stage; default 2), FORMAT (chat or raw; default chat),
-# LIMIT (training prompts used for candidates; 0 = all 400).
+#   bench/tldr/run.sh reward     stop after that stage (any stage name above)
+#   SMOKE=1 bench/tldr/run.sh    16 training prompts, 8 held out, 2 RL steps, OUT=/tmp/tldr-smoke
+# Environment: OUT (default /tmp/tldr), RLHF (the binary), PYTHON (default .venv/bin/python),
+# SHARED (default ../shared from the repository: the data), THREADS (default 2), RESULTS (the
+# page written; default bench/tldr/RESULTS.md, OUT/RESULTS.md with SMOKE=1), and the sizes below.
+#
+# Time, alone on 2 cores (AMD EPYC VM, THREADS=2): about 70 minutes with the defaults below,
+# estimated from a SMOKE run's per-item speeds measured with the machine shared (the run got
+# about one of the two cores; halved here): labels 5.3 s a prompt (two candidates of up to 96
+# tokens at P 256) -> 200 prompts 18 min; train-reward about 6 s a pair and epoch -> 1 epoch of
+# the 40-100 pairs the rule decides (a pair whose candidates are both over or both under 50
+# words is a tie, left out) 10 min at most; infer 2 s a prompt -> before and after 3.5 min each;
+# sxs scoring 3 min; PPO: the 32 normalisation samples 3 min, then a step of 8 rollouts about
+# 250 s (generation, log-probs and scoring 26 s, the 4 PPO epochs' forward and backward passes of
+# policy and value the rest) -> 7 steps 29 min. The PPO update dominates: more rollouts or steps
+# cost about 30 s a rollout (4 PPO epochs).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 cd "$root"
-export TLDR_OUT="${OUT:-/tmp/tldr}"
-OUT="$TLDR_OUT"
-if [[ -z "${RLHF:-}" ]]; then
-  RLHF=build/apps/rlhf/rlhf
-  [[ -x "$RLHF" ]] || RLHF=build/rlhf
+
+# ---- sizes and settings (environment overrides) ----
+TRAIN_PROMPTS="${TRAIN_PROMPTS:-400}"   # first rows: labels and RL
+HELDOUT="${HELDOUT:-100}"               # last rows: before/after
+PROMPT_LEN="${PROMPT_LEN:-256}"         # prompt tokens kept (the last ones)
+TARGET_LEN="${TARGET_LEN:-96}"          # new tokens at most (candidates, rollouts, before/after)
+TEMPERATURES="${TEMPERATURES:-0.7,1.0}" # the two candidates of a labeled pair
+LABEL_PROMPTS="${LABEL_PROMPTS:-200}"   # training prompts labeled (the first ones; 0 = all)
+LABEL_BATCH="${LABEL_BATCH:-16}"        # prompts sampled together by label
+INFER_BATCH="${INFER_BATCH:-16}"        # prompts generated together by infer
+RM_EPOCHS="${RM_EPOCHS:-1}"
+RM_BATCH="${RM_BATCH:-16}"
+RM_MICRO_BATCH="${RM_MICRO_BATCH:-4}"
+RM_LR_MULT="${RM_LR_MULT:-20}"          # x 1e-4
+VALIDATION_FRACTION="${VALIDATION_FRACTION:-0.1}"
+RL_STEPS="${RL_STEPS:-7}"               # PPO steps
+RL_BATCH="${RL_BATCH:-8}"               # rollouts (prompts) per PPO step
+# Empty: the trainer's default (train-policy --help); set to pass the flag.
+RL_MICRO_BATCH="${RL_MICRO_BATCH:-}"
+PPO_EPOCHS="${PPO_EPOCHS:-}"            # --ppo-epochs
+RL_LR_MULT="${RL_LR_MULT:-}"            # --reinforcement-learning-rate-multiplier
+KL_COEFF="${KL_COEFF:-}"                # --kl-coeff
+EOS_PENALTY="${EOS_PENALTY:-}"          # --missing-eos-penalty
+EOS_PENALTY_MODE="${EOS_PENALTY_MODE:-}"  # --eos-penalty-mode (replace, subtract)
+# --reward-normalization-samples: untuned completions scored before training (trainer default 64:
+# 6 min here; 32 estimate the mean and spread well enough for 7 steps)
+REWARD_NORM_SAMPLES="${REWARD_NORM_SAMPLES:-32}"
+RL_CHECKPOINT_EVERY="${RL_CHECKPOINT_EVERY:-2}"
+if [[ "${SMOKE:-0}" == 1 ]]; then
+  TRAIN_PROMPTS=16 HELDOUT=8 LABEL_PROMPTS=0 RM_EPOCHS=2 RL_STEPS=2 RL_BATCH=4 REWARD_NORM_SAMPLES=8
+  OUT="${OUT:-/tmp/tldr-smoke}"
 fi
+OUT="${OUT:-/tmp/tldr}"
+RESULTS="${RESULTS:-$([[ "${SMOKE:-0}" == 1 ]] && echo "$OUT/RESULTS.md" || echo "$here/RESULTS.md")}"
+THREADS="${THREADS:-2}"
+# Every command's --dtype, the same before and after: fp32, the precision the times above were
+# measured in; auto is bf16 on CPUs with AVX512-BF16 or AMX (not timed here).
+DTYPE="${DTYPE:-fp32}"
+SHARED="${SHARED:-$root/../shared}"
+DATA="$SHARED/data/external/tldr-sft-dove/test.jsonl"
 PYTHON="${PYTHON:-$root/.venv/bin/python}"
-export TLDR_THREADS="${THREADS:-2}"
-FORMAT="${FORMAT:-chat}"
-LIMIT="${LIMIT:-0}"
-STOP="${1:-all}"
+if [[ -z "${RLHF:-}" ]]; then
+  RLHF=build/rlhf
+  [[ -x "$RLHF" ]] || RLHF=build/apps/rlhf/rlhf
+fi
 INSTRUCTION="Summarize in less than 50 words."
-COMMON=(--instruction "$INSTRUCTION" --prompt-format "$FORMAT" --prompt-sequence-length 256
-        --target-sequence-length 96 --threads "$TLDR_THREADS")
+STOP="${1:-all}"
+
+if [[ ! -d "$SHARED" ]]; then echo "$SHARED: absent (the shared data folder; set SHARED)" >&2; exit 2; fi
+if [[ ! -f "$DATA" ]]; then echo "$DATA: absent (the TL;DR test split)" >&2; exit 2; fi
+[[ -x "$RLHF" ]] || { echo "$RLHF: not built" >&2; exit 1; }
 mkdir -p "$OUT"
 
+cpu_s() {  # CPU seconds (user + system) of the finished child processes so far
+  awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%d", ($14 + $15) / hz }' "/proc/$$/stat"
+}
 stage() {  # name, output that marks it done
   if [[ -e "$2" ]]; then echo "== $1: $2 exists, skipped"; return 1; fi
-  echo "== $1"; SECONDS=0
+  echo "== $1"; SECONDS=0; CPU0=$(cpu_s)
 }
-took() { echo "== $1: ${SECONDS} s" | tee -a "$OUT/timings.txt"; }
-done_if() { [[ "$STOP" == "$1" ]] && exit 0 || true; }
+took() {  # OUT/timings.txt: stage, wall seconds, CPU seconds of its commands
+  local cpu=$(( $(cpu_s) - CPU0 ))
+  printf '%s\t%s\t%s\n' "$1" "$SECONDS" "$cpu" >> "$OUT/timings.txt"; echo "== $1: ${SECONDS} s (CPU ${cpu} s)"
+}
+done_if() { if [[ "$STOP" == "$1" ]]; then exit 0; fi; }
+run() {  # logs the command line to OUT/commands.txt, then runs it
+  local a line=""
+  for a in "$@"; do
+    if [[ "$a" =~ ^[A-Za-z0-9_./=:,+@%-]+$ ]]; then line+=" $a"; else line+=" '${a//\'/\'\\\'\'}'"; fi
+  done
+  echo "${line# }" >> "$OUT/commands.txt"
+  "$@"
+}
+opt() {  # --flag value, only when value is set
+  if [[ -n "$2" ]]; then printf '%s\n%s\n' "$1" "$2"; fi
+}
+
+FORMAT=(--instruction "$INSTRUCTION" --prompt-format chat --prompt-sequence-length "$PROMPT_LEN" --dtype "$DTYPE")
 
 if stage prepare "$OUT/prompts_heldout.jsonl"; then
-  "$PYTHON" "$here/prepare.py" --out "$OUT"; took prepare
+  run "$PYTHON" "$here/prepare.py" --data "$DATA" --out "$OUT" --train "$TRAIN_PROMPTS" --heldout "$HELDOUT"
+  took prepare
 fi
 done_if prepare
 
-filter() { { grep -v -e Warning -e 'it/s' -e deprecated -e forward_call || true; }; }
-if stage candidates "$OUT/candidates.jsonl"; then
-  "$PYTHON" "$here/candidates.py" --format "$FORMAT" --limit "$LIMIT" \
-    --prompts "$OUT/prompts_train.jsonl" --out "$OUT/candidates.jsonl" 2>&1 | filter
-  took candidates
-fi
-if stage candidates-heldout "$OUT/candidates_heldout.jsonl"; then
-  "$PYTHON" "$here/candidates.py" --format "$FORMAT" \
-    --prompts "$OUT/prompts_heldout.jsonl" --out "$OUT/candidates_heldout.jsonl" 2>&1 | filter
-  took candidates-heldout
-fi
-done_if candidates
-
-if stage labels "$OUT/preference_train.jsonl"; then
-  "$PYTHON" "$here/labels.py" --candidates "$OUT/candidates.jsonl" --out "$OUT/preference_train.jsonl"; took labels
-fi
-if stage labels-heldout "$OUT/preference_heldout.jsonl"; then
-  "$PYTHON" "$here/labels.py" --candidates "$OUT/candidates_heldout.jsonl" --out "$OUT/preference_heldout.jsonl"
-  took labels-heldout
+if stage labels "$OUT/preference.jsonl"; then
+  run "$RLHF" label --prompt-dataset "$OUT/prompts_train.jsonl" --rule max-words=50 "${FORMAT[@]}" \
+    --max-new-tokens "$TARGET_LEN" --temperatures "$TEMPERATURES" --batch-size "$LABEL_BATCH" \
+    --max-rows "$LABEL_PROMPTS" --threads "$THREADS" --quiet --output "$OUT/preference.jsonl" 2>&1 | tee -a "$OUT/labels.log"
+  took labels
 fi
 done_if labels
-
-[[ -x "$RLHF" ]] || { echo "$RLHF: not built" >&2; exit 1; }
 
 if stage reward "$OUT/rm/reward_model.json"; then
   resume=()
   if [[ -d "$OUT/rm/checkpoints" ]]; then resume=(--resume); else rm -rf "$OUT/rm"; fi  # a stopped run goes on
-  "$RLHF" train-reward --preference-dataset "$OUT/preference_train.jsonl" "${COMMON[@]}" \
-    --batch-size 16 --micro-batch-size 4 --reward-model-epochs 2 --reward-model-learning-rate-multiplier 20 \
-    --eval-dataset "$OUT/preference_heldout.jsonl" --validation-every 25 --checkpoint-every 5 --no-progress \
-    --output "$OUT/rm" "${resume[@]}" 2>&1 | tee -a "$OUT/rm.log"
+  run "$RLHF" train-reward --preference-dataset "$OUT/preference.jsonl" "${FORMAT[@]}" \
+    --target-sequence-length "$TARGET_LEN" --batch-size "$RM_BATCH" --micro-batch-size "$RM_MICRO_BATCH" \
+    --reward-model-epochs "$RM_EPOCHS" --reward-model-learning-rate-multiplier "$RM_LR_MULT" \
+    --validation-fraction "$VALIDATION_FRACTION" --validation-every 10 --checkpoint-every 5 \
+    --threads "$THREADS" --no-progress --output "$OUT/rm" "${resume[@]}" 2>&1 | tee -a "$OUT/rm.log"
   took reward
 fi
-if stage reward-check "$OUT/rm_check.txt"; then
-  "$PYTHON" "$here/rm_check.py" write "$OUT/candidates_heldout.jsonl" "$OUT/score_input_heldout.jsonl"
-  "$RLHF" score --reward-model "$OUT/rm" --input "$OUT/score_input_heldout.jsonl" \
-    --output "$OUT/scored_heldout.jsonl" --threads "$TLDR_THREADS"
-  "$PYTHON" "$here/rm_check.py" read "$OUT/scored_heldout.jsonl" | tee "$OUT/rm_check.txt.tmp"
-  mv "$OUT/rm_check.txt.tmp" "$OUT/rm_check.txt"
-  took reward-check
-fi
 done_if reward
+
+if stage before "$OUT/before.jsonl"; then
+  run "$RLHF" infer --input "$OUT/prompts_heldout.jsonl" "${FORMAT[@]}" --max-new-tokens "$TARGET_LEN" \
+    --temperature 0 --batch-size "$INFER_BATCH" --threads "$THREADS" --no-progress \
+    --output "$OUT/before.jsonl" 2>&1 | tee -a "$OUT/before.log"
+  took before
+fi
+done_if before
 
 if stage policy "$OUT/policy/policy.json"; then
   resume=()
   if [[ -d "$OUT/policy/checkpoints" ]]; then resume=(--resume); else rm -rf "$OUT/policy"; fi
-  "$RLHF" train-policy --prompt-dataset "$OUT/prompts_train.jsonl" --eval-dataset "$OUT/prompts_heldout.jsonl" \
-    --reward-model "$OUT/rm" "${COMMON[@]}" --batch-size 16 --reinforcement-learning-train-steps 20 \
-    --no-progress --output "$OUT/policy" "${resume[@]}" 2>&1 | tee -a "$OUT/policy.log"
+  mapfile -t rl_opts < <(opt --micro-batch-size "$RL_MICRO_BATCH"; opt --ppo-epochs "$PPO_EPOCHS"
+                         opt --reinforcement-learning-rate-multiplier "$RL_LR_MULT"
+                         opt --kl-coeff "$KL_COEFF"; opt --missing-eos-penalty "$EOS_PENALTY"
+                         opt --eos-penalty-mode "$EOS_PENALTY_MODE"; opt --reward-normalization-samples "$REWARD_NORM_SAMPLES")
+  run "$RLHF" train-policy --prompt-dataset "$OUT/prompts_train.jsonl" --reward-model "$OUT/rm" "${FORMAT[@]}" \
+    --target-sequence-length "$TARGET_LEN" --batch-size "$RL_BATCH" --reinforcement-learning-train-steps "$RL_STEPS" \
+    "${rl_opts[@]}" --checkpoint-every "$RL_CHECKPOINT_EVERY" --threads "$THREADS" --no-progress \
+    --output "$OUT/policy" "${resume[@]}" 2>&1 | tee -a "$OUT/policy.log"
   took policy
 fi
 done_if policy
 
-"$PYTHON" "$here/report.py" "$OUT/policy"
+if stage after "$OUT/after.jsonl"; then
+  run "$RLHF" infer --adapter "$OUT/policy" --input "$OUT/prompts_heldout.jsonl" "${FORMAT[@]}" \
+    --max-new-tokens "$TARGET_LEN" --temperature 0 --batch-size "$INFER_BATCH" --threads "$THREADS" --no-progress \
+    --output "$OUT/after.jsonl" 2>&1 | tee -a "$OUT/after.log"
+  took after
+fi
+done_if after
+
+if stage sxs "$OUT/sxs/sxs.html"; then
+  run "$RLHF" sxs "$OUT/before.jsonl" "$OUT/after.jsonl" --reward-model "$OUT/rm" --max-words 50 --dtype "$DTYPE" \
+    --label-a "base model (greedy)" --label-b "RL policy (greedy)" --threads "$THREADS" --no-progress \
+    --output "$OUT/sxs" 2>&1 | tee -a "$OUT/sxs.log"
+  took sxs
+fi
+done_if sxs
+
+"$PYTHON" "$here/report.py" --out "$OUT" --results "$RESULTS"
