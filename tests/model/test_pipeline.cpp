@@ -166,7 +166,7 @@ TEST(Pipeline, KilledInTheMiddleOfRlResumesToTheSameResult) {
             read_text(dir / "whole" / "train_policy" / "model" / "adapter_model.safetensors"));
   auto a = read_manifest(run.string(), "train_policy"), b = read_manifest((dir / "whole").string(), "train_policy");
   ASSERT_TRUE(a && b);
-  for (const char* k : {"final_reward", "final_kl", "steps"})
+  for (const char* k : {"final_reward", "final_kl_k3", "final_kl_k1", "steps"})
     EXPECT_NEAR(a->metrics[k].get<double>(), b->metrics[k].get<double>(), 1e-9) << k;
   EXPECT_EQ(a->attempts, 2);
   EXPECT_EQ(read_text(run / "sxs" / "sxs.jsonl"), read_text(dir / "whole" / "sxs" / "sxs.jsonl"));

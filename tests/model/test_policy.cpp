@@ -283,6 +283,71 @@ void expect_ratio_one_at_the_first_minibatch(const std::string& dtype) {
 }
 
 TEST(PolicyTraining, FirstMinibatchHasRatioOneInFp32) { expect_ratio_one_at_the_first_minibatch("fp32"); }
+
+// With one minibatch of one micro-batch, the first update's own forward gives the old
+// log-probs and values (no forward of their own): the first ratio is exactly 1, in both value
+// layouts, and the run ends where the recomputing one (two micro-batches) does.
+TEST(PolicyTraining, FirstUpdatesForwardGivesTheOldLogprobs) {
+  Fixture f = make_fixture(4);
+  for (const std::string layout : {"separate", "shared"}) {
+    auto reuse = policy_config(f, "reuse_" + layout);
+    reuse.train_steps = 3;
+    reuse.batch_size = 8;
+    reuse.micro_batch_size = 8;
+    reuse.value_model = layout;
+    reuse.dtype = "fp32";  // two micro-batch shapes give the same numbers only in fp32
+    auto recompute = reuse;
+    recompute.output = (f.dir / ("recompute_" + layout)).string();
+    recompute.micro_batch_size = 4;
+    rlhf::train_policy(reuse);
+    rlhf::train_policy(recompute);
+    auto a = step_rows(f.dir / ("reuse_" + layout) / "logs/metrics.jsonl");
+    auto b = step_rows(f.dir / ("recompute_" + layout) / "logs/metrics.jsonl");
+    ASSERT_EQ(a.size(), 3u);
+    ASSERT_EQ(b.size(), 3u);
+    for (size_t i = 0; i < 3; ++i) {
+      EXPECT_EQ(a[i]["policy/approxkl_first"].get<double>(), 0.0) << layout << " step " << i + 1;
+      EXPECT_EQ(a[i]["policy/clipfrac_first"].get<double>(), 0.0) << layout << " step " << i + 1;
+      for (const char* tag : {"reward", "loss/policy", "loss/value", "val/mean", "objective/entropy"})
+        EXPECT_NEAR(a[i][tag].get<double>(), b[i][tag].get<double>(), 1e-4 * (1 + std::abs(b[i][tag].get<double>())))
+            << layout << " " << tag << " step " << i + 1;
+    }
+    auto wa = rlhf::load_tensors((f.dir / ("reuse_" + layout) / "adapter_model.safetensors").string(), torch::kCPU);
+    auto wb = rlhf::load_tensors((f.dir / ("recompute_" + layout) / "adapter_model.safetensors").string(), torch::kCPU);
+    ASSERT_EQ(wa.size(), wb.size());
+    for (const auto& [name, t] : wa) EXPECT_TRUE(torch::allclose(t, wb.at(name), 1e-3, 1e-5)) << layout << " " << name;
+    // The shared layout keeps only a head for the value.
+    EXPECT_EQ(fs::exists(f.dir / ("reuse_" + layout) / "value"), layout == "separate");
+    EXPECT_TRUE(fs::exists(f.dir / ("reuse_" + layout) / "value_head.safetensors"));
+  }
+}
+
+// Scores are standardised by the untuned policy's completions: each evaluation row's reward is
+// (score - mean) / std with the mean and std the summary records (no EOS penalty here).
+TEST(PolicyTraining, ScoresAreStandardisedByTheUntunedPolicysCompletions) {
+  Fixture f = make_fixture(4);
+  auto c = policy_config(f, "norm");
+  c.train_steps = 1;
+  c.batch_size = 8;
+  c.reward_normalization_samples = 16;
+  c.eval_dataset = f.prompts.string();
+  c.max_eval_prompts = 8;
+  rlhf::train_policy(c);
+  auto summary = json::parse(rlhf::testing::read_text(f.dir / "norm/summary.json"));
+  const double mean = summary["reward_normalization"]["mean"], sd = summary["reward_normalization"]["std"];
+  EXPECT_EQ(summary["reward_normalization"]["samples"], 16);
+  EXPECT_GT(sd, 0.0);
+  EXPECT_NE(sd, 1.0);
+  auto rows = read_jsonl(f.dir / "norm/eval/step-0000000.jsonl");
+  ASSERT_EQ(rows.size(), 8u);
+  for (const auto& r : rows)
+    EXPECT_NEAR(r["reward"].get<double>(), (r["score"].get<double>() - mean) / sd, 1e-4) << r.dump();
+  auto steps = step_rows(f.dir / "norm/logs/metrics.jsonl");
+  ASSERT_EQ(steps.size(), 1u);
+  EXPECT_NEAR(steps[0]["objective/score_mean_reference"].get<double>(), mean, 1e-9);
+  // On samples of the untuned policy, the standardised reward averages near 0.
+  EXPECT_LT(std::abs(steps[0]["reward"].get<double>()), 2.0);
+}
 TEST(PolicyTraining, FirstMinibatchHasRatioOneInBf16) { expect_ratio_one_at_the_first_minibatch("bf16"); }
 
 // The missing-EOS penalty goes through ppo::apply_eos_penalty in both modes: the evaluation
@@ -296,6 +361,7 @@ TEST(PolicyTraining, MissingEosPenaltyReplacesOrSubtracts) {
     c.eos_penalty = true;
     c.missing_eos_penalty = -2.5;
     c.eos_penalty_mode = mode;
+    c.reward_normalization_samples = 0;  // raw scores: the penalty alone changes them
     c.eval_dataset = f.prompts.string();
     c.max_eval_prompts = 16;
     rlhf::train_policy(c);
@@ -349,10 +415,21 @@ TEST(PolicyTraining, KlIsMeasuredOrNotLoggedAtZeroCoefficient) {
   // The first step's rollouts come from the untuned policy (KL 0); later ones have drifted.
   EXPECT_NEAR(on[0]["objective/kl"].get<double>(), 0.0, 1e-6);
   EXPECT_GT(std::abs(on[3]["objective/kl"].get<double>()), 1e-4);
-  EXPECT_TRUE(std::isnan(s_plain.final_kl));
-  EXPECT_EQ(s_measured.final_kl, on[3]["objective/kl"].get<double>());
+  // k3 is never negative and is 0 where k1 is; the headline (final_kl_k3) is the last step's.
+  for (size_t i = 0; i < 4; ++i) {
+    ASSERT_TRUE(on[i].contains("objective/kl_k3"));
+    EXPECT_GE(on[i]["objective/kl_k3"].get<double>(), 0.0) << "step " << i + 1;
+    EXPECT_FALSE(off[i].contains("objective/kl_k3"));
+  }
+  EXPECT_NEAR(on[0]["objective/kl_k3"].get<double>(), 0.0, 1e-6);
+  EXPECT_GT(on[3]["objective/kl_k3"].get<double>(), 0.0);
+  EXPECT_TRUE(std::isnan(s_plain.final_kl_k1));
+  EXPECT_TRUE(std::isnan(s_plain.final_kl_k3));
+  EXPECT_EQ(s_measured.final_kl_k1, on[3]["objective/kl"].get<double>());
+  EXPECT_EQ(s_measured.final_kl_k3, on[3]["objective/kl_k3"].get<double>());
   auto summary = json::parse(rlhf::testing::read_text(f.dir / "kl_off/summary.json"));
-  EXPECT_TRUE(summary["final/kl"].is_null());
+  EXPECT_TRUE(summary["final/kl_k3"].is_null());
+  EXPECT_TRUE(summary["final/kl_k1"].is_null());
   EXPECT_EQ(rlhf::testing::read_text(f.dir / "kl_off/adapter_model.safetensors"),
             rlhf::testing::read_text(f.dir / "kl_measured/adapter_model.safetensors"));
 }

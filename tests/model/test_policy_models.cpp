@@ -1,9 +1,11 @@
 // The value model starts from the reward model only when the reward model sits on the policy's
 // own base weights; on another base (even one of the same shape) it starts fresh, and the log
-// says which.
+// says which. The shared layout puts a value head on the policy's own trunk.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+#include <unistd.h>
 
+#include <filesystem>
 #include <memory>
 
 #include "rlhf/model/transformer.h"
@@ -102,6 +104,90 @@ TEST(PolicyModels, TheCallerMaySaySoExplicitly) {
   ::testing::internal::CaptureStderr();
   EXPECT_THROW(PolicyModels(wide, *rm, lora(), 11, ValueInit::kFromReward), Error);
   ::testing::internal::GetCapturedStderr();
+}
+
+// Two rollouts of different prompt and response lengths (left-padded prompts).
+RolloutBatch two_rollouts() {
+  const std::vector<int32_t> p0 = {5, 9, 14, 3}, p1 = {7, 2}, r0 = {11, 12, 13}, r1 = {20};
+  return pack_rollouts({&p0, &p1}, {&r0, &r1}, /*pad_id=*/0, torch::kCPU);
+}
+
+TEST(PolicyModels, SharedValueHeadReadsThePolicysTrunk) {
+  auto c = testing::tiny_config();
+  Transformer net(c, testing::tiny_weights(c, 5), torch::kFloat32, torch::kCPU);
+  auto rm = make_reward(net);
+  ::testing::internal::CaptureStderr();
+  PolicyModels m(net, *rm, lora(), 11, ValueInit::kAuto, ValueModel::kShared);
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(log.find("value model: shared"), std::string::npos) << log;
+  EXPECT_EQ(m.layout(), ValueModel::kShared);
+  EXPECT_THROW(m.value_adapter(), Error);
+  auto params = m.parameters();
+  for (const auto& [name, t] : params) EXPECT_NE(name.rfind("value/", 0), 0u) << name;  // no value adapter
+  EXPECT_EQ(params.at("value_head.weight").abs().sum().item<double>(), 0.0);            // starts at zero
+  {  // a trained-looking policy adapter and head, so both matter below
+    torch::NoGradGuard ng;
+    torch::manual_seed(7);
+    for (auto& [name, t] : params) t.normal_(0, 0.3);
+  }
+  const RolloutBatch b = two_rollouts();
+  const PolicyForward f = m.forward(b, 0.7);
+
+  // The reference computation: the policy's final hidden states at the columns that predict
+  // each response token, times the head, plus the bias.
+  ForwardArgs args;
+  args.tokens = b.tokens;
+  args.positions = b.positions;
+  args.attn_mask = b.attn_mask;
+  args.adapters = {&m.policy()};
+  torch::Tensor expected_values, expected_logp;
+  {
+    torch::NoGradGuard ng;
+    auto h = net.hidden(args).narrow(1, b.prompt_width - 1, b.response.size(1));  // [B, T, H]
+    expected_values = torch::matmul(h, params.at("value_head.weight")) + params.at("value_head.bias");
+    auto logits = net.logits(h) / 0.7;
+    expected_logp = torch::log_softmax(logits, -1).gather(-1, b.response.unsqueeze(-1)).squeeze(-1);
+  }
+  ASSERT_EQ(f.values.sizes(), expected_values.sizes());
+  EXPECT_LT((f.values - expected_values).abs().max().item<double>(), 1e-5);
+  EXPECT_LT(((f.logp - expected_logp) * b.mask).abs().max().item<double>(), 1e-5);
+  // values() and logprobs() alone give the same numbers as the one forward.
+  EXPECT_TRUE(torch::allclose(m.values(b), f.values, 1e-6, 1e-6));
+  EXPECT_TRUE(torch::allclose(m.logprobs(b, true, 0.7) * b.mask, f.logp * b.mask, 1e-6, 1e-6));
+
+  // One backward from the value alone reaches the head and the policy's adapter.
+  ((f.values * b.mask).sum()).backward();
+  for (const auto& [name, t] : params) {
+    ASSERT_TRUE(t.grad().defined()) << name;
+    EXPECT_GT(t.grad().abs().sum().item<double>(), 0.0) << name;
+  }
+}
+
+TEST(PolicyModels, SharedValueHeadSavesAndLoadsWithoutAnAdapter) {
+  auto c = testing::tiny_config();
+  Transformer net(c, testing::tiny_weights(c, 5), torch::kFloat32, torch::kCPU);
+  auto rm = make_reward(net);
+  ::testing::internal::CaptureStderr();
+  PolicyModels a(net, *rm, lora(), 11, ValueInit::kAuto, ValueModel::kShared);
+  Transformer net2(c, testing::tiny_weights(c, 5), torch::kFloat32, torch::kCPU);
+  auto rm2 = make_reward(net2);
+  PolicyModels b(net2, *rm2, lora(), 12, ValueInit::kAuto, ValueModel::kShared);
+  ::testing::internal::GetCapturedStderr();
+  {
+    torch::NoGradGuard ng;
+    a.parameters().at("value_head.weight").normal_(0, 1);
+  }
+  const auto dir = std::filesystem::temp_directory_path() / ("rlhf_shared_value_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  a.save_value(dir.string(), "tiny");
+  EXPECT_FALSE(std::filesystem::exists(dir / "value"));
+  b.load_value(dir.string());
+  EXPECT_TRUE(torch::equal(a.parameters().at("value_head.weight"), b.parameters().at("value_head.weight")));
+  std::filesystem::remove_all(dir);
+  EXPECT_EQ(parse_value_model("shared"), ValueModel::kShared);
+  EXPECT_EQ(parse_value_model("separate"), ValueModel::kSeparate);
+  EXPECT_THROW(parse_value_model("both", "advanced.value_model"), Error);
 }
 
 }  // namespace

@@ -144,7 +144,7 @@ json stage_train_policy(const Ctx& c) {
   t.progress = c.progress;
   PolicyTrainSummary s = train_policy(t);
   if (c.writer) publish_curves(t.output + "/logs", c.dir, "train_policy");
-  return {{"steps", s.steps}, {"final_reward", s.final_reward}, {"final_kl", s.final_kl},
+  return {{"steps", s.steps}, {"final_reward", s.final_reward}, {"final_kl_k3", s.final_kl_k3}, {"final_kl_k1", s.final_kl_k1},
           {"step_seconds_median", s.step_seconds_median}};
 }
 

@@ -31,6 +31,10 @@ SettingsTable<PolicyTrainConfig> make_table() {
                .help = "LoRA alpha (0 = the rank: scale 1)", .min = 0, .max = 1e6, .ref = REF(lora.alpha)});
   r.push_back({.name = "lora.targets", .flag = "--lora-targets", .spec_key = "advanced.policy_lora_targets",
                .help = "LoRA target modules", .choices = kLoraTargets, .ref = REF(lora.targets)});
+  r.push_back({.name = "value_model", .flag = "--value-model", .spec_key = "advanced.value_model",
+               .help = "separate: the value has an adapter of its own (TRL's layout); shared: a value head on the "
+                       "policy's trunk, one forward/backward for both (about half the update's work)",
+               .choices = {"separate", "shared"}, .ref = REF(value_model)});
   // RL.
   r.push_back({.name = "train_steps", .flag = "--reinforcement-learning-train-steps",
                .spec_key = "reinforcement_learning_train_steps", .help = "PPO steps (one batch of rollouts each)", .min = 1,
@@ -86,6 +90,11 @@ SettingsTable<PolicyTrainConfig> make_table() {
                .min = 0, .max = 1e6, .ref = REF(vf_coef)});
   r.push_back({.name = "temperature", .flag = "--temperature", .spec_key = "advanced.temperature",
                .help = "rollout sampling temperature", .min = 0, .max = 100, .open_min = true, .ref = REF(temperature)});
+  r.push_back({.name = "reward_normalization_samples", .flag = "--reward-normalization-samples",
+               .spec_key = "advanced.reward_normalization_samples",
+               .help = "completions of the untuned policy scored before training; scores are then standardised by "
+                       "their mean and std (0 = raw scores)",
+               .min = 0, .max = 1 << 20, .ref = REF(reward_normalization_samples)});
   r.push_back({.name = "eos_penalty", .flag = "--no-eos-penalty", .spec_key = "advanced.eos_penalty",
                .help = "penalise completions without EOS within the length (the flag turns it off)",
                .negated_flag = true, .ref = REF(eos_penalty)});
@@ -93,8 +102,9 @@ SettingsTable<PolicyTrainConfig> make_table() {
                .help = "the penalty of a completion with no EOS within the length (see --eos-penalty-mode)", .min = -1e6,
                .max = 1e6, .ref = REF(missing_eos_penalty)});
   r.push_back({.name = "eos_penalty_mode", .flag = "--eos-penalty-mode", .spec_key = "advanced.eos_penalty_mode",
-               .help = "replace: the score becomes the penalty; subtract: |penalty| is subtracted from the score",
-               .choices = {"replace", "subtract"}, .ref = REF(eos_penalty_mode)});
+               .help = "subtract: |penalty| is subtracted from the score (keeps the reward model's ranking of "
+                       "unfinished completions); replace: the score becomes the penalty",
+               .choices = {"subtract", "replace"}, .ref = REF(eos_penalty_mode)});
   // Run.
   r.push_back({.name = "eval_every", .flag = "--eval-every", .spec_key = "advanced.eval_every",
                .help = "evaluate on --eval-dataset every N steps (0 = before and after only)", .min = 0, .max = kUnbounded,
@@ -124,6 +134,8 @@ void check_policy_config(const PolicyTrainConfig& c, const SettingNames& given) 
   if (c.batch_size % c.num_mini_batches != 0)
     throw SettingError("num_mini_batches", fmt::format("must divide the batch size ({} does not divide {})",
                                                        c.num_mini_batches, c.batch_size));
+  if (c.reward_normalization_samples == 1)
+    throw SettingError("reward_normalization_samples", "needs at least 2 completions for a standard deviation (0 = off)");
   if (c.adaptive_kl && c.kl_coeff == 0) throw SettingError("adaptive_kl", "needs a positive kl_coeff to start from");
 }
 

@@ -34,6 +34,7 @@ struct PolicyTrainConfig {
   std::string dtype = "auto";           // auto (model.h resolve_dtype), fp32, or bf16 base (adapters and heads stay fp32)
   std::string device = "cpu";
   LoraConfig lora{.rank = 1, .alpha = 0.0, .dropout = 0.0, .targets = {"q_proj", "v_proj"}};
+  std::string value_model = "separate";  // separate: an adapter of its own; shared: a head on the policy's trunk
 
   // RL.
   int64_t train_steps = 1000;           // reinforcement_learning_train_steps (one step = one batch of rollouts)
@@ -60,9 +61,14 @@ struct PolicyTrainConfig {
   double cliprange_value = 0.2;
   double vf_coef = 0.1;
   double temperature = 0.7;
+  // Before the first step the reward model scores this many completions of the training
+  // prompts sampled from the untuned policy; every score is then (score - their mean) / their
+  // std, so kl_coeff and the EOS penalty mean the same whatever the reward model's scale
+  // (0 = raw scores).
+  int64_t reward_normalization_samples = 64;
   bool eos_penalty = true;
-  double missing_eos_penalty = -1.0;    // see eos_penalty_mode
-  std::string eos_penalty_mode = "replace";  // replace: the score becomes the penalty; subtract: score - |penalty|
+  double missing_eos_penalty = -1.0;    // see eos_penalty_mode; in reference stds when normalised
+  std::string eos_penalty_mode = "subtract";  // subtract: score - |penalty|; replace: the score becomes the penalty
   uint64_t seed = 0;
 
   // Run.

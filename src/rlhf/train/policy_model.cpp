@@ -49,37 +49,54 @@ RolloutBatch pack_rollouts(const std::vector<const std::vector<int32_t>*>& promp
   return out;
 }
 
+ValueModel parse_value_model(const std::string& name, const std::string& field) {
+  if (name == "separate") return ValueModel::kSeparate;
+  if (name == "shared") return ValueModel::kShared;
+  fail("{}: unknown value model '{}' (separate, shared)", field, name);
+}
+
 PolicyModels::PolicyModels(Transformer& net, const RewardModel& reward, const LoraConfig& policy_lora, uint64_t seed,
-                           ValueInit value_init)
-    : net_(net), reward_(reward) {
+                           ValueInit value_init, ValueModel layout)
+    : net_(net), reward_(reward), layout_(layout) {
   policy_ = &net.add_adapter(kPolicyAdapter, policy_lora, seed);
-  const LoraAdapter& rm = reward.adapter();
-  value_ = &net.add_adapter(kValueAdapter, rm.config, seed ^ 0x7a1e5ULL);
   const int64_t H = net.config().hidden_size;
   auto f32 = torch::TensorOptions().dtype(torch::kFloat32).device(net.device());
   value_weight_ = torch::zeros({H}, f32);
   value_bias_ = torch::zeros({1}, f32);
-  // The reward adapter was trained against its own base: it means the same on this one only
-  // when the weights are the same (one shared transformer, or the caller knows).
-  const bool same_base = value_init == ValueInit::kFromReward ||
-                         (value_init == ValueInit::kAuto && &reward.net() == &net);
-  if (same_base) {
-    const ModelConfig &a = reward.net().config(), &b = net.config();
-    if (a.hidden_size != b.hidden_size || a.num_layers != b.num_layers || a.num_heads != b.num_heads ||
-        a.num_kv_heads != b.num_kv_heads || a.head_dim != b.head_dim || a.intermediate_size != b.intermediate_size)
-      fail("the value model cannot start from the reward model: their bases differ in shape");
-    copy_adapter(rm, *value_);
-    torch::NoGradGuard no_grad;
-    value_weight_.copy_(reward.head_weight());
-    value_bias_.copy_(reward.head_bias());
-    value_from_reward_ = true;
+  if (layout_ == ValueModel::kShared) {
+    // The reward head was trained on the reward adapter's hidden states, not the policy's:
+    // the shared head starts at zero (values 0: the mean of normalised rewards).
+    std::fprintf(stderr, "[rlhf] value model: shared (a zero head on the policy's trunk)\n");
+  } else {
+    const LoraAdapter& rm = reward.adapter();
+    value_ = &net.add_adapter(kValueAdapter, rm.config, seed ^ 0x7a1e5ULL);
+    // The reward adapter was trained against its own base: it means the same on this one only
+    // when the weights are the same (one shared transformer, or the caller knows).
+    const bool same_base = value_init == ValueInit::kFromReward ||
+                           (value_init == ValueInit::kAuto && &reward.net() == &net);
+    if (same_base) {
+      const ModelConfig &a = reward.net().config(), &b = net.config();
+      if (a.hidden_size != b.hidden_size || a.num_layers != b.num_layers || a.num_heads != b.num_heads ||
+          a.num_kv_heads != b.num_kv_heads || a.head_dim != b.head_dim || a.intermediate_size != b.intermediate_size)
+        fail("the value model cannot start from the reward model: their bases differ in shape");
+      copy_adapter(rm, *value_);
+      torch::NoGradGuard no_grad;
+      value_weight_.copy_(reward.head_weight());
+      value_bias_.copy_(reward.head_bias());
+      value_from_reward_ = true;
+    }
+    std::fprintf(stderr, "[rlhf] value model: %s\n",
+                 value_from_reward_ ? "initialised from the reward model (same base)"
+                                    : (value_init == ValueInit::kFresh ? "fresh (a new adapter and a zero head)"
+                                                                       : "fresh (the reward model is on another base)"));
   }
-  std::fprintf(stderr, "[rlhf] value model: %s\n",
-               value_from_reward_ ? "initialised from the reward model (same base)"
-                                  : (value_init == ValueInit::kFresh ? "fresh (a new adapter and a zero head)"
-                                                                     : "fresh (the reward model is on another base)"));
   value_weight_.set_requires_grad(true);
   value_bias_.set_requires_grad(true);
+}
+
+const LoraAdapter& PolicyModels::value_adapter() const {
+  if (!value_) fail("the value model is shared with the policy: it has no adapter of its own");
+  return *value_;
 }
 
 torch::Tensor PolicyModels::response_hidden(const RolloutBatch& batch, const LoraAdapter* adapter) const {
@@ -92,9 +109,9 @@ torch::Tensor PolicyModels::response_hidden(const RolloutBatch& batch, const Lor
   return hidden.narrow(1, batch.prompt_width - 1, batch.response.size(1));
 }
 
-torch::Tensor PolicyModels::logprobs(const RolloutBatch& batch, bool policy, double temperature,
-                                     torch::Tensor* entropy) const {
-  auto logits = net_.logits(response_hidden(batch, policy ? policy_ : nullptr));  // [B, T, V] float32
+torch::Tensor PolicyModels::logprobs_from_hidden(const torch::Tensor& hidden, const RolloutBatch& batch,
+                                                 double temperature, torch::Tensor* entropy) const {
+  auto logits = net_.logits(hidden);  // [B, T, V] float32
   if (temperature > 0) logits = logits / temperature;
   if (entropy) {
     torch::NoGradGuard no_grad;
@@ -103,30 +120,56 @@ torch::Tensor PolicyModels::logprobs(const RolloutBatch& batch, bool policy, dou
   return ppo::token_logprobs(logits, batch.response);
 }
 
+torch::Tensor PolicyModels::value_from_hidden(const torch::Tensor& hidden) const {
+  return torch::matmul(hidden.to(torch::kFloat32), value_weight_) + value_bias_;  // [B, T]
+}
+
+torch::Tensor PolicyModels::logprobs(const RolloutBatch& batch, bool policy, double temperature,
+                                     torch::Tensor* entropy) const {
+  return logprobs_from_hidden(response_hidden(batch, policy ? policy_ : nullptr), batch, temperature, entropy);
+}
+
 torch::Tensor PolicyModels::values(const RolloutBatch& batch) const {
-  auto h = response_hidden(batch, value_).to(torch::kFloat32);  // [B, T, H]
-  return torch::matmul(h, value_weight_) + value_bias_;
+  return value_from_hidden(response_hidden(batch, layout_ == ValueModel::kShared ? policy_ : value_));
+}
+
+PolicyForward PolicyModels::forward(const RolloutBatch& batch, double temperature, bool entropy) const {
+  PolicyForward out;
+  torch::Tensor* ent = entropy ? &out.entropy : nullptr;
+  if (layout_ == ValueModel::kShared) {
+    auto hidden = response_hidden(batch, policy_);  // [B, T, H]: one trunk for both heads
+    out.logp = logprobs_from_hidden(hidden, batch, temperature, ent);
+    out.values = value_from_hidden(hidden);
+  } else {
+    out.logp = logprobs(batch, true, temperature, ent);
+    out.values = values(batch);
+  }
+  return out;
 }
 
 std::map<std::string, torch::Tensor> PolicyModels::parameters() const {
   std::map<std::string, torch::Tensor> out;
   for (const auto& [name, t] : policy_->named_parameters()) out["policy/" + name] = t;
-  for (const auto& [name, t] : value_->named_parameters()) out["value/" + name] = t;
+  if (value_)
+    for (const auto& [name, t] : value_->named_parameters()) out["value/" + name] = t;
   out["value_head.weight"] = value_weight_;
   out["value_head.bias"] = value_bias_;
   return out;
 }
 
 void PolicyModels::save_value(const std::string& dir, const std::string& base_reference) const {
-  std::filesystem::create_directories(dir + "/value");
-  save_adapter(dir + "/value", *value_, {.base_reference = base_reference, .task_type = "TOKEN_CLS", .modules_to_save = {}});
+  if (value_) {
+    std::filesystem::create_directories(dir + "/value");
+    save_adapter(dir + "/value", *value_,
+                 {.base_reference = base_reference, .task_type = "TOKEN_CLS", .modules_to_save = {}});
+  }
   save_tensors(dir + "/value_head.safetensors",
                {{"value_head.weight", value_weight_.view({1, -1})}, {"value_head.bias", value_bias_}},
                {{"format", "pt"}});
 }
 
 void PolicyModels::load_value(const std::string& dir) {
-  load_adapter(dir + "/value", *value_);
+  if (value_) load_adapter(dir + "/value", *value_);
   const std::string path = dir + "/value_head.safetensors";
   auto head = load_tensors(path, net_.device());
   for (const char* name : {"value_head.weight", "value_head.bias"})

@@ -81,16 +81,21 @@ class PolicyTrainer {
 
   // The step.
   Rollouts generate_rollouts(int64_t step);
-  void complete(std::vector<Sample>& samples, double temperature, uint64_t seed);
-  void complete_shard(std::vector<Sample>& samples, size_t begin, size_t end, double temperature, uint64_t seed);
+  void complete(std::vector<Sample>& samples, double temperature, uint64_t seed, bool reference = false);
+  void complete_shard(std::vector<Sample>& samples, size_t begin, size_t end, double temperature, uint64_t seed,
+                      bool reference);
+  void measure_reference_scores();
   // This rank's share of micro-batches of samples (balanced by padded sizes).
   std::vector<bool> my_share(const std::vector<std::vector<size_t>>& mbs, const std::vector<Sample>& samples) const;
   void score_rollouts(Rollouts& r, const std::vector<data::PromptRow>& rows);
-  void compute_logprobs_and_values(Rollouts& r, int64_t step);
+  bool first_update_gives_old_logprobs() const;
+  void compute_logprobs_and_values(Rollouts& r, int64_t step, bool policy);
+  std::vector<PolicyForward> first_forward(Rollouts& r, int64_t step);
   std::vector<std::vector<size_t>> minibatches(int64_t step, int64_t epoch) const;
   void compute_advantages(Rollouts& r);
-  UpdateStats ppo_update(const Rollouts& r, int64_t step, double lr);
-  MinibatchStats accumulate_gradients(const Rollouts& r, const std::vector<size_t>& minibatch);
+  UpdateStats ppo_update(const Rollouts& r, int64_t step, double lr, std::vector<PolicyForward> first);
+  MinibatchStats accumulate_gradients(const Rollouts& r, const std::vector<size_t>& minibatch,
+                                      std::vector<PolicyForward>* forwards);
   void log_step(int64_t done, const Rollouts& r, const UpdateStats& u, double lr, const StepClock& clock);
 
   // Around the steps.
@@ -118,7 +123,8 @@ class PolicyTrainer {
   ppo::AdaptiveKl kl_ctl_;
   std::optional<EpochStream> prompts_;
   std::vector<double> step_times_;
-  double last_reward_ = 0, last_kl_ = 0;
+  double last_reward_ = 0, last_kl_ = 0, last_kl_k3_ = 0;
+  double score_mean_ = 0, score_std_ = 1;  // of the untuned policy's completions (reward normalisation)
 };
 
 TrainerRunOptions PolicyTrainer::run_options(const PolicyTrainConfig& cfg) {
@@ -162,8 +168,9 @@ PolicyTrainer::PolicyTrainer(const PolicyTrainConfig& cfg)
                (long long)cfg_.num_mini_batches, peak_lr_, cfg_.kl_coeff, cfg_.adaptive_kl ? " (adaptive)" : "",
                cfg_.kl_coeff == 0 ? (cfg_.measure_kl ? " (KL measured)" : " (KL not measured)") : "",
                data::prompt_format_name(enc_.format),
-               models().value_from_reward() ? "initialised from the reward model (same base)"
-                                            : "initialised fresh (the reward model is on another base)");
+               models().layout() == ValueModel::kShared ? "shared with the policy (a head on its trunk)"
+               : models().value_from_reward()           ? "initialised from the reward model (same base)"
+                                                        : "initialised fresh (the reward model is on another base)");
   if (run_.world() > 1 && run_.writer()) {
     // Rollouts are split in contiguous shares; the micro-batches of scoring and of each
     // minibatch's update are shared out by size, so a count that is not a multiple of the
@@ -268,17 +275,22 @@ json PolicyTrainer::fingerprint() const {
 // The PPO loop.
 
 PolicyTrainSummary PolicyTrainer::train() {
+  measure_reference_scores();
   if (run_.start() == 0) evaluate(0);
+  const bool reuse = first_update_gives_old_logprobs();
   for (int64_t step = run_.start(); step < steps_; ++step) {
     StepClock clock;
     const double lr = peak_lr_ * (1.0 - static_cast<double>(step) / static_cast<double>(steps_));
     Rollouts batch = generate_rollouts(step);
     clock.lap("time/generate");
     score_rollouts(batch, prompt_rows_);
-    compute_logprobs_and_values(batch, step);
     clock.lap("time/score");
+    compute_logprobs_and_values(batch, step, /*policy=*/!reuse);
+    clock.lap("time/logprobs");
+    std::vector<PolicyForward> first;  // the first update's forwards, graphs kept (reuse only)
+    if (reuse) first = first_forward(batch, step);
     compute_advantages(batch);
-    const UpdateStats update = ppo_update(batch, step, lr);
+    const UpdateStats update = ppo_update(batch, step, lr, std::move(first));
     if (cfg_.adaptive_kl) kl_ctl_.update(batch.mean_kl, B_);
     clock.lap("time/train");
     const int64_t done = step + 1;
@@ -306,10 +318,10 @@ Rollouts PolicyTrainer::generate_rollouts(int64_t step) {
 // Completions of the samples' prompts with the policy. Sample i samples with its own seed
 // (seed, i), so its completion is the same whichever batch or rank generates it: with N ranks
 // each completes a contiguous 1/N of the samples, and all of them are then shared.
-void PolicyTrainer::complete(std::vector<Sample>& samples, double temperature, uint64_t seed) {
+void PolicyTrainer::complete(std::vector<Sample>& samples, double temperature, uint64_t seed, bool reference) {
   const size_t n = samples.size(), ranks = static_cast<size_t>(run_.world()), rank = static_cast<size_t>(run_.rank());
   const size_t begin = n * rank / ranks, end = n * (rank + 1) / ranks;
-  complete_shard(samples, begin, end, temperature, seed);
+  complete_shard(samples, begin, end, temperature, seed, reference);
   if (ranks == 1) return;
   std::string mine;  // per sample: the stopped flag, the token count, the tokens
   for (size_t i = begin; i < end; ++i) {
@@ -336,9 +348,9 @@ void PolicyTrainer::complete(std::vector<Sample>& samples, double temperature, u
   }
 }
 
-// Completions of samples [begin, end), in generation batches.
+// Completions of samples [begin, end), in generation batches, by the policy or the reference.
 void PolicyTrainer::complete_shard(std::vector<Sample>& samples, size_t begin, size_t end, double temperature,
-                                   uint64_t seed) {
+                                   uint64_t seed, bool reference) {
   for (size_t g0 = begin; g0 < end; g0 += static_cast<size_t>(G_)) {
     const size_t g1 = std::min(end, g0 + static_cast<size_t>(G_));
     std::vector<std::vector<int32_t>> batch;
@@ -352,7 +364,7 @@ void PolicyTrainer::complete_shard(std::vector<Sample>& samples, size_t begin, s
     }
     gopt.stop_ids = policy_model().stop_ids;
     gopt.pad_id = pad_;
-    gopt.adapters = {&models().policy()};
+    if (!reference) gopt.adapters = {&models().policy()};
     Generation gen = generate(*policy_model().net, batch, sampling, gopt);
     for (size_t i = g0; i < g1; ++i) {
       samples[i].response = std::move(gen.tokens[i - g0]);
@@ -360,6 +372,38 @@ void PolicyTrainer::complete_shard(std::vector<Sample>& samples, size_t begin, s
       if (samples[i].response.empty()) samples[i].response.push_back(eos_), samples[i].stopped = true;
     }
   }
+}
+
+// Reward normalisation (N+): the reward model's scores of reward_normalization_samples
+// completions of the training prompts, sampled from the reference (the untuned policy) at the
+// rollout temperature with seeds of their own. A pure function of the run's inputs, so a
+// resumed run computes the same numbers again.
+void PolicyTrainer::measure_reference_scores() {
+  const int64_t n = cfg_.reward_normalization_samples;
+  if (n == 0) return;
+  Rollouts r;
+  r.samples.resize(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    Sample& s = r.samples[static_cast<size_t>(i)];
+    s.row = (*prompts_)[i];
+    s.prompt = &prompt_ids_[s.row];
+  }
+  complete(r.samples, cfg_.temperature, mix_seed(cfg_.seed, 0x40b5e), /*reference=*/true);
+  score_mean_ = 0, score_std_ = 1;  // raw scores
+  score_rollouts(r, prompt_rows_);
+  const auto raw = r.raw_scores.to(torch::kFloat64);
+  const double mean = raw.mean().item<double>(), stdev = raw.std().item<double>();
+  score_mean_ = mean;
+  if (std::isfinite(stdev) && stdev > 1e-6) {
+    score_std_ = stdev;
+  } else {
+    std::fprintf(stderr, "[rlhf] warning: the reward model gave the untuned policy's %lld completions the same score "
+                 "(%.4g): scores are centred, not scaled\n", (long long)n, mean);
+  }
+  std::fprintf(stderr,
+               "[rlhf] reward normalisation: the untuned policy's %lld completions score %.4f +- %.4f "
+               "(EOS in %.0f%%); scores are standardised by these\n",
+               (long long)n, mean, stdev, 100.0 * r.stopped.to(torch::kFloat64).mean().item<double>());
 }
 
 std::vector<bool> PolicyTrainer::my_share(const std::vector<std::vector<size_t>>& mbs,
@@ -392,11 +436,14 @@ void PolicyTrainer::score_rollouts(Rollouts& r, const std::vector<data::PromptRo
     std::vector<std::vector<int32_t>> seqs;
     for (size_t i = s0; i < s1; ++i) {
       const Sample& s = samples[i];
-      const std::vector<int32_t> body = response_body(s);
+      std::vector<int32_t> body = response_body(s);
       std::vector<int32_t> seq;
       if (same_encoding_) {
         // The reward model reads a completion at its EOS, as it was trained; one cut by the
-        // length limit gets an EOS appended (and the penalty, unless it is off).
+        // length limit is read as train-reward encodes a too-long completion (its first
+        // target_sequence_length - 1 tokens, then EOS), and gets the penalty unless it is off.
+        const size_t keep = static_cast<size_t>(std::max<int64_t>(1, enc_.target_sequence_length - 1));
+        if (body.size() > keep) body.resize(keep);
         seq = *s.prompt;
         seq.insert(seq.end(), body.begin(), body.end());
         seq.push_back(rm_info().eos_id);
@@ -418,17 +465,30 @@ void PolicyTrainer::score_rollouts(Rollouts& r, const std::vector<data::PromptRo
   for (const auto& s : samples) raw.push_back(s.raw_score), stopped.push_back(s.stopped);
   r.raw_scores = torch::tensor(raw, torch::kFloat32);
   r.stopped = torch::tensor(stopped, torch::kUInt8).to(torch::kBool);
-  r.scores = cfg_.eos_penalty ? ppo::apply_eos_penalty(r.raw_scores, r.stopped, cfg_.missing_eos_penalty, eos_mode_)
-                              : r.raw_scores.clone();
+  const torch::Tensor standard = (r.raw_scores - score_mean_) / score_std_;
+  r.scores = cfg_.eos_penalty ? ppo::apply_eos_penalty(standard, r.stopped, cfg_.missing_eos_penalty, eos_mode_)
+                              : standard;
   for (size_t i = 0; i < samples.size(); ++i) samples[i].score = r.scores[static_cast<int64_t>(i)].item<float>();
   r.raw_scores = r.raw_scores.to(dev_), r.scores = r.scores.to(dev_);
 }
 
-// Log-probs of the policy (and the reference when the KL is used or measured), entropies and
-// values of the rollouts, no gradients. The micro-batches are those the first PPO epoch's
-// update will form: a sample's numbers depend on its micro-batch's shape in bf16, and with the
-// same micro-batches the first minibatch's ratio is exactly 1.
-void PolicyTrainer::compute_logprobs_and_values(Rollouts& r, int64_t step) {
+// Whether the first update's own forward gives the old log-probs and values exactly: its
+// minibatch is the whole batch (one minibatch), this rank's share of it is one micro-batch (a
+// forward kept with its graph until the advantages are known costs no more memory than the
+// update's), and no dropout makes a training forward differ from a scoring one. Otherwise
+// they are computed by a forward of their own without gradients (the N+ and TRL way).
+bool PolicyTrainer::first_update_gives_old_logprobs() const {
+  const bool dropout = cfg_.lora.dropout > 0 ||
+                       (models().layout() == ValueModel::kSeparate && models().value_adapter().config.dropout > 0);
+  const int64_t per_rank = (B_ + run_.world() - 1) / run_.world();
+  return cfg_.num_mini_batches == 1 && M_ >= per_rank && !dropout;
+}
+
+// The reference's log-probs (when the KL is used or measured) and, with `policy`, the policy's
+// log-probs, entropies and values of the rollouts, no gradients. The micro-batches are those
+// the first PPO epoch's update will form: a sample's numbers depend on its micro-batch's shape
+// in bf16, and with the same micro-batches the first minibatch's ratio is exactly 1.
+void PolicyTrainer::compute_logprobs_and_values(Rollouts& r, int64_t step, bool policy) {
   const int64_t B = r.size(), T = r.width();
   auto f32 = torch::TensorOptions().dtype(torch::kFloat32).device(dev_);
   r.old_logp = torch::zeros({B, T}, f32), r.ref_logp = torch::zeros({B, T}, f32);
@@ -444,19 +504,44 @@ void PolicyTrainer::compute_logprobs_and_values(Rollouts& r, int64_t step) {
     if (!mine[k]) continue;
     const auto& mb = mbs[k];
     RolloutBatch rb = pack_samples(mb, r.samples, pad_, dev_);
-    torch::Tensor entropy;
-    scatter_rows(r.old_logp, mb, models().logprobs(rb, true, cfg_.temperature, &entropy));
-    scatter_rows(r.entropy, mb, entropy);
     if (r.kl_measured) scatter_rows(r.ref_logp, mb, models().logprobs(rb, false, cfg_.temperature));
-    scatter_rows(r.old_values, mb, models().values(rb));
     scatter_rows(r.mask, mb, rb.mask);
+    if (!policy) continue;
+    const PolicyForward f = models().forward(rb, cfg_.temperature, /*entropy=*/true);
+    scatter_rows(r.old_logp, mb, f.logp);
+    scatter_rows(r.entropy, mb, f.entropy);
+    scatter_rows(r.old_values, mb, f.values);
   }
-  run_.all_reduce({r.old_logp, r.ref_logp, r.old_values, r.mask, r.entropy});
+  if (policy) {
+    run_.all_reduce({r.old_logp, r.ref_logp, r.old_values, r.mask, r.entropy});
+  } else {
+    run_.all_reduce({r.ref_logp, r.mask});
+  }
+}
+
+// The first update's forwards (first_update_gives_old_logprobs): this rank's micro-batch of
+// the epoch-0 minibatch, with gradients. Their detached outputs are the old log-probs, values
+// and entropies (summed over the ranks); the forwards themselves serve the first update.
+std::vector<PolicyForward> PolicyTrainer::first_forward(Rollouts& r, int64_t step) {
+  const auto mbs = micro_batches(minibatches(step, 0).front(), r.samples, M_);
+  const std::vector<bool> mine = my_share(mbs, r.samples);
+  std::vector<PolicyForward> out(mbs.size());
+  for (size_t k = 0; k < mbs.size(); ++k) {
+    if (!mine[k]) continue;
+    RolloutBatch rb = pack_samples(mbs[k], r.samples, pad_, dev_);
+    out[k] = models().forward(rb, cfg_.temperature, /*entropy=*/true);
+    scatter_rows(r.old_logp, mbs[k], out[k].logp.detach());
+    scatter_rows(r.entropy, mbs[k], out[k].entropy);
+    scatter_rows(r.old_values, mbs[k], out[k].values.detach());
+  }
+  run_.all_reduce({r.old_logp, r.old_values, r.entropy});
+  return out;
 }
 
 // Per-token rewards (score at the last token, -kl_coeff · KL), GAE, whitened advantages.
 void PolicyTrainer::compute_advantages(Rollouts& r) {
   r.kl = r.kl_measured ? ppo::kl_per_token(r.old_logp, r.ref_logp, r.mask) : torch::zeros_like(r.old_logp);
+  if (r.kl_measured) r.mean_kl_k3 = ppo::kl_k3_per_token(r.old_logp, r.ref_logp, r.mask).sum(1).mean().item<double>();
   r.kl_coeff = kl_ctl_.value;
   torch::Tensor rewards = ppo::token_rewards(r.scores, r.kl, r.mask, r.kl_coeff);
   auto [advantages, returns] = ppo::gae(rewards, r.old_values * r.mask, r.mask, cfg_.gamma, cfg_.lam);
@@ -466,13 +551,15 @@ void PolicyTrainer::compute_advantages(Rollouts& r) {
 }
 
 // ppo_epochs passes over the rollouts in minibatches, one optimizer update each (skipped
-// when the gradient norm is not finite).
-UpdateStats PolicyTrainer::ppo_update(const Rollouts& r, int64_t step, double lr) {
+// when the gradient norm is not finite). `first`, when given, holds the first update's
+// forwards (first_forward).
+UpdateStats PolicyTrainer::ppo_update(const Rollouts& r, int64_t step, double lr, std::vector<PolicyForward> first) {
   UpdateStats u;
   for (int64_t epoch = 0; epoch < cfg_.ppo_epochs; ++epoch) {
     for (const auto& minibatch : minibatches(step, epoch)) {
       opt_->zero_grad();
-      const MinibatchStats m = accumulate_gradients(r, minibatch);
+      const MinibatchStats m = accumulate_gradients(r, minibatch, u.updates == 0 && !first.empty() ? &first : nullptr);
+      first.clear();  // frees the first forwards' graphs
       run_.all_reduce_gradients(*opt_);
       const double grad_norm = opt_->clip_grad_norm(cfg_.max_grad_norm);
       if (run_.guard().step(*opt_, lr, grad_norm, step + 1)) u.grad_norm += grad_norm, ++u.applied;
@@ -497,7 +584,9 @@ std::vector<std::vector<size_t>> PolicyTrainer::minibatches(int64_t step, int64_
 
 // Gradients of the clipped policy loss + vf_coef · clipped value loss over one minibatch,
 // accumulated over its micro-batches, each weighted by its share of the minibatch's tokens.
-MinibatchStats PolicyTrainer::accumulate_gradients(const Rollouts& r, const std::vector<size_t>& minibatch) {
+// `forwards`, when given, holds each micro-batch's forward already made (first_forward).
+MinibatchStats PolicyTrainer::accumulate_gradients(const Rollouts& r, const std::vector<size_t>& minibatch,
+                                                   std::vector<PolicyForward>* forwards) {
   MinibatchStats m;
   const double tokens = gather_rows(r.mask, minibatch, r.width()).sum().item<double>();
   const auto mbs = micro_batches(minibatch, r.samples, M_);
@@ -508,11 +597,10 @@ MinibatchStats PolicyTrainer::accumulate_gradients(const Rollouts& r, const std:
     RolloutBatch rb = pack_samples(mb, r.samples, pad_, dev_);
     const int64_t w = rb.response.size(1);
     const double share = rb.mask.sum().item<double>() / std::max(1.0, tokens);
-    auto new_logp = models().logprobs(rb, true, cfg_.temperature);
-    auto new_values = models().values(rb);
-    auto pl = ppo::policy_loss(new_logp, gather_rows(r.old_logp, mb, w), gather_rows(r.advantages, mb, w), rb.mask,
+    const PolicyForward f = forwards ? std::move((*forwards)[k]) : models().forward(rb, cfg_.temperature);
+    auto pl = ppo::policy_loss(f.logp, gather_rows(r.old_logp, mb, w), gather_rows(r.advantages, mb, w), rb.mask,
                                cfg_.cliprange);
-    auto vl = ppo::value_loss(new_values, gather_rows(r.old_values, mb, w), gather_rows(r.returns, mb, w), rb.mask,
+    auto vl = ppo::value_loss(f.values, gather_rows(r.old_values, mb, w), gather_rows(r.returns, mb, w), rb.mask,
                               cfg_.cliprange_value);
     ((pl.loss + cfg_.vf_coef * vl.loss) * share).backward();
     m.policy_loss += share * pl.loss.item<double>(), m.value_loss += share * vl.loss.item<double>();
@@ -560,12 +648,18 @@ void PolicyTrainer::log_step(int64_t done, const Rollouts& r, const UpdateStats&
   };
   m.insert(clock.laps.begin(), clock.laps.end());
   run_.add_collective_metrics(m);
-  if (r.kl_measured) m["objective/kl"] = r.mean_kl;  // never a 0 standing for "not computed"
+  if (r.kl_measured) {  // never a 0 standing for "not computed"
+    m["objective/kl"] = r.mean_kl;          // k1: TRL's estimate (a small batch's mean can be negative)
+    m["objective/kl_k3"] = r.mean_kl_k3;    // k3: never negative
+  }
+  m["objective/score_mean_reference"] = score_mean_;
+  m["objective/score_std_reference"] = score_std_;
   if (u.applied > 0) m["grad_norm"] = u.grad_norm / static_cast<double>(u.applied);
   run_.logger().log(done, m);
   last_reward_ = reward;
   last_kl_ = r.kl_measured ? r.mean_kl : std::numeric_limits<double>::quiet_NaN();
-  run_.progress(done, r.kl_measured ? fmt::format("reward {:.3f} kl {:.3f} len {:.1f}", reward, r.mean_kl, lengths)
+  last_kl_k3_ = r.kl_measured ? r.mean_kl_k3 : std::numeric_limits<double>::quiet_NaN();
+  run_.progress(done, r.kl_measured ? fmt::format("reward {:.3f} kl(k3) {:.3f} len {:.1f}", reward, r.mean_kl_k3, lengths)
                                     : fmt::format("reward {:.3f} len {:.1f}", reward, lengths));
 }
 
@@ -628,13 +722,17 @@ PolicyTrainSummary PolicyTrainer::finish() {
   sum.steps = steps_;
   sum.step_seconds_median = median(step_times_);
   sum.final_reward = last_reward_;
-  sum.final_kl = last_kl_;
+  sum.final_kl_k1 = last_kl_;
+  sum.final_kl_k3 = last_kl_k3_;
   json summary = {{"steps", steps_},
                   {"prompts", prompt_ids_.size()},
                   {"train_seconds", run_.train_seconds},
                   {"step_seconds_median", sum.step_seconds_median},
                   {"final/reward", last_reward_},
-                  {"final/kl", json_or_null(last_kl_)}};
+                  {"final/kl_k3", json_or_null(last_kl_k3_)},
+                  {"final/kl_k1", json_or_null(last_kl_)},
+                  {"reward_normalization", {{"samples", cfg_.reward_normalization_samples},
+                                            {"mean", score_mean_}, {"std", score_std_}}}};
   if (!run_.writer()) return sum;  // rank 0 writes the folder
   save_adapter(cfg_.output, models().policy(),
                {.base_reference = policy_model().reference, .task_type = "CAUSAL_LM", .modules_to_save = {}});
@@ -656,7 +754,7 @@ PolicyTrainSummary PolicyTrainer::finish() {
                      {"reward_model", fs::absolute(cfg_.reward_model).string()}, {"summary", summary}};
   write_policy_folder_manifest(cfg_.output, policy);  // last: marks the folder complete
   std::fprintf(stderr, "[rlhf] done: reward %.4f%s; %s per step (median); policy in %s\n", last_reward_,
-               std::isfinite(last_kl_) ? fmt::format(", KL {:.4f}", last_kl_).c_str() : "",
+               std::isfinite(last_kl_k3_) ? fmt::format(", KL {:.4f} (k3)", last_kl_k3_).c_str() : "",
                Progress::format_duration(sum.step_seconds_median).c_str(), cfg_.output.c_str());
   return sum;
 }
@@ -688,7 +786,8 @@ PolicyRoles load_policy_roles(const PolicyTrainConfig& cfg) {
   }
   // The value model starts as the reward model only on the reward model's own base weights.
   r.models = std::make_unique<PolicyModels>(*r.policy_base->net, *r.rm->reward, cfg.lora, cfg.seed,
-                                            shared ? ValueInit::kFromReward : ValueInit::kFresh);
+                                            shared ? ValueInit::kFromReward : ValueInit::kFresh,
+                                            parse_value_model(cfg.value_model, "--value-model"));
   r.policy_base->net->set_gradient_checkpointing(cfg.gradient_checkpointing);
   return r;
 }

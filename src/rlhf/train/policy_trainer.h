@@ -1,15 +1,22 @@
 // PolicyTrainer: prompts + a reward model -> a tuned policy adapter (`rlhf train-policy`),
-// PPO with a KL penalty against the untuned model. Per step it:
+// PPO with a KL penalty against the untuned model. Before the first step, the reward model
+// scores reward_normalization_samples completions of the untuned policy; their mean and std
+// standardise every score after (so kl_coeff and the EOS penalty are in units of the
+// reference's spread, as in the N+ implementation details). Per step it:
 //   1. rollouts   samples completions of B prompts with the policy (KV-cache generator,
 //                 temperature 0.7, up to target_sequence_length tokens);
-//   2. scoring    reward-model score at the completion's EOS (no EOS -> the penalty, replaced
-//                 or subtracted: ppo::apply_eos_penalty), the policy's log-probs and values,
-//                 and the reference's when the KL is used or measured (no gradients);
-//   3. advantage  per-token reward -kl_coeff·(logp - logp_ref) + score at the last token, GAE,
+//   2. scoring    reward-model score at the completion's EOS, standardised, then the missing-
+//                 EOS penalty (subtracted or replacing: ppo::apply_eos_penalty);
+//   3. log-probs  the reference's (when the KL is used or measured), and the policy's log-probs
+//                 and values, no gradients — except where the first update's own forward can
+//                 give them exactly (one minibatch of one micro-batch per rank, no dropout):
+//                 then that forward, kept with its graph, gives them (ratio exactly 1);
+//   4. advantage  per-token reward -kl_coeff·(logp - logp_ref) + score at the last token, GAE,
 //                 whitened advantages;
-//   4. update     ppo_epochs passes over minibatches: clipped policy loss + vf_coef · clipped
+//   5. update     ppo_epochs passes over minibatches: clipped policy loss + vf_coef · clipped
 //                 value loss, gradient accumulation over micro-batches, clipping, AdamW (a
-//                 non-finite gradient norm skips the update).
+//                 non-finite gradient norm skips the update). With value_model shared, one
+//                 forward/backward of the policy serves the value too.
 // Data-parallel under a distributed launcher (dist/group.h): each rank completes a contiguous
 // share of the rollouts (sample i samples with the seed (seed, step, i), so its completion does
 // not depend on the rank); scoring, log-prob and update micro-batches are shared out by size (balance_ranks)
@@ -36,7 +43,9 @@ struct PolicyTrainSummary {
   int64_t steps = 0;
   double step_seconds_median = 0;
   double final_reward = 0;
-  double final_kl = 0;  // NaN when the KL was not measured (kl_coeff 0 without measure_kl)
+  // The last step's KL to the reference, summed over a completion, mean over the batch: k3
+  // (never negative) and k1 (can be). NaN when not measured (kl_coeff 0 without measure_kl).
+  double final_kl_k3 = 0, final_kl_k1 = 0;
 };
 
 // The models of a run: the reward model (with its base) and the policy's roles, on the reward

@@ -48,6 +48,11 @@ torch::Tensor kl_per_token(const torch::Tensor& logp, const torch::Tensor& ref_l
   return (logp - ref_logp) * mask;
 }
 
+torch::Tensor kl_k3_per_token(const torch::Tensor& logp, const torch::Tensor& ref_logp, const torch::Tensor& mask) {
+  auto log_r = (ref_logp - logp).to(torch::kFloat64);  // in float64: expm1 of tiny differences stays exact
+  return ((torch::expm1(log_r) - log_r) * mask).to(logp.scalar_type());
+}
+
 torch::Tensor token_rewards(const torch::Tensor& scores, const torch::Tensor& kl, const torch::Tensor& mask,
                             double kl_coeff) {
   auto rewards = -kl_coeff * kl * mask;

@@ -32,8 +32,14 @@ const char* eos_penalty_mode_name(EosPenaltyMode mode);
 torch::Tensor apply_eos_penalty(const torch::Tensor& scores, const torch::Tensor& stopped, double penalty,
                                 EosPenaltyMode mode = EosPenaltyMode::Replace);
 
-// Per-token KL estimate k1 = logp - ref_logp, 0 on padding. [B, T].
+// Per-token KL estimate k1 = logp - ref_logp, 0 on padding. [B, T]. Unbiased for
+// KL(policy || reference) on samples of the policy, but any one token's (and a small batch's
+// mean) can be negative.
 torch::Tensor kl_per_token(const torch::Tensor& logp, const torch::Tensor& ref_logp, const torch::Tensor& mask);
+// Per-token KL estimate k3 = (r - 1) - log r with r = p_ref / p (Schulman, "Approximating KL
+// divergence"), 0 on padding. [B, T]. Also unbiased on samples of the policy, and never
+// negative: the number a run's headline shows.
+torch::Tensor kl_k3_per_token(const torch::Tensor& logp, const torch::Tensor& ref_logp, const torch::Tensor& mask);
 
 // Per-token rewards [B, T]: -kl_coeff · kl, plus scores[b] at the last real token of row b.
 torch::Tensor token_rewards(const torch::Tensor& scores, const torch::Tensor& kl, const torch::Tensor& mask,

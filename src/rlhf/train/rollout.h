@@ -31,7 +31,8 @@ struct Rollouts {
   torch::Tensor stopped;             // [B] bool
   // [B, T]: KL per token (k1), the whitened advantages and the returns.
   torch::Tensor kl, advantages, returns;
-  double mean_kl = 0;                // KL summed over the response, mean over the batch
+  double mean_kl = 0;                // KL (k1) summed over the response, mean over the batch
+  double mean_kl_k3 = 0;             // the same with the k3 estimate (never negative)
   double kl_coeff = 0;               // the coefficient the rewards used
   bool kl_measured = false;          // the reference was computed (else kl is zero)
 
