@@ -19,16 +19,9 @@
 # SHARED (default ../shared from the repository: the data), THREADS (default 2), RESULTS (the
 # page written; default bench/tldr/RESULTS.md, OUT/RESULTS.md with SMOKE=1), and the sizes below.
 #
-# Time, alone on 2 cores (AMD EPYC VM, THREADS=2): about 70 minutes with the defaults below,
-# estimated from a SMOKE run's per-item speeds measured with the machine shared (the run got
-# about one of the two cores; halved here): labels 5.3 s a prompt (two candidates of up to 96
-# tokens at P 256) -> 200 prompts 18 min; train-reward about 6 s a pair and epoch -> 1 epoch of
-# the 40-100 pairs the rule decides (a pair whose candidates are both over or both under 50
-# words is a tie, left out) 10 min at most; infer 2 s a prompt -> before and after 3.5 min each;
-# sxs scoring 3 min; PPO: the 32 normalisation samples 3 min, then a step of 8 rollouts about
-# 250 s (generation, log-probs and scoring 26 s, the 4 PPO epochs' forward and backward passes of
-# policy and value the rest) -> 7 steps 29 min. The PPO update dominates: more rollouts or steps
-# cost about 30 s a rollout (4 PPO epochs).
+# Time: see RESULTS.md (each stage's wall and CPU seconds of the last full run) and README.md.
+# The update dominates RL: the defaults use the shared value model (one forward/backward a PPO
+# epoch) and one micro-batch a step (no forward just for the old log-probs).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -40,20 +33,21 @@ HELDOUT="${HELDOUT:-100}"               # last rows: before/after
 PROMPT_LEN="${PROMPT_LEN:-256}"         # prompt tokens kept (the last ones)
 TARGET_LEN="${TARGET_LEN:-96}"          # new tokens at most (candidates, rollouts, before/after)
 TEMPERATURES="${TEMPERATURES:-0.7,1.0}" # the two candidates of a labeled pair
-LABEL_PROMPTS="${LABEL_PROMPTS:-200}"   # training prompts labeled (the first ones; 0 = all)
+LABEL_PROMPTS="${LABEL_PROMPTS:-256}"   # training prompts labeled (the first ones; 0 = all)
 LABEL_BATCH="${LABEL_BATCH:-16}"        # prompts sampled together by label
 INFER_BATCH="${INFER_BATCH:-16}"        # prompts generated together by infer
-RM_EPOCHS="${RM_EPOCHS:-1}"
+RM_EPOCHS="${RM_EPOCHS:-2}"
 RM_BATCH="${RM_BATCH:-16}"
 RM_MICRO_BATCH="${RM_MICRO_BATCH:-4}"
 RM_LR_MULT="${RM_LR_MULT:-20}"          # x 1e-4
 VALIDATION_FRACTION="${VALIDATION_FRACTION:-0.1}"
-RL_STEPS="${RL_STEPS:-7}"               # PPO steps
+RL_STEPS="${RL_STEPS:-16}"              # PPO steps
 RL_BATCH="${RL_BATCH:-8}"               # rollouts (prompts) per PPO step
 # Empty: the trainer's default (train-policy --help); set to pass the flag.
-RL_MICRO_BATCH="${RL_MICRO_BATCH:-}"
+RL_MICRO_BATCH="${RL_MICRO_BATCH:-$RL_BATCH}"  # = the batch: the first update's forward gives the old log-probs
+VALUE_MODEL="${VALUE_MODEL:-shared}"    # --value-model: shared halves the update's forward/backward passes
 PPO_EPOCHS="${PPO_EPOCHS:-}"            # --ppo-epochs
-RL_LR_MULT="${RL_LR_MULT:-}"            # --reinforcement-learning-rate-multiplier
+RL_LR_MULT="${RL_LR_MULT:-10}"          # --reinforcement-learning-rate-multiplier (x 1e-4; LoRA rank 1 needs more than 1e-4 in 16 steps)
 KL_COEFF="${KL_COEFF:-}"                # --kl-coeff
 EOS_PENALTY="${EOS_PENALTY:-}"          # --missing-eos-penalty
 EOS_PENALTY_MODE="${EOS_PENALTY_MODE:-}"  # --eos-penalty-mode (replace, subtract)
@@ -68,9 +62,9 @@ fi
 OUT="${OUT:-/tmp/tldr}"
 RESULTS="${RESULTS:-$([[ "${SMOKE:-0}" == 1 ]] && echo "$OUT/RESULTS.md" || echo "$here/RESULTS.md")}"
 THREADS="${THREADS:-2}"
-# Every command's --dtype, the same before and after: fp32, the precision the times above were
-# measured in; auto is bf16 on CPUs with AVX512-BF16 or AMX (not timed here).
-DTYPE="${DTYPE:-fp32}"
+# Every command's --dtype, the same before and after: auto is bf16 on CPUs with AVX512-BF16 or
+# AMX (about twice as fast as fp32 there), fp32 elsewhere.
+DTYPE="${DTYPE:-auto}"
 SHARED="${SHARED:-$root/../shared}"
 DATA="$SHARED/data/external/tldr-sft-dove/test.jsonl"
 PYTHON="${PYTHON:-$root/.venv/bin/python}"
@@ -152,7 +146,8 @@ if stage policy "$OUT/policy/policy.json"; then
   mapfile -t rl_opts < <(opt --micro-batch-size "$RL_MICRO_BATCH"; opt --ppo-epochs "$PPO_EPOCHS"
                          opt --reinforcement-learning-rate-multiplier "$RL_LR_MULT"
                          opt --kl-coeff "$KL_COEFF"; opt --missing-eos-penalty "$EOS_PENALTY"
-                         opt --eos-penalty-mode "$EOS_PENALTY_MODE"; opt --reward-normalization-samples "$REWARD_NORM_SAMPLES")
+                         opt --eos-penalty-mode "$EOS_PENALTY_MODE"; opt --reward-normalization-samples "$REWARD_NORM_SAMPLES"
+                         opt --value-model "$VALUE_MODEL")
   run "$RLHF" train-policy --prompt-dataset "$OUT/prompts_train.jsonl" --reward-model "$OUT/rm" "${FORMAT[@]}" \
     --target-sequence-length "$TARGET_LEN" --batch-size "$RL_BATCH" --reinforcement-learning-train-steps "$RL_STEPS" \
     "${rl_opts[@]}" --checkpoint-every "$RL_CHECKPOINT_EVERY" --threads "$THREADS" --no-progress \
