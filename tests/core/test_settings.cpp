@@ -185,7 +185,7 @@ TEST(Settings, ValuesAreCheckedInPlainNumbers) {
   EXPECT_EQ(error("learning_rate_multiplier", "nan"), "must be a number in (0, 1000000], not \"nan\"");
   EXPECT_EQ(error("learning_rate_multiplier", "inf"), "must be a number in (0, 1000000], not \"inf\"");
   EXPECT_EQ(error("learning_rate_multiplier", "0"), "must be a number in (0, 1000000] (it is 0)");
-  EXPECT_EQ(error("dtype", "fp16"), "is \"fp16\"; it must be one of fp32, bf16, float32, bfloat16");
+  EXPECT_EQ(error("dtype", "fp16"), "is \"fp16\"; it must be one of fp32, bf16, float32, bfloat16, auto");
   EXPECT_EQ(error("skip_invalid", "maybe"), "must be true or false, not \"maybe\"");
   EXPECT_EQ(error("batch_size", "1e3"), "");  // a whole number written as a float
   EXPECT_EQ(error("batch_size", "2.5"), "must be an integer in [1, 1048576], not \"2.5\"");

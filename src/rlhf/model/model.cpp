@@ -111,7 +111,9 @@ DtypeChoice resolve_dtype(const std::string& asked, torch::Device device, const 
 torch::Dtype settle_dtype(torch::Dtype asked, torch::Device device) {
   static const CpuFeatures cpu = detect_cpu_features();
   const DtypeChoice choice = resolve_dtype(dtype_name(asked), device, cpu);
-  if (!choice.note.empty()) {
+  // Every rank of a job resolves it the same way; rank 0 says so (a warning, every rank).
+  const bool quiet = read_dist_env().rank != 0 && choice.note.find("warning") == std::string::npos;
+  if (!choice.note.empty() && !quiet) {
     static std::mutex mu;
     static std::set<std::string> said;
     std::lock_guard<std::mutex> lock(mu);

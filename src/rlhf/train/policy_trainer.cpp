@@ -264,6 +264,7 @@ json PolicyTrainer::fingerprint() const {
   f["prompt_format"] = data::prompt_format_name(enc_.format);
   f["instruction"] = enc_.instruction;
   f["base_sha256"] = roles_.policy_base_sha256;
+  f["dtype_resolved"] = dtype_name(policy_model().net->dtype());  // what "auto" became on this machine
   const TrainedFolder rm = read_reward_model_info(cfg_.reward_model);
   f["reward_model_sha256"] = sha256_files(rm.content_files());
   f["data_sha256"] = data_sha256_;
