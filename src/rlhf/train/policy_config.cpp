@@ -4,6 +4,8 @@
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 
 #include <cmath>
+#include <exception>
+#include <string>
 
 #include "rlhf/train/config_rows.h"
 
@@ -35,15 +37,45 @@ SettingsTable<PolicyTrainConfig> make_table() {
                .help = "separate: the value has an adapter of its own (TRL's layout); shared: a value head on the "
                        "policy's trunk, one forward/backward for both (about half the update's work)",
                .choices = {"separate", "shared"}, .ref = REF(value_model)});
+  // Method.
+  r.push_back({.name = "method", .flag = "--method", .spec_key = "method",
+               .help = "ppo: GAE advantages on a value model; grpo: each completion against its prompt's group, no "
+                       "value model; rloo: each completion against the mean of the other completions of its prompt, no "
+                       "value model (docs/online-methods.md)",
+               .choices = {"ppo", "grpo", "rloo"}, .ref = REF(method)});
+  r.push_back({.name = "num_generations", .flag = "--num-generations", .spec_key = "advanced.num_generations",
+               .help = "completions per prompt: a step has batch size x this many rollouts (0 = the method's: ppo 1, "
+                       "grpo 8, rloo 2)",
+               .min = 0, .max = kMaxLength, .ref = REF(num_generations)});
+  r.push_back({.name = "scale_rewards", .flag = "--scale-rewards", .spec_key = "advanced.scale_rewards",
+               .help = "grpo: the centred rewards are divided by the std of their group, of the whole batch, or not",
+               .choices = {"group", "batch", "none"}, .ref = REF(scale_rewards)});
+  r.push_back({.name = "loss_type", .flag = "--loss-type", .spec_key = "advanced.loss_type",
+               .help = "grpo: token losses averaged per sequence then over sequences (grpo), over all tokens of the "
+                       "batch (dapo), or summed / (rollouts x target length) (dr_grpo)",
+               .choices = {"grpo", "dapo", "dr_grpo"}, .ref = REF(loss_type)});
+  r.push_back({.name = "epsilon_high", .flag = "--epsilon-high", .spec_key = "advanced.epsilon_high",
+               .help = "grpo/rloo: upper clip of the ratio, 1 + this (0 = --cliprange)", .min = 0, .max = 10,
+               .ref = REF(epsilon_high)});
+  r.push_back({.name = "num_iterations", .flag = "--num-iterations", .spec_key = "advanced.num_iterations",
+               .help = "grpo/rloo: optimizer passes over each batch of rollouts (ppo: --ppo-epochs)", .min = 1,
+               .max = 1000, .ref = REF(num_iterations)});
+  r.push_back({.name = "reward_rule", .flag = "--reward-rule", .spec_key = "reward_rules",
+               .help = "rule rewards: max-words=N, regex=PATTERN, prefer-shorter, exact-match=FIELD, contains=FIELD "
+                       "(repeatable; with rules --reward-model is optional)",
+               .ref = REF(reward_rule)});
+  r.push_back({.name = "reward_weights", .flag = "--reward-weights", .spec_key = "advanced.reward_weights",
+               .help = "one weight per reward, the reward model's first when given, then each rule (empty = all 1)",
+               .ref = REF(reward_weights)});
   // RL.
   r.push_back({.name = "train_steps", .flag = "--reinforcement-learning-train-steps",
-               .spec_key = "reinforcement_learning_train_steps", .help = "PPO steps (one batch of rollouts each)", .min = 1,
+               .spec_key = "reinforcement_learning_train_steps", .help = "steps (one batch of rollouts each)", .min = 1,
                .max = kUnbounded, .ref = REF(train_steps)});
   r.push_back({.name = "epochs", .flag = "--reinforcement-learning-epochs", .spec_key = "reinforcement_learning_epochs",
                .help = "epochs instead of steps: steps = ceil(prompts / batch) x epochs (0 = use the steps)", .min = 0,
                .max = 1e6, .ref = REF(epochs)});
   r.push_back({.name = "batch_size", .flag = "--batch-size", .spec_key = "advanced.reinforcement_learning_batch_size",
-               .help = "prompts per PPO step", .min = 1, .max = kMaxLength, .ref = REF(batch_size)});
+               .help = "prompts per step (each completed --num-generations times)", .min = 1, .max = kMaxLength, .ref = REF(batch_size)});
   r.push_back({.name = "micro_batch_size", .flag = "--micro-batch-size",
                .spec_key = "advanced.reinforcement_learning_micro_batch_size",
                .help = "sequences per forward/backward (gradient accumulation; at most the batch size)", .min = 1,
@@ -66,7 +98,8 @@ SettingsTable<PolicyTrainConfig> make_table() {
   r.push_back({.name = "max_grad_norm", .flag = "--max-grad-norm", .spec_key = "advanced.reinforcement_learning_max_grad_norm",
                .help = "gradient clipping norm (0 = off)", .min = 0, .max = 1e6, .ref = REF(max_grad_norm)});
   r.push_back({.name = "kl_coeff", .flag = "--kl-coeff", .spec_key = "kl_coeff",
-               .help = "weight of the KL penalty against the untuned model (0 = no reference model)", .min = 0, .max = 1e6,
+               .help = "beta: weight of the KL penalty against the untuned model (0 = no reference model); unless given, "
+                       "the method's: ppo 0.1, grpo 0, rloo 0.05", .min = 0, .max = 1e6,
                .ref = REF(kl_coeff)});
   r.push_back({.name = "measure_kl", .flag = "--measure-kl", .spec_key = "advanced.measure_kl",
                .help = "with --kl-coeff 0, still run the reference and log objective/kl (costs a forward pass)",
@@ -82,7 +115,8 @@ SettingsTable<PolicyTrainConfig> make_table() {
                .ref = REF(gamma)});
   r.push_back({.name = "lam", .flag = "--lam", .spec_key = "advanced.lam", .help = "GAE lambda", .min = 0, .max = 1,
                .ref = REF(lam)});
-  r.push_back({.name = "cliprange", .flag = "--cliprange", .spec_key = "advanced.cliprange", .help = "policy ratio clip",
+  r.push_back({.name = "cliprange", .flag = "--cliprange,--epsilon", .spec_key = "advanced.cliprange",
+               .help = "epsilon: the policy ratio is clipped to [1 - this, 1 + this]",
                .min = 0, .max = 10, .open_min = true, .ref = REF(cliprange)});
   r.push_back({.name = "cliprange_value", .flag = "--cliprange-value", .spec_key = "advanced.cliprange_value",
                .help = "value clip", .min = 0, .max = 1e6, .open_min = true, .ref = REF(cliprange_value)});
@@ -123,6 +157,52 @@ int64_t PolicyTrainConfig::steps_for(int64_t prompts) const {
   return std::max<int64_t>(1, static_cast<int64_t>(std::ceil(per_epoch * epochs)));
 }
 
+int64_t PolicyTrainConfig::generations() const {
+  return num_generations > 0 ? num_generations : method_default_generations(method);
+}
+
+namespace {
+std::vector<double> parse_weights(const std::vector<std::string>& reward_weights) {
+  std::vector<double> out;
+  for (const auto& w : reward_weights) {
+    size_t used = 0;
+    double x = 0;
+    try {
+      x = std::stod(w, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != w.size() || !std::isfinite(x))
+      throw SettingError("reward_weights", fmt::format("\"{}\" is not a number", w));
+    out.push_back(x);
+  }
+  return out;
+}
+}  // namespace
+
+std::vector<double> PolicyTrainConfig::weights() const {
+  const size_t n = (reward_model.empty() ? 0 : 1) + reward_rule.size();
+  if (reward_weights.empty()) return std::vector<double>(n, 1.0);
+  const std::vector<double> out = parse_weights(reward_weights);
+  if (out.size() != n)
+    throw SettingError("reward_weights",
+                       fmt::format("gives {} weight(s) for {} reward(s) ({}{} rule(s))", out.size(), n,
+                                   reward_model.empty() ? "" : "the reward model and ", reward_rule.size()));
+  return out;
+}
+
+double method_default_kl_coeff(const std::string& method) {
+  return method == "grpo" ? 0.0 : method == "rloo" ? 0.05 : 0.1;
+}
+
+int64_t method_default_generations(const std::string& method) {
+  return method == "grpo" ? 8 : method == "rloo" ? 2 : 1;
+}
+
+void apply_method_defaults(PolicyTrainConfig& c, const SettingNames& given) {
+  if (!given.count("kl_coeff")) c.kl_coeff = method_default_kl_coeff(c.method);
+}
+
 const SettingsTable<PolicyTrainConfig>& policy_settings() {
   static const SettingsTable<PolicyTrainConfig> t = make_table();
   return t;
@@ -130,10 +210,28 @@ const SettingsTable<PolicyTrainConfig>& policy_settings() {
 
 void check_policy_config(const PolicyTrainConfig& c, const SettingNames& given) {
   check_settings(policy_settings(), c);
-  check_shared(c, given);
+  PolicyTrainConfig rollouts = c;  // the shared checks hold the micro-batch against the rollouts of a step
+  rollouts.batch_size = c.batch_size * c.generations();
+  check_shared(rollouts, given);
   if (c.batch_size % c.num_mini_batches != 0)
     throw SettingError("num_mini_batches", fmt::format("must divide the batch size ({} does not divide {})",
                                                        c.num_mini_batches, c.batch_size));
+  if (c.method != "ppo" && c.generations() < 2)
+    throw SettingError("num_generations", fmt::format("{} compares the completions of a prompt: it needs at least 2 "
+                                                      "(is {})", c.method, c.generations()));
+  if (c.method == "ppo" && c.num_iterations != 1)
+    throw SettingError("num_iterations", "is grpo's and rloo's; ppo's passes over a batch are --ppo-epochs");
+  if (c.method != "ppo" && given.count("value_model"))
+    throw SettingError("value_model", fmt::format("{} has no value model", c.method));
+  if (c.method != "ppo" && c.adaptive_kl) throw SettingError("adaptive_kl", "is ppo's (grpo and rloo keep beta fixed)");
+  for (const auto& rule : c.reward_rule)
+    if (rule.empty()) throw SettingError("reward_rule", "an empty rule");
+  // The count is checked against the inputs when the run starts (weights()); here: numbers,
+  // one per rule, or one more for a reward model.
+  const size_t weights = parse_weights(c.reward_weights).size();
+  if (weights > 0 && weights != c.reward_rule.size() && weights != c.reward_rule.size() + 1)
+    throw SettingError("reward_weights", fmt::format("gives {} weight(s) for {} rule(s) (and perhaps a reward model)",
+                                                     weights, c.reward_rule.size()));
   if (c.reward_normalization_samples == 1)
     throw SettingError("reward_normalization_samples", "needs at least 2 completions for a standard deviation (0 = off)");
   if (c.adaptive_kl && c.kl_coeff == 0) throw SettingError("adaptive_kl", "needs a positive kl_coeff to start from");

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "rlhf/model/lora_config.h"
 #include "rlhf/util/settings.h"
@@ -17,8 +18,9 @@ struct PolicyTrainConfig {
   // Inputs and outputs (arguments of the command, not settings).
   std::string prompt_dataset;           // JSONL file, folder or glob (input_text / messages)
   std::string eval_dataset;             // prompts completed greedily before and after training
-  std::string reward_model;             // folder written by train-reward
-  std::string large_model_reference;    // the policy's base; "" = the reward model's base
+  std::string reward_model;             // folder written by train-reward; optional with reward rules
+  std::string large_model_reference;    // the policy's base; "" = the reward model's base (with no
+                                        // reward model: the default model)
   std::string output;
   bool resume = false;
   bool progress = true;
@@ -36,6 +38,19 @@ struct PolicyTrainConfig {
   LoraConfig lora{.rank = 1, .alpha = 0.0, .dropout = 0.0, .targets = {"q_proj", "v_proj"}};
   std::string value_model = "separate";  // separate: an adapter of its own; shared: a head on the policy's trunk
 
+  // Method (docs/online-methods.md): ppo (GAE on a value model), grpo (group-relative
+  // advantages, no value model) or rloo (leave-one-out baseline, no value model).
+  std::string method = "ppo";
+  int64_t num_generations = 0;          // completions per prompt; 0 = the method's (ppo 1, grpo 8, rloo 2)
+  std::string scale_rewards = "group";  // grpo: group, batch or none (divisor of the centred rewards)
+  std::string loss_type = "dapo";       // grpo: grpo, dapo or dr_grpo (how token losses are averaged)
+  double epsilon_high = 0;              // upper clip of the ratio (1 + epsilon_high); 0 = cliprange
+  int64_t num_iterations = 1;           // grpo/rloo: updates per batch of rollouts (GRPO's mu)
+  // Rule rewards (data/reward_rules.h) and the weights of every reward: the reward model's
+  // first when there is one, then each rule in order (empty = all 1).
+  std::vector<std::string> reward_rule;
+  std::vector<std::string> reward_weights;
+
   // RL.
   int64_t train_steps = 1000;           // reinforcement_learning_train_steps (one step = one batch of rollouts)
   double epochs = 0;                    // when > 0: steps = ceil(prompts / batch) × epochs
@@ -50,14 +65,15 @@ struct PolicyTrainConfig {
   double adam_epsilon = 1e-8;
   double max_grad_norm = 1.0;
   int64_t max_skipped_steps = 5;        // consecutive optimizer steps with a non-finite gradient before the run stops
-  double kl_coeff = 0.1;                // 0: the reference is not computed (unless measure_kl)
+  double kl_coeff = 0.1;                // beta; the method's default unless given (ppo 0.1, grpo 0, rloo 0.05);
+                                        // 0: the reference is not computed (unless measure_kl)
   bool measure_kl = false;              // with kl_coeff 0: still compute the reference and log objective/kl
   bool adaptive_kl = false;             // adjust kl_coeff towards target_kl
   double target_kl = 6.0;               // summed over the response, per sequence
   double kl_horizon = 10000;
   double gamma = 1.0;
   double lam = 0.95;
-  double cliprange = 0.2;
+  double cliprange = 0.2;               // epsilon
   double cliprange_value = 0.2;
   double vf_coef = 0.1;
   double temperature = 0.7;
@@ -83,7 +99,22 @@ struct PolicyTrainConfig {
   int64_t steps_for(int64_t prompts) const;
   // Whether the reference model's log-probs are computed.
   bool uses_reference() const { return kl_coeff > 0 || measure_kl; }
+  // Completions per prompt (num_generations, or the method's default).
+  int64_t generations() const;
+  // The upper clip epsilon (epsilon_high, or cliprange when 0).
+  double clip_high() const { return epsilon_high > 0 ? epsilon_high : cliprange; }
+  // The weight of each reward (the reward model's first when given, then each rule): parsed
+  // from reward_weights, or all 1. Throws SettingError("reward_weights") on a bad list.
+  std::vector<double> weights() const;
+  bool has_value_model() const { return method == "ppo"; }
 };
+
+// The method's default kl_coeff (ppo 0.1, grpo 0, rloo 0.05) and num_generations.
+double method_default_kl_coeff(const std::string& method);
+int64_t method_default_generations(const std::string& method);
+// Sets kl_coeff to the method's default unless "kl_coeff" is in `given` (the settings given
+// explicitly): call it after reading flags or a spec, before check_policy_config.
+void apply_method_defaults(PolicyTrainConfig& config, const SettingNames& given);
 
 // One row per setting above (inputs and outputs excluded).
 const SettingsTable<PolicyTrainConfig>& policy_settings();
