@@ -3,7 +3,9 @@
 before (base model) -> after (RL policy): share of summaries over 50 words, mean words (Python's
 str.split(), the rule `rlhf label` and `rlhf sxs` count with), share that ended with EOS (infer's
 `stopped`), mean reward-model score (OUT/sxs/sxs.jsonl); the final policy's KL to the reference
-and the last steps' reward (OUT/policy/logs/metrics.jsonl); the goals; the first posts' summaries
+and the last steps' reward (OUT/policy/logs/metrics.jsonl); the goals; with the GRPO stages run
+(OUT/grpo_after.jsonl), the base model, the PPO policy and the GRPO policy side by side on the
+same figures and GRPO's last steps (OUT/grpo/logs/metrics.jsonl); the first posts' summaries
 before and after; the path of the side-by-side page."""
 import argparse
 import datetime
@@ -90,6 +92,53 @@ def cut(text, n):
     return text if len(text) <= n else text[:n].rstrip() + " ..."
 
 
+def grpo_section(out, before, fb, fa):
+    """The GRPO run (stages grpo and grpo-after): the held-out figures of the base model, the PPO
+    policy and the GRPO policy side by side, and the GRPO run's last steps; [] when it has not run."""
+    path = os.path.join(out, "grpo_after.jsonl")
+    if not os.path.exists(path):
+        return []
+    g = read_jsonl(path)
+    if [r["input_text"] for r in g] != [r["input_text"] for r in before]:
+        sys.exit(f"{path}: not the same prompts in the same order as before.jsonl")
+    fg = figures(g, {})
+    L = ["## GRPO with the rule alone (no reward model)\n",
+         "`rlhf train-policy --method grpo --reward-rule max-words=50` on the same training prompts: each "
+         "prompt's group of sampled completions scored by the rule (1 when at most 50 words, else 0), "
+         "advantages relative to the group, no reward model and no value model (the `grpo` line under "
+         "Commands). Held-out posts, greedy, the same base model before:\n",
+         "| | before (base model) | after PPO (reward model) | after GRPO (rule) |",
+         "|---|---|---|---|",
+         f"| over {WORD_LIMIT} words | {100 * fb['over']:.0f} % | {100 * fa['over']:.0f} % | {100 * fg['over']:.0f} % |",
+         f"| mean words | {fb['mean words']:.1f} | {fa['mean words']:.1f} | {fg['mean words']:.1f} |",
+         f"| median words | {fb['median words']:.1f} | {fa['median words']:.1f} | {fg['median words']:.1f} |",
+         f"| ended with EOS | {100 * fb['eos']:.0f} % | {100 * fa['eos']:.0f} % | {100 * fg['eos']:.0f} % |",
+         ""]
+    drop = 100 * (fb["over"] - fg["over"])
+    L.append(f"- GRPO: share over {WORD_LIMIT} words falls by >= {GOAL_POINTS} points: "
+             f"{'met' if drop >= GOAL_POINTS else 'missed'} ({drop:.0f} points)")
+    mpath = os.path.join(out, "grpo", "logs", "metrics.jsonl")
+    if os.path.exists(mpath):
+        rows = [r for r in read_jsonl(mpath) if metric(r, "objective/scores", "reward")[0]]
+        if rows:
+            curve = []
+            for r in rows[-5:]:
+                _, v = metric(r, "objective/scores", "reward")
+                _, n = metric(r, "response_length")
+                curve.append(f"step {r.get('step', '?')}: {v:.3f}" + (f" ({n:.0f} tokens)" if n is not None else ""))
+            k, v0 = metric(rows[0], "objective/scores", "reward")
+            L.append(f"- Rule reward of the rollouts (`{k}`: the share of completions with at most {WORD_LIMIT} words), "
+                     f"first step {v0:.3f}; last steps: " + "; ".join(curve))
+        kl = [r for r in read_jsonl(mpath) if metric(r, "objective/kl_k3", "objective/kl")[0]]
+        if kl:
+            k, v = metric(kl[-1], "objective/kl_k3", "objective/kl")
+            L.append(f"- KL of the final GRPO policy to the reference (`{k}`, last step): {v:.4f}")
+    else:
+        L.append(f"- {mpath}: absent")
+    L.append("")
+    return L
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", default="/tmp/tldr", help="run.sh's OUT folder")
@@ -166,6 +215,8 @@ def main():
     L.append("- RL flags: those on the `train-policy` line below; any flag not on it is the trainer's default "
              "(`rlhf train-policy --help`).\n")
 
+    L.extend(grpo_section(out, b, fb, fa))
+
     tm = timings(os.path.join(out, "timings.txt"))
     L.append("## Time per stage\n")
     L.append("Wall seconds, and the CPU seconds of the stage's commands (user + system, all threads): on a "
@@ -206,6 +257,11 @@ def main():
     os.replace(tmp, a.results)
     print(f"{a.results}: over {WORD_LIMIT} words {100 * fb['over']:.0f} % -> {100 * fa['over']:.0f} %, "
           f"mean score {fmt_s(fb['score'])} -> {fmt_s(fa['score'])}")
+    gp = os.path.join(out, "grpo_after.jsonl")
+    if os.path.exists(gp):
+        fg = figures(read_jsonl(gp), {})
+        print(f"GRPO: over {WORD_LIMIT} words {100 * fb['over']:.0f} % -> {100 * fg['over']:.0f} %, "
+              f"mean words {fb['mean words']:.1f} -> {fg['mean words']:.1f}")
 
 
 if __name__ == "__main__":

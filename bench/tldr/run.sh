@@ -8,6 +8,9 @@
 #   policy   rlhf train-policy (PPO) on the training prompts against the reward model
 #   after    rlhf infer, greedy, the tuned policy on the held-out prompts
 #   sxs      rlhf sxs before vs after, both scored by the reward model: OUT/sxs/sxs.html
+#   grpo     rlhf train-policy --method grpo --reward-rule max-words=50 on the same training
+#            prompts, no reward model: the rule scores each group of completions (OUT/grpo)
+#   grpo-after  rlhf infer, greedy, the GRPO policy on the held-out prompts
 #   report   report.py: RESULTS.md (figures before -> after, times, commands)
 # Each stage is skipped when its output exists (delete it to redo the stage); a stopped reward or
 # RL stage resumes from its last checkpoint. Every command run is appended to OUT/commands.txt,
@@ -55,8 +58,22 @@ EOS_PENALTY_MODE="${EOS_PENALTY_MODE:-}"  # --eos-penalty-mode (replace, subtrac
 # 6 min here; 32 estimate the mean and spread well enough for 7 steps)
 REWARD_NORM_SAMPLES="${REWARD_NORM_SAMPLES:-32}"
 RL_CHECKPOINT_EVERY="${RL_CHECKPOINT_EVERY:-2}"
+# GRPO (stage grpo): GRPO_STEPS steps of GRPO_BATCH prompts x GRPO_GENERATIONS completions each,
+# rewarded by the rule GRPO_RULE alone (no reward model). Sized for about 15 minutes on the 2-core
+# VM with DTYPE=auto (bf16). Empty: the trainer's default (GRPO's kl_coeff 0, loss dapo, scaling by
+# the group's std).
+GRPO_RULE="${GRPO_RULE:-max-words=50}"
+GRPO_STEPS="${GRPO_STEPS:-24}"
+GRPO_BATCH="${GRPO_BATCH:-4}"                 # prompts per step
+GRPO_GENERATIONS="${GRPO_GENERATIONS:-4}"     # completions per prompt (the group)
+GRPO_MICRO_BATCH="${GRPO_MICRO_BATCH:-8}"     # completions per forward/backward
+GRPO_LR_MULT="${GRPO_LR_MULT:-10}"            # x 1e-4, as RL_LR_MULT
+GRPO_TEMPERATURE="${GRPO_TEMPERATURE:-}"      # --temperature (rollouts)
+GRPO_KL_COEFF="${GRPO_KL_COEFF:-}"            # --kl-coeff
+GRPO_ITERATIONS="${GRPO_ITERATIONS:-}"        # --num-iterations
 if [[ "${SMOKE:-0}" == 1 ]]; then
   TRAIN_PROMPTS=16 HELDOUT=8 LABEL_PROMPTS=0 RM_EPOCHS=2 RL_STEPS=2 RL_BATCH=4 REWARD_NORM_SAMPLES=8
+  GRPO_STEPS=2 GRPO_BATCH=2 GRPO_GENERATIONS=2 GRPO_MICRO_BATCH=4
   OUT="${OUT:-/tmp/tldr-smoke}"
 fi
 OUT="${OUT:-/tmp/tldr}"
@@ -171,5 +188,28 @@ if stage sxs "$OUT/sxs/sxs.html"; then
   took sxs
 fi
 done_if sxs
+
+if stage grpo "$OUT/grpo/policy.json"; then
+  resume=()
+  if [[ -d "$OUT/grpo/checkpoints" ]]; then resume=(--resume); else rm -rf "$OUT/grpo"; fi
+  mapfile -t grpo_opts < <(opt --temperature "$GRPO_TEMPERATURE"; opt --kl-coeff "$GRPO_KL_COEFF"
+                           opt --num-iterations "$GRPO_ITERATIONS")
+  run "$RLHF" train-policy --method grpo --reward-rule "$GRPO_RULE" --prompt-dataset "$OUT/prompts_train.jsonl" \
+    "${FORMAT[@]}" --target-sequence-length "$TARGET_LEN" --batch-size "$GRPO_BATCH" \
+    --num-generations "$GRPO_GENERATIONS" --micro-batch-size "$GRPO_MICRO_BATCH" \
+    --reinforcement-learning-train-steps "$GRPO_STEPS" --reinforcement-learning-rate-multiplier "$GRPO_LR_MULT" \
+    "${grpo_opts[@]}" --checkpoint-every "$RL_CHECKPOINT_EVERY" --threads "$THREADS" --no-progress \
+    --output "$OUT/grpo" "${resume[@]}" 2>&1 | tee -a "$OUT/grpo.log"
+  took grpo
+fi
+done_if grpo
+
+if stage grpo-after "$OUT/grpo_after.jsonl"; then
+  run "$RLHF" infer --adapter "$OUT/grpo" --input "$OUT/prompts_heldout.jsonl" "${FORMAT[@]}" \
+    --max-new-tokens "$TARGET_LEN" --temperature 0 --batch-size "$INFER_BATCH" --threads "$THREADS" --no-progress \
+    --output "$OUT/grpo_after.jsonl" 2>&1 | tee -a "$OUT/grpo_after.log"
+  took grpo-after
+fi
+done_if grpo-after
 
 "$PYTHON" "$here/report.py" --out "$OUT" --results "$RESULTS"
