@@ -58,6 +58,7 @@ Command add_train_reward(CLI::App& app);
 Command add_score(CLI::App& app);
 Command add_export(CLI::App& app);
 Command add_train_policy(CLI::App& app);
+Command add_train_dpo(CLI::App& app);
 Command add_infer(CLI::App& app);
 Command add_autosxs(CLI::App& app);
 Command add_label(CLI::App& app);

@@ -134,6 +134,7 @@ int main(int argc, char** argv) {
       rlhf::cli::add_curves(app),
       rlhf::cli::add_train_reward(app),
       rlhf::cli::add_train_policy(app),
+      rlhf::cli::add_train_dpo(app),
       rlhf::cli::add_score(app),
       rlhf::cli::add_export(app),
       rlhf::cli::add_infer(app),

@@ -37,7 +37,7 @@ PairBatch pack_pairs(std::span<const data::PreferencePair* const> pairs, int32_t
   const int64_t R = static_cast<int64_t>(used.size());
   // Per token: which pair of its row (-1 = padding) and which part (0 prompt, 1 chosen, 2 rejected).
   std::vector<int64_t> tokens(R * L, pad_id), positions(R * L, 0), owner(R * L, -1), part(R * L, -1);
-  std::vector<int64_t> chosen_end(n), rejected_end(n);
+  std::vector<int64_t> chosen_end(n), rejected_end(n), from, target, of;
   PairBatch out;
   for (int64_t i = 0; i < n; ++i) {
     const auto& p = *pairs[i];
@@ -50,6 +50,10 @@ PairBatch pack_pairs(std::span<const data::PreferencePair* const> pairs, int32_t
     for (int64_t k = 0; k < P; ++k) put(k, p.prompt[k], k, 0);
     for (int64_t k = 0; k < C; ++k) put(P + k, p.chosen[k], P + k, 1);
     for (int64_t k = 0; k < Rj; ++k) put(P + C + k, p.rejected[k], P + k, 2);
+    for (int64_t k = P > 0 ? 0 : 1; k < C; ++k)
+      from.push_back(k == 0 ? base + P - 1 : base + P + k - 1), target.push_back(p.chosen[k]), of.push_back(2 * i);
+    for (int64_t k = P > 0 ? 0 : 1; k < Rj; ++k)
+      from.push_back(k == 0 ? base + P - 1 : base + P + C + k - 1), target.push_back(p.rejected[k]), of.push_back(2 * i + 1);
     chosen_end[i] = base + P + C - 1;
     rejected_end[i] = base + P + C + Rj - 1;
     out.real_tokens += P + C + Rj;
@@ -70,6 +74,10 @@ PairBatch pack_pairs(std::span<const data::PreferencePair* const> pairs, int32_t
   out.attn_mask = mask.unsqueeze(1).to(device);
   out.chosen_end = torch::from_blob(chosen_end.data(), {n}, i64).clone().to(device);
   out.rejected_end = torch::from_blob(rejected_end.data(), {n}, i64).clone().to(device);
+  const int64_t N = static_cast<int64_t>(from.size());
+  out.completion_from = torch::from_blob(from.data(), {N}, i64).clone().to(device);
+  out.completion_token = torch::from_blob(target.data(), {N}, i64).clone().to(device);
+  out.completion_of = torch::from_blob(of.data(), {N}, i64).clone().to(device);
   return out;
 }
 

@@ -29,6 +29,15 @@ struct PairBatch {
   torch::Tensor attn_mask;    // [R, 1, L, L] bool
   torch::Tensor chosen_end;   // [B] int64: flat index (row·L + column) of pair b's chosen EOS
   torch::Tensor rejected_end; // [B] int64: flat index of pair b's rejected EOS
+  // Every completion token, for per-token log-probs (pair by pair, the chosen's then the
+  // rejected's): the flat index of the column whose output predicts it (a completion's first
+  // token is predicted from the prompt's last column, so the rejected's too: not from the
+  // chosen's last token), the token, and 2·b for pair b's chosen, 2·b + 1 for its rejected.
+  // A pair with an empty prompt has no column predicting its completions' first tokens:
+  // those are left out.
+  torch::Tensor completion_from;   // [N] int64
+  torch::Tensor completion_token;  // [N] int64
+  torch::Tensor completion_of;     // [N] int64
   int64_t real_tokens = 0;    // tokens that are not padding
 };
 PairBatch pack_pairs(std::span<const data::PreferencePair* const> pairs, int32_t pad_id, torch::Device device);
