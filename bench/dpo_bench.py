@@ -8,10 +8,10 @@ train on the same pairs, each in its own shuffled order) into a folder, then run
 train-dpo` and bench/dpo_trl.py as child processes, one at a time, --repeats times each. Peak
 RSS is each child's ru_maxrss (os.wait4), loading included, the same way on both sides.
 
-  --mode speed     a few steps; the median seconds of a step (the warm-up steps left out) and
-                   each process's peak RSS; also each side's whole training time (every step,
-                   plus ours' reference pass before the first step: see below). Goals: TRL/ours
-                   >= 1.5, memory ours/TRL <= 0.6.
+  --mode speed     a few steps; the median seconds of a step (the warm-up steps left out), the
+                   same with each step's share of the reference pass (see below; the headline),
+                   the whole training time and each process's peak RSS. Goals: TRL/ours >= 1.5
+                   (with the reference), memory ours/TRL <= 0.6.
   --mode accuracy  training, then on the held-out pairs the share with reward(chosen) >
                    reward(rejected), reward = beta * (log pi - log pi_ref) summed over the
                    completion (ours: validation/accuracy at the end; TRL: bench/dpo_trl.py's own
@@ -23,8 +23,11 @@ adapter off, loss sigmoid (or --loss-type) with beta, AdamW at 1e-4 x multiplier
 over ceil(5 %) of the steps then linear decay to 0, clipping at 1.0, batch B pairs in micro
 batches of M, fp32 (or --dtype). Ours computes the reference's log-probs of every pair once,
 before the first step (so its steps hold no reference forward); TRL's default computes them in
-every step (`precompute_ref_log_probs=False`; --trl-precompute-ref gives TRL ours' way). The
-speed table gives both the step time and the whole training time, so that pass is counted.
+every step (`precompute_ref_log_probs=False`; --trl-precompute-ref gives TRL ours' way). So that
+the pass is counted, "s/step with reference" adds to each of our steps B pairs' share of it (its
+seconds and pairs from our log's last `reference N/N pair ... elapsed` line; without one, the
+time from the process start to the start of step 1, loading included), and the training time
+adds the training pairs' share.
 Python here is for benchmarking only.
 """
 import argparse
@@ -34,7 +37,10 @@ import os
 import statistics
 import subprocess
 import sys
+import re
+import shutil
 import tempfile
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -121,9 +127,38 @@ def first(d, *keys):
     return None
 
 
+def seconds(text):
+    """"1h02m05s", "3m05s", "12s", "4.5s" -> seconds."""
+    total, num = 0.0, ""
+    for ch in text:
+        if ch.isdigit() or ch == ".":
+            num += ch
+        elif ch in "hms" and num:
+            total += float(num) * {"h": 3600, "m": 60, "s": 1}[ch]
+            num = ""
+    return total
+
+
+def reference_pass(err_path, recs, started):
+    """Ours' reference pass before the first step: (seconds, pairs) from the last `reference
+    N/N pair ... elapsed X` line of its log; else (the time from the process start to the start
+    of step 1, loading included, None)."""
+    last = None
+    with open(err_path, errors="replace") as f:
+        for line in f.read().replace("\r", "\n").splitlines():
+            m = re.search(r"reference\s+(\d+)/(\d+) pair.*elapsed\s+(\S+)", line)
+            if m and m.group(1) == m.group(2):
+                last = (seconds(m.group(3)), int(m.group(2)))
+    if last:
+        return last
+    s1 = next((x for x in recs if x.get("step") == 1 and "time/step" in x and "wall_time" in x), None)
+    return (s1["wall_time"] - s1["time/step"] - started, None) if s1 else (None, None)
+
+
 def run_ours(a, train, held, folder, i, variant):
     name, extra = variant
     out = os.path.join(folder, f"ours-{''.join(c if c.isalnum() or c in '-_.' else '_' for c in name)}-{i}")
+    shutil.rmtree(out, ignore_errors=True)
     cmd = [os.path.join(a.build, "rlhf"), "train-dpo", "--preference-dataset", train, "--eval-dataset", held,
            "--output", out, "--model", a.gguf, "--prompt-format", "raw", "--train-steps", str(a.steps),
            "--batch-size", str(a.batch_size), "--micro-batch-size", str(a.micro_batch_size),
@@ -132,6 +167,7 @@ def run_ours(a, train, held, folder, i, variant):
            "--target-sequence-length", str(a.target_length), "--seed", str(a.seed), "--threads", str(a.threads),
            "--dtype", a.dtype, "--validation-every", "0", "--checkpoint-every", str(a.steps), "--no-progress"]
     cmd = ppo_bench.without_options(cmd, {w.split("=", 1)[0] for w in extra if w.startswith("--")}) + extra
+    started = time.time()
     wall, rss, _ = ppo_bench.run_child(cmd, out)
     with open(os.path.join(out, "summary.json")) as f:
         s = json.load(f)
@@ -148,12 +184,20 @@ def run_ours(a, train, held, folder, i, variant):
         if t is not None:
             steps.append(t)
     w = a.warmup_steps if len(steps) > a.warmup_steps else 0
+    ref_s, ref_pairs = reference_pass(out + ".err", recs, started)
+    train_pairs = first(s, "train_pairs") or 0
+    validation_pairs = first(s, "validation_pairs") or 0
+    # The reference pass covers the training and the validation pairs; a step's share of it is
+    # B pairs' worth (at its rate over all the pairs it scored).
+    per_pair = ref_s / (ref_pairs or (train_pairs + validation_pairs)) if ref_s and (ref_pairs or train_pairs) else None
+    timed = steps[w:]
     return {"impl": "rlhf", "variant": name, "extra_args": extra, "summary": s, "step_seconds": steps,
-            "timed_step_seconds": steps[w:], "warmup_left_out": w > 0,
-            "train_seconds": first(s, "train_seconds"),
-            "held_out_accuracy": first(s, "validation/accuracy", "validation_accuracy", "eval_rewards/accuracies",
-                                       "validation/rewards/accuracies"),
-            "held_out_margin": first(s, "validation/margin", "validation_margin", "validation/rewards/margins"),
+            "timed_step_seconds": timed, "warmup_left_out": w > 0,
+            "reference_pass_seconds": ref_s, "reference_pass_pairs": ref_pairs or (train_pairs + validation_pairs),
+            "timed_step_seconds_with_reference": [x + per_pair * a.batch_size for x in timed] if per_pair else None,
+            "train_seconds": (first(s, "train_seconds") or 0) + (per_pair * train_pairs if per_pair else 0),
+            "held_out_accuracy": first(s, "eval/rewards/accuracies", "validation/accuracy", "validation_accuracy"),
+            "held_out_margin": first(s, "eval/rewards/margins", "validation/margin", "validation_margin"),
             "peak_rss_kib": rss, "wall_seconds": round(wall, 1)}
 
 
@@ -173,8 +217,14 @@ def run_trl(a, train, held, folder, i):
     wall, rss, stdout = ppo_bench.run_child(cmd, out)
     r = json.loads(stdout.strip().splitlines()[-1])
     w = a.warmup_steps if len(r["step_seconds"]) > a.warmup_steps else 0
-    r.update(peak_rss_kib=rss, wall_seconds=round(wall, 1), timed_step_seconds=r["step_seconds"][w:],
-             warmup_left_out=w > 0)
+    timed = r["step_seconds"][w:]
+    if a.trl_precompute_ref and r.get("reference_pass_seconds") and r.get("train_pairs"):
+        per_pair = r["reference_pass_seconds"] / r["train_pairs"]
+        with_ref = [x + per_pair * a.batch_size for x in timed]
+    else:
+        with_ref = timed  # each step holds its reference forward
+    r.update(peak_rss_kib=rss, wall_seconds=round(wall, 1), timed_step_seconds=timed,
+             timed_step_seconds_with_reference=with_ref, warmup_left_out=w > 0)
     return r
 
 
@@ -255,8 +305,12 @@ def main():
     def steps_of(runs):
         return med([x for r in runs for x in r["timed_step_seconds"]])
 
+    def steps_ref(runs):
+        return med([x for r in runs for x in r.get("timed_step_seconds_with_reference") or []])
+
     if a.mode == "speed":
-        row("s/step", steps_of, steps_of, lambda o, t: t / o, ">= 1.5x", lambda r: r >= 1.5)
+        row("s/step", steps_of, steps_of, lambda o, t: t / o)
+        row("s/step with reference", steps_ref, steps_ref, lambda o, t: t / o, ">= 1.5x", lambda r: r >= 1.5)
         row("train s (all steps)", lambda rs: med([r["train_seconds"] for r in rs]),
             lambda rs: med([r["train_seconds"] for r in rs]), lambda o, t: t / o)
     else:
@@ -270,17 +324,17 @@ def main():
     rss = lambda rs: med([r["peak_rss_kib"] for r in rs])  # noqa: E731
     row("peak RSS", rss, rss, lambda o, t: o / t, "<= 0.6x", lambda r: r <= 0.6,
         unit=lambda v: "-" if v is None else f"{v / 1024:.0f} MiB")
-    print("# s/step: median seconds of an optimizer step (no loading; ours' steps hold no reference forward, "
-          "its reference pass runs once before them; TRL's each hold one unless --trl-precompute-ref); ratio "
-          "TRL/ours. train s: all steps from the start of training (ours: its summary's train_seconds; TRL: "
-          "the trainer's train() call). peak RSS: ours/TRL, each whole process.")
+    print("# s/step: median seconds of an optimizer step, no loading; ratio TRL/ours. Ours' steps hold no "
+          "reference forward: its reference pass scores every pair once before the first step. s/step with "
+          "reference: a step plus its B pairs' share of that pass (at the pass's own rate); TRL's steps each hold "
+          "their reference forward (with --trl-precompute-ref: the same share of TRL's pass). train s: every step "
+          "plus the reference pass over the training pairs. peak RSS: ours/TRL, each whole process.")
     print(json.dumps({"settings": settings, "rlhf": ours, "trl": trl}))
     if not a.workdir:
-        import shutil
         shutil.rmtree(folder, ignore_errors=True)
     if a.mode == "speed":
         head = ours[a.variants[0][0]] if names else []
-        o, t = steps_of(head) if head else None, steps_of(trl) if trl else None
+        o, t = steps_ref(head) if head else None, steps_ref(trl) if trl else None
         speed = t / o if o and t else float("nan")
         o, t = rss(head) if head else None, rss(trl) if trl else None
         r = o / t if o and t else float("nan")
