@@ -11,7 +11,7 @@ void SettingFlags::add(CLI::App* app) {
     if (std::holds_alternative<std::optional<std::string>*>(ref) && !std::get<std::optional<std::string>*>(ref)->has_value())
       def = "unset";
     else if (def.empty())
-      def = "\"\"";
+      def = row.repeatable ? "none" : "\"\"";
     const std::string range = setting_range_text(row, ref);
     CLI::Option* o = nullptr;
     if (is_bool(ref)) {
@@ -20,6 +20,8 @@ void SettingFlags::add(CLI::App* app) {
     } else if (is_list(ref)) {
       lists_.emplace_back();
       o = app->add_option(row.flag, lists_.back(), fmt::format("{} ({}; default {})", row.help, range, def));
+      // One value per occurrence, kept whole: --reward-rule A --reward-rule B.
+      if (row.repeatable) o->allow_extra_args(false);
     } else {
       text_.emplace_back();
       o = app->add_option(row.flag, text_.back(), fmt::format("{} ({}; default {})", row.help, range, def));
@@ -49,9 +51,7 @@ SettingNames SettingFlags::apply() {
       if (flag) {
         parse_setting(row, ref, row.negated_flag ? "false" : "true");
       } else if (list) {
-        std::string joined;
-        for (const auto& v : *items) joined += (joined.empty() ? "" : ",") + v;
-        parse_setting(row, ref, joined);
+        parse_setting_list(row, ref, *items);
       } else {
         parse_setting(row, ref, *text);
       }

@@ -109,6 +109,9 @@ std::string sample_text(const SettingRow& r, SettingRef def) {
       def);
 }
 
+// A repeatable list's sample: values holding commas, which must stay whole.
+const std::vector<std::string> kRepeatableSample = {"regex=^(yes|no),\\s", "max-words=50"};
+
 template <class Config>
 Config from_flags(const SettingsTable<Config>& t, const SettingRow& r, const std::string& text) {
   Config c{};
@@ -119,7 +122,10 @@ Config from_flags(const SettingsTable<Config>& t, const SettingRow& r, const std
     if ((text == "true") != r.negated_flag) args.push_back(r.flag.substr(0, r.flag.find(',')));
   } else {
     args.push_back(r.flag.substr(0, r.flag.find(',')));
-    if (is_list(t.ref(r, c))) {
+    if (r.repeatable) {
+      args.pop_back();
+      for (const auto& v : kRepeatableSample) args.insert(args.end(), {setting_flag(r), v});
+    } else if (is_list(t.ref(r, c))) {
       std::stringstream ss(text);
       for (std::string item; std::getline(ss, item, ',');) args.push_back(item);
     } else {
@@ -141,7 +147,8 @@ void expect_flag_equals_spec(const SettingsTable<Config>& t, Config pipeline::Pi
     std::string yaml = "preference_dataset: p.jsonl\nprompt_dataset: q.jsonl\n";
     const bool nested = r.spec_key.rfind("advanced.", 0) == 0;
     const std::string key = nested ? r.spec_key.substr(9) : r.spec_key;
-    const std::string value = is_list(t.ref(r, d)) ? "[" + text + "]" : (r.name == "instruction" ? "\"" + text + "\"" : text);
+    std::string value = is_list(t.ref(r, d)) ? "[" + text + "]" : (r.name == "instruction" ? "\"" + text + "\"" : text);
+    if (r.repeatable) value = "['" + kRepeatableSample[0] + "', '" + kRepeatableSample[1] + "']";
     yaml += nested ? "advanced:\n  " + key + ": " + value + "\n" : key + ": " + value + "\n";
     pipeline::PipelineSpec spec;
     try {
@@ -152,6 +159,7 @@ void expect_flag_equals_spec(const SettingsTable<Config>& t, Config pipeline::Pi
     }
     const auto flag_value = setting_json(t.ref(r, via_flag));
     EXPECT_EQ(flag_value, setting_json(t.ref(r, spec.*member))) << r.flag << " / " << r.spec_key << " = " << text;
+    if (r.repeatable) EXPECT_EQ(flag_value, nlohmann::json(kRepeatableSample)) << r.flag;
     EXPECT_NE(flag_value, setting_json(t.ref(r, d))) << r.flag << ": the sample is the default";
   }
 }
@@ -159,6 +167,117 @@ void expect_flag_equals_spec(const SettingsTable<Config>& t, Config pipeline::Pi
 TEST(Settings, FlagAndSpecKeySetTheSameValue) {
   expect_flag_equals_spec(reward_settings(), &pipeline::PipelineSpec::reward);
   expect_flag_equals_spec(policy_settings(), &pipeline::PipelineSpec::policy);
+}
+
+// A table of lists: a repeatable one (values may hold commas), a pick from a set, free text.
+struct ListConfig {
+  std::vector<std::string> rules;
+  std::vector<std::string> targets = {"q_proj"};
+  std::vector<std::string> weights;
+};
+const SettingsTable<ListConfig>& list_settings() {
+  static const SettingsTable<ListConfig> t = [] {
+    SettingsTable<ListConfig> t{.command = "lists"};
+    t.rows.push_back({.name = "rules", .flag = "--rule", .spec_key = "rules", .help = "rules, each whole",
+                      .repeatable = true, .ref = [](void* c) -> SettingRef { return &static_cast<ListConfig*>(c)->rules; }});
+    t.rows.push_back({.name = "targets", .flag = "--targets", .spec_key = "targets", .help = "a pick of modules",
+                      .choices = {"q_proj", "k_proj", "v_proj"},
+                      .ref = [](void* c) -> SettingRef { return &static_cast<ListConfig*>(c)->targets; }});
+    t.rows.push_back({.name = "weights", .flag = "--weights", .spec_key = "weights", .help = "numbers as text",
+                      .ref = [](void* c) -> SettingRef { return &static_cast<ListConfig*>(c)->weights; }});
+    return t;
+  }();
+  return t;
+}
+
+ListConfig lists_from_flags(std::vector<std::string> args, SettingNames* given = nullptr) {
+  ListConfig c;
+  CLI::App app;
+  cli::SettingFlags flags(&app, list_settings(), c);
+  std::reverse(args.begin(), args.end());  // CLI11 takes them last first
+  app.parse(args);
+  const SettingNames g = flags.apply();
+  if (given) *given = g;
+  return c;
+}
+
+TEST(Settings, RepeatableListsKeepEachValueWhole) {
+  using V = std::vector<std::string>;
+  const auto& t = list_settings();
+  ListConfig c;
+  // Each occurrence of the flag is one value, commas and all; other lists split on commas.
+  SettingNames given;
+  c = lists_from_flags({"--rule", "regex=^(a|b),c", "--rule", "max-words=5", "--targets", "q_proj,v_proj", "--targets",
+                        "k_proj", "--weights", "1, 0.5"},
+                       &given);
+  EXPECT_EQ(c.rules, (V{"regex=^(a|b),c", "max-words=5"}));
+  EXPECT_EQ(c.targets, (V{"q_proj", "v_proj", "k_proj"}));
+  EXPECT_EQ(c.weights, (V{"1", "0.5"}));
+  EXPECT_EQ(given, (SettingNames{"rules", "targets", "weights"}));
+  EXPECT_EQ(lists_from_flags({"--rule=regex=x,y"}).rules, (V{"regex=x,y"}));
+  // One value per occurrence: a second word is not taken as a second rule.
+  EXPECT_THROW(lists_from_flags({"--rule", "max-words=5", "prefer-shorter"}), CLI::ParseError);
+  // The same through the parsers the spec reader uses.
+  parse_setting_list(*t.find("rules"), t.ref(*t.find("rules"), c), {"regex=a,b", "regex=c"});
+  EXPECT_EQ(c.rules, (V{"regex=a,b", "regex=c"}));
+  parse_setting(*t.find("rules"), t.ref(*t.find("rules"), c), "regex=a,b");  // one text, one value
+  EXPECT_EQ(c.rules, (V{"regex=a,b"}));
+  parse_setting_list(*t.find("targets"), t.ref(*t.find("targets"), c), {"q_proj, k_proj", "v_proj"});
+  EXPECT_EQ(c.targets, (V{"q_proj", "k_proj", "v_proj"}));
+  // Empty: none given is fine for free text; a pick from a set needs one.
+  const ListConfig d;
+  EXPECT_NO_THROW(check_settings(t, d));
+  parse_setting_list(*t.find("rules"), t.ref(*t.find("rules"), c), {});
+  EXPECT_TRUE(c.rules.empty());
+  try {
+    parse_setting_list(*t.find("targets"), t.ref(*t.find("targets"), c), {});
+    ADD_FAILURE() << "an empty pick was accepted";
+  } catch (const SettingError& e) {
+    EXPECT_EQ(e.setting(), "targets");
+    EXPECT_STREQ(e.what(), "needs at least one value");
+  }
+  try {
+    parse_setting_list(*t.find("rules"), t.ref(*t.find("rules"), c), {"max-words=5", ""});
+    ADD_FAILURE() << "an empty value was accepted";
+  } catch (const SettingError& e) {
+    EXPECT_STREQ(e.what(), "holds an empty value");
+  }
+  try {
+    lists_from_flags({"--targets", "q_proj,o_proj"});
+    ADD_FAILURE() << "a value outside the set was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--targets: is \"o_proj\""), std::string::npos) << e.what();
+  }
+  // What the help and docs say of them.
+  EXPECT_EQ(setting_range_text(*t.find("rules"), t.ref(*t.find("rules"), c)),
+            "text, repeatable: one value per flag, a YAML list in the spec");
+  EXPECT_EQ(setting_range_text(*t.find("weights"), t.ref(*t.find("weights"), c)), "comma-separated text");
+  const std::string md = settings_markdown(t);
+  EXPECT_NE(md.find("| `--rule` | `rules` | `(none)` | text, repeatable"), std::string::npos) << md;
+}
+
+// The spec reader gives each YAML item of a repeatable key as one value, commas kept; a lone
+// scalar is a list of one.
+TEST(Settings, SpecListsOfRepeatableKeysKeepEachItemWhole) {
+  using V = std::vector<std::string>;
+  size_t seen = 0;
+  for (const auto& r : policy_settings().rows) {
+    if (!r.repeatable) continue;
+    ++seen;
+    const bool nested = r.spec_key.rfind("advanced.", 0) == 0;
+    const std::string key = nested ? r.spec_key.substr(9) : r.spec_key;
+    auto parse = [&](const std::string& value) {
+      const std::string yaml = "preference_dataset: p.jsonl\nprompt_dataset: q.jsonl\n" +
+                               (nested ? "advanced:\n  " + key + ": " + value + "\n" : key + ": " + value + "\n");
+      pipeline::PipelineSpec spec = pipeline::parse_spec(yaml, "spec.yaml", "/data");
+      return setting_json(policy_settings().ref(r, spec.policy)).get<V>();
+    };
+    EXPECT_EQ(parse("['regex=^(a|b),c', 'max-words=5']"), (V{"regex=^(a|b),c", "max-words=5"})) << r.spec_key;
+    EXPECT_EQ(parse("\"regex=a,b\""), (V{"regex=a,b"})) << r.spec_key;
+    EXPECT_EQ(parse("[]"), V{}) << r.spec_key;
+  }
+  for (const auto& r : reward_settings().rows) seen += r.repeatable;
+  if (seen == 0) GTEST_SKIP() << "no repeatable row in the trainers' tables";
 }
 
 TEST(Settings, ValuesAreCheckedInPlainNumbers) {

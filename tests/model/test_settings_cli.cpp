@@ -96,5 +96,28 @@ TEST(SettingsCli, BadValuesAreRefusedBeforeAnyWork) {
   EXPECT_NE(out.find("--temperature: must be a number in (0, 100], not \"nan\""), std::string::npos) << out;
 }
 
+// A repeatable flag (--reward-rule) takes one value per occurrence, kept whole: the help says
+// so, and a second word after it is not taken as a second value.
+TEST(SettingsCli, RepeatableFlagsTakeOneValueEach) {
+  const auto dir = testing::scratch_dir();
+  size_t seen = 0;
+  for (const auto& r : policy_settings().rows) {
+    if (!r.repeatable) continue;
+    ++seen;
+    int rc = -1;
+    const std::string help = capture(cli() + " train-policy --help", &rc);
+    const size_t at = help.find(setting_flag(r));
+    ASSERT_NE(at, std::string::npos) << help;
+    EXPECT_NE(help.find("repeatable: one value per flag", at), std::string::npos) << help;
+    const std::string out = capture(cli() + " train-policy --prompt-dataset p --output " + (dir / "p").string() + " " +
+                                        setting_flag(r) + " 'regex=^(a|b),c' stray",
+                                    &rc, true);
+    EXPECT_NE(rc, 0);
+    EXPECT_NE(out.find("stray"), std::string::npos) << out;
+    EXPECT_FALSE(std::filesystem::exists(dir / "p"));
+  }
+  if (seen == 0) GTEST_SKIP() << "train-policy has no repeatable flag";
+}
+
 }  // namespace
 }  // namespace rlhf

@@ -7,11 +7,12 @@
 // loses to a real one with confidence 1, and two of them tie.
 // Words as text::count_words counts them (Python's str.split()). A decisive label has
 // confidence 1, except prefer-shorter, whose confidence is the relative difference in length
-// (1 - shorter/longer).
+// (1 - shorter/longer). The specs are parsed and matched as the rule rewards do
+// (data/reward_rules.h); the rules that read a prompt row's field are not labeling rules.
 #pragma once
-#include <memory>
 #include <string>
 
+#include "rlhf/data/reward_rules.h"
 #include "rlhf/eval/metrics.h"
 
 namespace rlhf::eval {
@@ -26,19 +27,11 @@ class LabelRule {
   // Parses a rule spec; throws rlhf::Error naming what is wrong.
   static LabelRule parse(const std::string& spec);
   RuleLabel label(const std::string& candidate_0, const std::string& candidate_1) const;
-  const std::string& spec() const { return spec_; }
-
-  LabelRule(LabelRule&&) noexcept;
-  LabelRule& operator=(LabelRule&&) noexcept;
-  ~LabelRule();
+  const std::string& spec() const { return rule_.spec(); }
 
  private:
-  LabelRule();
-  enum class Kind { MaxWords, Regex, PreferShorter } kind_ = Kind::PreferShorter;
-  std::string spec_;
-  size_t max_words_ = 0;
-  struct Pattern;
-  std::unique_ptr<Pattern> pattern_;
+  explicit LabelRule(data::RewardRule rule) : rule_(std::move(rule)) {}
+  data::RewardRule rule_;
 };
 
 }  // namespace rlhf::eval

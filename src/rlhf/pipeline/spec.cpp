@@ -161,8 +161,10 @@ class TableKeys {
       YAML::Node v = block.get(key);
       if (!v || v.IsNull()) continue;
       std::string text;
+      std::vector<std::string> items;  // a list's values as given, for parse_setting_list
       if (v.IsScalar()) {
         text = v.Scalar();
+        items = {text};
         // A quoted scalar is text: "10" is not the number 10.
         if (v.Tag() == "!" && !is_text_key(full))
           block.bad(key, fmt::format("must be {}, not the quoted text \"{}\"", range_of(full), text));
@@ -170,14 +172,15 @@ class TableKeys {
         for (const auto& item : v) {
           if (!item.IsScalar()) block.bad(key, "must be a list of values");
           text += (text.empty() ? "" : ",") + item.Scalar();
+          items.push_back(item.Scalar());
         }
       } else {
         block.bad(key, "must be a value, not a mapping");
       }
       if (v.IsSequence() && !is_list_key(full)) block.bad(key, "must be one value, not a list");
       try {
-        assign(reward_settings(), s_.reward, full, text, reward_given_);
-        assign(policy_settings(), s_.policy, full, text, policy_given_);
+        assign(reward_settings(), s_.reward, full, text, items, reward_given_);
+        assign(policy_settings(), s_.policy, full, text, items, policy_given_);
       } catch (const SettingError& e) {
         block.bad(key, e.what());
       }
@@ -226,10 +229,11 @@ class TableKeys {
   static bool is_list_key(const std::string& full) { return is_list(row_of(full).second); }
   template <class Config>
   static void assign(const SettingsTable<Config>& t, Config& c, const std::string& full, const std::string& text,
-                     SettingNames& given) {
+                     const std::vector<std::string>& items, SettingNames& given) {
     for (const auto& r : t.rows)
       if (r.spec_key == full) {
-        parse_setting(r, t.ref(r, c), text);
+        if (is_list(t.ref(r, c))) parse_setting_list(r, t.ref(r, c), items);
+        else parse_setting(r, t.ref(r, c), text);
         given.insert(r.name);
       }
   }

@@ -65,6 +65,18 @@ int64_t parse_int(const SettingRow& r, const std::string& text) {
   return v;
 }
 
+// "a, b,c" -> {"a", "b", "c"}.
+std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> out;
+  size_t a = 0;
+  while (a <= text.size()) {
+    const size_t b = std::min(text.find(',', a), text.size());
+    out.push_back(trim(text.substr(a, b - a)));
+    a = b + 1;
+  }
+  return out;
+}
+
 }  // namespace
 
 void check_setting(const SettingRow& r, SettingRef ref) {
@@ -78,7 +90,9 @@ void check_setting(const SettingRow& r, SettingRef ref) {
         else if constexpr (std::is_same_v<T, std::optional<std::string>>) {
           if (p->has_value()) check_choice(r, **p);
         } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
-          if (p->empty()) throw SettingError(r.name, "needs at least one value");
+          // A pick from a set (lora.targets) needs one; free text (weights, rules) may be none.
+          if (p->empty() && !r.choices.empty() && !r.repeatable)
+            throw SettingError(r.name, "needs at least one value");
           for (const auto& v : *p) {
             if (v.empty()) throw SettingError(r.name, "holds an empty value");
             check_choice(r, v);
@@ -120,17 +134,25 @@ void parse_setting(const SettingRow& r, SettingRef ref, const std::string& text)
         } else if constexpr (std::is_same_v<T, std::optional<std::string>>) {
           *p = text;
         } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
-          std::vector<std::string> out;
-          size_t a = 0;
-          while (a <= text.size()) {
-            const size_t b = std::min(text.find(',', a), text.size());
-            out.push_back(trim(text.substr(a, b - a)));
-            a = b + 1;
-          }
-          *p = out;
+          *p = r.repeatable ? std::vector<std::string>{text} : split_list(text);
         }
       },
       ref);
+  check_setting(r, ref);
+}
+
+void parse_setting_list(const SettingRow& r, SettingRef ref, const std::vector<std::string>& values) {
+  auto* p = std::get_if<std::vector<std::string>*>(&ref);
+  if (!p) throw SettingError(r.name, "must be one value, not a list");
+  std::vector<std::string> out;
+  for (const auto& v : values) {
+    if (r.repeatable) {
+      out.push_back(v);
+    } else {
+      for (auto& item : split_list(v)) out.push_back(std::move(item));
+    }
+  }
+  **p = std::move(out);
   check_setting(r, ref);
 }
 
@@ -170,10 +192,16 @@ std::string setting_range_text(const SettingRow& r, SettingRef ref) {
         else if constexpr (std::is_same_v<T, double>) return range_words(r, false);
         else if constexpr (std::is_same_v<T, bool>) return "true or false";
         else {
-          if (r.choices.empty()) return std::is_same_v<T, std::vector<std::string>> ? "comma-separated text" : "text";
+          constexpr bool is_vec = std::is_same_v<T, std::vector<std::string>>;
+          const std::string list_kind =
+              r.repeatable ? "text, repeatable: one value per flag, a YAML list in the spec" : "comma-separated text";
+          if (r.choices.empty()) return is_vec ? list_kind : "text";
           std::string list;
           for (const auto& c : r.choices) list += (list.empty() ? "" : ", ") + c;
-          return (std::is_same_v<T, std::vector<std::string>> ? "comma-separated, each one of " : "one of ") + list;
+          return (is_vec ? (r.repeatable ? "repeatable (one value per flag, a YAML list in the spec), each one of "
+                                         : "comma-separated, each one of ")
+                         : "one of ") +
+                 list;
         }
       },
       ref);

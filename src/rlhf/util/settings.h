@@ -49,6 +49,12 @@ struct SettingRow {
   bool open_min = false;
   std::vector<std::string> choices;  // text: the allowed values (empty = any text)
   bool negated_flag = false;         // bool given as --no-X: the flag sets false
+  // A list whose values may hold commas (regexes, rule specs): each occurrence of the flag is
+  // one value, never split (--reward-rule A --reward-rule B); in the spec a YAML list, one value
+  // per item (a lone scalar is a list of one). Lists that are not repeatable (lora.targets,
+  // reward_weights) split on commas. A list may be empty (none given) unless it is a pick from
+  // `choices` and not repeatable: lora.targets needs at least one.
+  bool repeatable = false;
   // A flag that sets this setting to a fixed value (e.g. --center-rewards = 0.01).
   std::string shortcut_flag, shortcut_value, shortcut_help;
   bool result = true;  // the value changes what is trained (enters cache keys and fingerprints)
@@ -70,11 +76,16 @@ struct SettingsTable {
 };
 
 // Sets the value at `ref` from text; throws SettingError(row.name, ...) when the text is not a
-// value of the row's kind, or is out of its range or set. Lists are comma-separated.
+// value of the row's kind, or is out of its range or set. Lists are comma-separated, except a
+// repeatable row's, for which the text is one value.
 void parse_setting(const SettingRow& row, SettingRef ref, const std::string& text);
+// Sets a list from its values as given (the flag's occurrences, the spec's YAML items): a
+// repeatable row takes each as one value; another list splits each on commas. Then checks it.
+void parse_setting_list(const SettingRow& row, SettingRef ref, const std::vector<std::string>& values);
 // Checks the value at `ref` against the row (range, set, finiteness); throws SettingError.
 void check_setting(const SettingRow& row, SettingRef ref);
-// The value as JSON (null for an unset optional) and as the text parse_setting reads back.
+// The value as JSON (null for an unset optional) and as the text parse_setting reads back
+// (a repeatable list's values joined by commas: for reading, not for reading back).
 nlohmann::json setting_json(SettingRef ref);
 std::string setting_text(SettingRef ref);
 // The allowed values in words ("an integer in [1, 1048576]", "one of raw, chat, auto").
@@ -132,6 +143,8 @@ std::string settings_markdown(const SettingsTable<Config>& t) {
     std::string def = setting_text(v);
     if (std::holds_alternative<std::optional<std::string>*>(v) && !std::get<std::optional<std::string>*>(v)->has_value())
       def = "(unset)";
+    else if (r.repeatable && def.empty())
+      def = "(none)";
     out += "| `" + flag + "` | `" + r.spec_key + "` | " + (def.empty() ? "\"\"" : "`" + cell(def) + "`") + " | " +
            cell(setting_range_text(r, v)) + " | " + cell(r.help) + " |\n";
   }
