@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "rlhf/pipeline/spec.h"
+#include "rlhf/train/dpo_config.h"
 #include "rlhf/train/policy_config.h"
 #include "rlhf/train/reward_config.h"
 #include "rlhf/util/error.h"
@@ -40,6 +41,7 @@ void expect_complete(const SettingsTable<Config>& t) {
 TEST(Settings, EveryRowHasAFlagASpecKeyAndHelp) {
   expect_complete(reward_settings());
   expect_complete(policy_settings());
+  expect_complete(dpo_settings());
   // A key both trainers read is the same setting in both: same flag, same kind of value.
   for (const auto& a : reward_settings().rows)
     for (const auto& b : policy_settings().rows)
@@ -62,6 +64,7 @@ std::string settings_reference() {
       "current table.\n\n";
   out += "## `rlhf train-reward` (pipeline stage `train_reward`)\n\n" + settings_markdown(reward_settings());
   out += "\n## `rlhf train-policy` (pipeline stage `train_policy`)\n\n" + settings_markdown(policy_settings());
+  out += "\n## `rlhf train-dpo`\n\n" + settings_markdown(dpo_settings());
   return out;
 }
 
@@ -80,6 +83,7 @@ TEST(Settings, DocsTableIsCurrent) {
   // Every row appears, by flag and spec key.
   for (const auto& r : reward_settings().rows) EXPECT_NE(got.str().find("`" + r.spec_key + "`"), std::string::npos);
   for (const auto& r : policy_settings().rows) EXPECT_NE(got.str().find("`" + r.spec_key + "`"), std::string::npos);
+  for (const auto& r : dpo_settings().rows) EXPECT_NE(got.str().find("`" + r.spec_key + "`"), std::string::npos);
 }
 
 // A value of the row other than its default, as text (and as the flag's arguments).
