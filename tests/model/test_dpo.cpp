@@ -178,6 +178,7 @@ TEST(DpoTraining, LearnsASyntheticPreferenceAndInferReadsTheFolder) {
   c.batch_size = 16;
   c.micro_batch_size = 8;
   c.learning_rate_multiplier = 50;  // 5e-3: a tiny model learns fast
+  c.beta = 0.5;
   c.validation_every = 20;
   auto s = rlhf::train_dpo(c);
   EXPECT_EQ(s.validation_pairs, 80);
