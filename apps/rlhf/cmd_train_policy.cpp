@@ -1,4 +1,5 @@
-// rlhf train-policy: prompts + a reward model -> a tuned policy (PPO with a KL penalty, LoRA).
+// rlhf train-policy: prompts + a reward model and/or rule rewards -> a tuned policy (PPO, GRPO
+// or RLOO with a KL penalty, LoRA; docs/online-methods.md).
 // The inputs and outputs are declared here; every setting comes from policy_settings().
 #include <memory>
 
@@ -16,18 +17,20 @@ Command add_train_policy(CLI::App& app) {
   };
   auto f = std::make_shared<Flags>();
   PolicyTrainConfig& c = f->config;
-  auto* s = app.add_subcommand("train-policy", "tune a policy with PPO against a reward model (KL penalty, LoRA)");
+  auto* s = app.add_subcommand("train-policy", "tune a policy with PPO, GRPO or RLOO against a reward model and/or rule rewards (KL penalty, LoRA)");
   s->add_option("--prompt-dataset", c.prompt_dataset, "prompt JSONL: file, folder or glob")->required();
-  s->add_option("--reward-model", c.reward_model, "folder written by train-reward")->required();
+  s->add_option("--reward-model", c.reward_model,
+                "folder written by train-reward (optional when --reward-rule is given)");
   s->add_option("--output,-o", c.output, "folder for the policy, logs and checkpoints")->required();
   s->add_option("--large-model-reference,--model,-m", c.large_model_reference,
-                "the policy's base model (default: the reward model's base)");
+                "the policy's base model (default: the reward model's base; with rule rewards only, the default model)");
   s->add_option("--eval-dataset", c.eval_dataset, "prompts completed greedily and scored before and after training");
   s->add_flag("--resume", c.resume, "continue the run in --output from its latest checkpoint");
   s->add_flag("--no-progress", f->no_progress, "no progress bar");
   f->settings = std::make_unique<SettingFlags>(s, policy_settings(), c);
   return {s, [f] {
             const SettingNames given = f->settings->apply();
+            apply_method_defaults(f->config, given);
             check_naming_flags(policy_settings(), f->config, given, check_policy_config);
             f->config.progress = !f->no_progress;
             // Blocks of 16 MiB and up (the logits, the KV cache) are mapped, returned to the system

@@ -1,5 +1,6 @@
 // What the RL tuning tests share: a tiny base model, a reward model on it trained to like
-// lowercase letters, and prompts of the same form.
+// lowercase letters, and prompts of the same form (make_fixture); or the model and prompts
+// alone, for rule rewards (make_rule_fixture).
 #pragma once
 #include <algorithm>
 #include <filesystem>
@@ -80,6 +81,20 @@ inline Fixture make_fixture(int rm_steps) {
   rlhf::train_reward_model(c);
   std::ofstream p(f.prompts);
   for (auto& row : read_jsonl(f.dir / "prefs.jsonl")) p << json{{"input_text", row["input_text"]}}.dump() << "\n";
+  return f;
+}
+
+// The tiny base model and 64 prompts "say N:" with an "answer" field; no reward model.
+inline Fixture make_rule_fixture() {
+  torch::set_num_threads(1);
+  Fixture f;
+  f.dir = rlhf::testing::scratch_dir();
+  f.model = f.dir / "model";
+  f.prompts = f.dir / "prompts.jsonl";
+  rlhf::testing::write_tiny_hf_model(f.model);
+  std::ofstream p(f.prompts);
+  for (int i = 0; i < 64; ++i)
+    p << json{{"input_text", "say " + std::to_string(i * 37 % 1000) + ":"}, {"answer", std::to_string(i)}}.dump() << "\n";
   return f;
 }
 

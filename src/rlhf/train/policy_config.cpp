@@ -58,12 +58,12 @@ SettingsTable<PolicyTrainConfig> make_table() {
                .help = "grpo/rloo: upper clip of the ratio, 1 + this (0 = --cliprange)", .min = 0, .max = 10,
                .ref = REF(epsilon_high)});
   r.push_back({.name = "num_iterations", .flag = "--num-iterations", .spec_key = "advanced.num_iterations",
-               .help = "grpo/rloo: optimizer passes over each batch of rollouts (ppo: --ppo-epochs)", .min = 1,
+               .help = "grpo/rloo: optimizer passes over each batch of rollouts (ppo's are --ppo-epochs)", .min = 1,
                .max = 1000, .ref = REF(num_iterations)});
   r.push_back({.name = "reward_rule", .flag = "--reward-rule", .spec_key = "reward_rules",
                .help = "rule rewards: max-words=N, regex=PATTERN, prefer-shorter, exact-match=FIELD, contains=FIELD "
-                       "(repeatable; with rules --reward-model is optional)",
-               .ref = REF(reward_rule)});
+                       "(one per flag; with rules --reward-model is optional)",
+               .repeatable = true, .ref = REF(reward_rule)});
   r.push_back({.name = "reward_weights", .flag = "--reward-weights", .spec_key = "advanced.reward_weights",
                .help = "one weight per reward, the reward model's first when given, then each rule (empty = all 1)",
                .ref = REF(reward_weights)});
@@ -219,19 +219,12 @@ void check_policy_config(const PolicyTrainConfig& c, const SettingNames& given) 
   if (c.method != "ppo" && c.generations() < 2)
     throw SettingError("num_generations", fmt::format("{} compares the completions of a prompt: it needs at least 2 "
                                                       "(is {})", c.method, c.generations()));
-  if (c.method == "ppo" && c.num_iterations != 1)
-    throw SettingError("num_iterations", "is grpo's and rloo's; ppo's passes over a batch are --ppo-epochs");
   if (c.method != "ppo" && given.count("value_model"))
     throw SettingError("value_model", fmt::format("{} has no value model", c.method));
   if (c.method != "ppo" && c.adaptive_kl) throw SettingError("adaptive_kl", "is ppo's (grpo and rloo keep beta fixed)");
   for (const auto& rule : c.reward_rule)
     if (rule.empty()) throw SettingError("reward_rule", "an empty rule");
-  // The count is checked against the inputs when the run starts (weights()); here: numbers,
-  // one per rule, or one more for a reward model.
-  const size_t weights = parse_weights(c.reward_weights).size();
-  if (weights > 0 && weights != c.reward_rule.size() && weights != c.reward_rule.size() + 1)
-    throw SettingError("reward_weights", fmt::format("gives {} weight(s) for {} rule(s) (and perhaps a reward model)",
-                                                     weights, c.reward_rule.size()));
+  // reward_weights is read against the inputs when the run starts (weights()).
   if (c.reward_normalization_samples == 1)
     throw SettingError("reward_normalization_samples", "needs at least 2 completions for a standard deviation (0 = off)");
   if (c.adaptive_kl && c.kl_coeff == 0) throw SettingError("adaptive_kl", "needs a positive kl_coeff to start from");

@@ -57,8 +57,13 @@ ValueModel parse_value_model(const std::string& name, const std::string& field) 
 
 PolicyModels::PolicyModels(Transformer& net, const RewardModel& reward, const LoraConfig& policy_lora, uint64_t seed,
                            ValueInit value_init, ValueModel layout)
+    : PolicyModels(net, &reward, policy_lora, seed, value_init, layout) {}
+
+PolicyModels::PolicyModels(Transformer& net, const RewardModel* reward, const LoraConfig& policy_lora, uint64_t seed,
+                           ValueInit value_init, ValueModel layout)
     : net_(net), reward_(reward), layout_(layout) {
   policy_ = &net.add_adapter(kPolicyAdapter, policy_lora, seed);
+  if (layout_ == ValueModel::kNone) return;
   const int64_t H = net.config().hidden_size;
   auto f32 = torch::TensorOptions().dtype(torch::kFloat32).device(net.device());
   value_weight_ = torch::zeros({H}, f32);
@@ -67,22 +72,25 @@ PolicyModels::PolicyModels(Transformer& net, const RewardModel& reward, const Lo
     // The reward head was trained on the reward adapter's hidden states, not the policy's:
     // the shared head starts at zero (values 0: the mean of normalised rewards).
     std::fprintf(stderr, "[rlhf] value model: shared (a zero head on the policy's trunk)\n");
+  } else if (!reward) {
+    value_ = &net.add_adapter(kValueAdapter, policy_lora, seed ^ 0x7a1e5ULL);
+    std::fprintf(stderr, "[rlhf] value model: fresh (a new adapter and a zero head; no reward model)\n");
   } else {
-    const LoraAdapter& rm = reward.adapter();
+    const LoraAdapter& rm = reward->adapter();
     value_ = &net.add_adapter(kValueAdapter, rm.config, seed ^ 0x7a1e5ULL);
     // The reward adapter was trained against its own base: it means the same on this one only
     // when the weights are the same (one shared transformer, or the caller knows).
     const bool same_base = value_init == ValueInit::kFromReward ||
-                           (value_init == ValueInit::kAuto && &reward.net() == &net);
+                           (value_init == ValueInit::kAuto && &reward->net() == &net);
     if (same_base) {
-      const ModelConfig &a = reward.net().config(), &b = net.config();
+      const ModelConfig &a = reward->net().config(), &b = net.config();
       if (a.hidden_size != b.hidden_size || a.num_layers != b.num_layers || a.num_heads != b.num_heads ||
           a.num_kv_heads != b.num_kv_heads || a.head_dim != b.head_dim || a.intermediate_size != b.intermediate_size)
         fail("the value model cannot start from the reward model: their bases differ in shape");
       copy_adapter(rm, *value_);
       torch::NoGradGuard no_grad;
-      value_weight_.copy_(reward.head_weight());
-      value_bias_.copy_(reward.head_bias());
+      value_weight_.copy_(reward->head_weight());
+      value_bias_.copy_(reward->head_bias());
       value_from_reward_ = true;
     }
     std::fprintf(stderr, "[rlhf] value model: %s\n",
@@ -92,6 +100,11 @@ PolicyModels::PolicyModels(Transformer& net, const RewardModel& reward, const Lo
   }
   value_weight_.set_requires_grad(true);
   value_bias_.set_requires_grad(true);
+}
+
+const RewardModel& PolicyModels::reward() const {
+  if (!reward_) fail("the policy is tuned on rule rewards only: there is no reward model");
+  return *reward_;
 }
 
 const LoraAdapter& PolicyModels::value_adapter() const {
@@ -130,13 +143,17 @@ torch::Tensor PolicyModels::logprobs(const RolloutBatch& batch, bool policy, dou
 }
 
 torch::Tensor PolicyModels::values(const RolloutBatch& batch) const {
+  if (layout_ == ValueModel::kNone) return torch::zeros(batch.mask.sizes(), batch.mask.options());
   return value_from_hidden(response_hidden(batch, layout_ == ValueModel::kShared ? policy_ : value_));
 }
 
 PolicyForward PolicyModels::forward(const RolloutBatch& batch, double temperature, bool entropy) const {
   PolicyForward out;
   torch::Tensor* ent = entropy ? &out.entropy : nullptr;
-  if (layout_ == ValueModel::kShared) {
+  if (layout_ == ValueModel::kNone) {
+    out.logp = logprobs(batch, true, temperature, ent);
+    out.values = torch::zeros(batch.mask.sizes(), batch.mask.options());
+  } else if (layout_ == ValueModel::kShared) {
     auto hidden = response_hidden(batch, policy_);  // [B, T, H]: one trunk for both heads
     out.logp = logprobs_from_hidden(hidden, batch, temperature, ent);
     out.values = value_from_hidden(hidden);
@@ -152,12 +169,14 @@ std::map<std::string, torch::Tensor> PolicyModels::parameters() const {
   for (const auto& [name, t] : policy_->named_parameters()) out["policy/" + name] = t;
   if (value_)
     for (const auto& [name, t] : value_->named_parameters()) out["value/" + name] = t;
+  if (layout_ == ValueModel::kNone) return out;
   out["value_head.weight"] = value_weight_;
   out["value_head.bias"] = value_bias_;
   return out;
 }
 
 void PolicyModels::save_value(const std::string& dir, const std::string& base_reference) const {
+  if (layout_ == ValueModel::kNone) return;
   if (value_) {
     std::filesystem::create_directories(dir + "/value");
     save_adapter(dir + "/value", *value_,
@@ -169,6 +188,7 @@ void PolicyModels::save_value(const std::string& dir, const std::string& base_re
 }
 
 void PolicyModels::load_value(const std::string& dir) {
+  if (layout_ == ValueModel::kNone) return;
   if (value_) load_adapter(dir + "/value", *value_);
   const std::string path = dir + "/value_head.safetensors";
   auto head = load_tensors(path, net_.device());

@@ -12,7 +12,9 @@
 //                        so an update costs about half; the value loss also trains the
 //                        policy's adapter (weighted by vf_coef), and the value has only the
 //                        policy adapter's capacity beyond its head.
-//   reward     base + "reward" adapter + head from `rlhf train-reward`, frozen
+//              none      no value model (grpo, rloo: their advantages need none); values are 0
+//   reward     base + "reward" adapter + head from `rlhf train-reward`, frozen; none when the
+//              rewards are rules only
 // The reward model may sit on a different base (then it was loaded as a second model).
 //
 // A rollout batch lays each sample out as left-padded prompt ++ right-padded response, so every
@@ -52,7 +54,7 @@ enum class ValueInit {
 };
 
 // Where the value model lives (see the top of this file).
-enum class ValueModel { kSeparate, kShared };
+enum class ValueModel { kSeparate, kShared, kNone };
 // "separate" or "shared"; anything else throws rlhf::Error naming `field`.
 ValueModel parse_value_model(const std::string& name, const std::string& field = "value_model");
 
@@ -73,32 +75,37 @@ class PolicyModels {
   // With ValueModel::kShared there is no value adapter: the head reads the policy's trunk.
   PolicyModels(Transformer& net, const RewardModel& reward, const LoraConfig& policy_lora, uint64_t seed,
                ValueInit value_init = ValueInit::kAuto, ValueModel layout = ValueModel::kSeparate);
+  // The same, `reward` null when the rewards are rules only: then a separate value adapter
+  // takes the policy adapter's settings and starts fresh. With ValueModel::kNone: the policy
+  // and the reference only (no value adapter, no value head, nothing saved for a value).
+  PolicyModels(Transformer& net, const RewardModel* reward, const LoraConfig& policy_lora, uint64_t seed,
+               ValueInit value_init, ValueModel layout);
 
   // Log-probs [B, T] float32 of the response tokens under softmax(logits / temperature),
   // with the policy adapter (policy = true) or none (the reference). `entropy`, when given,
   // receives the per-token entropy [B, T] of that distribution (no gradient).
   torch::Tensor logprobs(const RolloutBatch& batch, bool policy, double temperature,
                          torch::Tensor* entropy = nullptr) const;
-  // Values [B, T] float32 at the positions that predict each response token.
+  // Values [B, T] float32 at the positions that predict each response token (0 without a value model).
   torch::Tensor values(const RolloutBatch& batch) const;
   // The policy's log-probs and the values together: one forward of the trunk when the value
   // model is shared, two when separate.
   PolicyForward forward(const RolloutBatch& batch, double temperature, bool entropy = false) const;
 
   // Trainable tensors by name: "policy/<peft name>", "value/<peft name>", "value_head.weight",
-  // "value_head.bias".
+  // "value_head.bias" (the policy's only without a value model).
   std::map<std::string, torch::Tensor> parameters() const;
 
   const LoraAdapter& policy() const { return *policy_; }
   // Only with a separate value model.
   const LoraAdapter& value_adapter() const;
   ValueModel layout() const { return layout_; }
-  const RewardModel& reward() const { return reward_; }
+  const RewardModel& reward() const;  // throws without a reward model
   Transformer& net() const { return net_; }
   bool value_from_reward() const { return value_from_reward_; }
 
   // The value adapter (separate only: value/ adapter files) and head (value_head.safetensors)
-  // into dir and back.
+  // into dir and back; nothing without a value model.
   void save_value(const std::string& dir, const std::string& base_reference) const;
   void load_value(const std::string& dir);
 
@@ -110,7 +117,7 @@ class PolicyModels {
   torch::Tensor value_from_hidden(const torch::Tensor& hidden) const;
 
   Transformer& net_;
-  const RewardModel& reward_;
+  const RewardModel* reward_;
   LoraAdapter* policy_;
   LoraAdapter* value_ = nullptr;  // null when shared
   ValueModel layout_ = ValueModel::kSeparate;

@@ -12,11 +12,14 @@
 
 #include "rlhf/data/dataset.h"
 #include "rlhf/data/encode.h"
+#include "rlhf/data/reward_rules.h"
 #include "rlhf/model/generate.h"
 #include "rlhf/model/loader.h"
+#include "rlhf/model/registry.h"
 #include "rlhf/text/words.h"
 #include "rlhf/train/adapter_io.h"
 #include "rlhf/train/checkpoint.h"
+#include "rlhf/train/grpo.h"
 #include "rlhf/train/optim.h"
 #include "rlhf/train/ppo.h"
 #include "rlhf/train/rollout.h"
@@ -65,8 +68,10 @@ struct MinibatchStats {
 
 json json_or_null(double x) { return std::isfinite(x) ? json(x) : json(nullptr); }
 
-// Prompts + a reward model -> a tuned policy: the setup in the constructor, the PPO steps in
-// train(). See policy_trainer.h for what a step does.
+enum class Method { Ppo, Grpo, Rloo };
+
+// Prompts + rewards -> a tuned policy: the setup in the constructor, the steps in train().
+// See policy_trainer.h for what a step does.
 class PolicyTrainer {
  public:
   explicit PolicyTrainer(const PolicyTrainConfig& cfg);
@@ -75,6 +80,7 @@ class PolicyTrainer {
  private:
   static TrainerRunOptions run_options(const PolicyTrainConfig& cfg);
   void read_prompts();
+  void read_rules();
   void choose_encoding();
   void encode_prompts();
   json fingerprint() const;
@@ -87,7 +93,8 @@ class PolicyTrainer {
   void measure_reference_scores();
   // This rank's share of micro-batches of samples (balanced by padded sizes).
   std::vector<bool> my_share(const std::vector<std::vector<size_t>>& mbs, const std::vector<Sample>& samples) const;
-  void score_rollouts(Rollouts& r, const std::vector<data::PromptRow>& rows);
+  std::vector<double> reward_model_scores(const std::vector<Sample>& samples, const std::vector<data::PromptRow>& rows);
+  void score_rollouts(Rollouts& r, const std::vector<data::PromptRow>& rows, const std::vector<json>& row_json);
   bool first_update_gives_old_logprobs() const;
   void compute_logprobs_and_values(Rollouts& r, int64_t step, bool policy);
   std::vector<PolicyForward> first_forward(Rollouts& r, int64_t step);
@@ -107,17 +114,26 @@ class PolicyTrainer {
   TrainerRun run_;
   const torch::Device dev_;
   const ppo::EosPenaltyMode eos_mode_;
+  const Method method_;
+  const grpo::ScaleRewards scale_rewards_;
+  const grpo::LossType loss_type_;
   std::vector<data::PromptRow> prompt_rows_, eval_rows_;
+  std::vector<json> prompt_json_, eval_json_;  // the rows as read, for the rules
+  std::vector<data::RewardRule> rules_;
+  std::vector<double> weights_;                // the reward model's first when there is one, then each rule's
   PolicyRoles roles_;
   Model& policy_model() const { return *roles_.policy_base; }
   PolicyModels& models() const { return *roles_.models; }
   const RewardModelInfo& rm_info() const { return roles_.rm->info; }
+  bool has_rm() const { return roles_.rm != nullptr; }
+  bool ppo() const { return method_ == Method::Ppo; }
   data::EncodeConfig enc_;
   int32_t eos_ = 0, pad_ = 0;
   bool same_encoding_ = false;  // the reward model reads the policy's ids as they are
   std::vector<std::vector<int32_t>> prompt_ids_, eval_ids_;
   std::string data_sha256_;
-  int64_t B_ = 0, M_ = 0, G_ = 0, steps_ = 0;
+  // Prompts per step, completions per prompt, rollouts per step (P·N), micro-batch, generation batch.
+  int64_t P_ = 0, N_ = 1, B_ = 0, M_ = 0, G_ = 0, steps_ = 0;
   double peak_lr_ = 0;
   std::unique_ptr<AdamW> opt_;
   ppo::AdaptiveKl kl_ctl_;
@@ -129,9 +145,11 @@ class PolicyTrainer {
 
 TrainerRunOptions PolicyTrainer::run_options(const PolicyTrainConfig& cfg) {
   if (cfg.prompt_dataset.empty()) fail("--prompt-dataset is required");
-  if (cfg.reward_model.empty()) fail("--reward-model is required");
+  if (cfg.reward_model.empty() && cfg.reward_rule.empty())
+    fail("no reward: give --reward-model (a folder written by train-reward), --reward-rule (e.g. max-words=50), or both");
   if (cfg.output.empty()) fail("--output is required");
   check_naming_flags(policy_settings(), cfg, {}, check_policy_config);
+  check_naming_flags(policy_settings(), cfg, {}, [](const PolicyTrainConfig& c, const SettingNames&) { c.weights(); });
   apply_threads(cfg.threads);
   return {.command = "train-policy",
           .output = cfg.output,
@@ -150,27 +168,35 @@ PolicyTrainer::PolicyTrainer(const PolicyTrainConfig& cfg)
       run_(run_options(cfg)),
       dev_(parse_device(cfg.device)),
       eos_mode_(ppo::parse_eos_penalty_mode(cfg.eos_penalty_mode, setting_flag(policy_settings(), "eos_penalty_mode"))),
+      method_(cfg.method == "grpo" ? Method::Grpo : cfg.method == "rloo" ? Method::Rloo : Method::Ppo),
+      scale_rewards_(grpo::parse_scale_rewards(cfg.scale_rewards, "--scale-rewards")),
+      loss_type_(grpo::parse_loss_type(cfg.loss_type, "--loss-type")),
       kl_ctl_{cfg.kl_coeff, cfg.target_kl, cfg.kl_horizon} {
   read_prompts();  // all of it validated before any model is loaded
+  read_rules();
   roles_ = load_policy_roles(cfg_);
   choose_encoding();
   encode_prompts();
   const int64_t n_prompts = static_cast<int64_t>(prompt_ids_.size());
-  B_ = cfg_.batch_size;
+  P_ = cfg_.batch_size;
+  N_ = cfg_.generations();
+  B_ = P_ * N_;
   M_ = std::min(cfg_.micro_batch_size, B_);
   G_ = cfg_.generation_batch_size > 0 ? std::min(cfg_.generation_batch_size, B_) : B_;
   steps_ = cfg_.steps_for(n_prompts);
   peak_lr_ = PolicyTrainConfig::kBaseLearningRate * cfg_.learning_rate_multiplier;
   std::fprintf(stderr,
-               "[rlhf] %lld prompts; %lld steps of %lld rollouts (micro-batches of %lld, %lld PPO epochs, %lld "
-               "minibatch(es)); lr %.3g; kl_coeff %g%s%s; prompt format %s; value model %s\n",
-               (long long)n_prompts, (long long)steps_, (long long)B_, (long long)M_, (long long)cfg_.ppo_epochs,
+               "[rlhf] %s: %lld prompts; %lld steps of %lld prompts x %lld completions (micro-batches of %lld, %lld "
+               "pass(es), %lld minibatch(es)); lr %.3g; kl_coeff %g%s%s; prompt format %s; value model %s\n",
+               cfg_.method.c_str(), (long long)n_prompts, (long long)steps_, (long long)P_, (long long)N_,
+               (long long)M_, (long long)(ppo() ? cfg_.ppo_epochs : cfg_.num_iterations),
                (long long)cfg_.num_mini_batches, peak_lr_, cfg_.kl_coeff, cfg_.adaptive_kl ? " (adaptive)" : "",
                cfg_.kl_coeff == 0 ? (cfg_.measure_kl ? " (KL measured)" : " (KL not measured)") : "",
                data::prompt_format_name(enc_.format),
-               models().layout() == ValueModel::kShared ? "shared with the policy (a head on its trunk)"
-               : models().value_from_reward()           ? "initialised from the reward model (same base)"
-                                                        : "initialised fresh (the reward model is on another base)");
+               models().layout() == ValueModel::kNone     ? "none"
+               : models().layout() == ValueModel::kShared ? "shared with the policy (a head on its trunk)"
+               : models().value_from_reward()             ? "initialised from the reward model (same base)"
+                                                          : "initialised fresh (the reward model is on another base)");
   if (run_.world() > 1 && run_.writer()) {
     // Rollouts are split in contiguous shares; the micro-batches of scoring and of each
     // minibatch's update are shared out by size, so a count that is not a multiple of the
@@ -209,20 +235,42 @@ void PolicyTrainer::read_prompts() {
     eval_opts.max_rows = static_cast<size_t>(cfg_.max_eval_prompts);
     eval_rows_ = data::read_prompt_dataset(cfg_.eval_dataset, eval_opts);
   }
+  for (const auto& r : prompt_rows_) prompt_json_.push_back(json::parse(r.json));
+  for (const auto& r : eval_rows_) eval_json_.push_back(json::parse(r.json));
+}
+
+// The rule rewards and the weights; every row (training and evaluation) checked by every
+// rule before any model is loaded.
+void PolicyTrainer::read_rules() {
+  rules_ = data::parse_reward_rules(cfg_.reward_rule, "--reward-rule");
+  weights_ = cfg_.weights();
+  for (const auto& rule : rules_) {
+    for (size_t i = 0; i < prompt_rows_.size(); ++i) rule.check_row(prompt_json_[i], prompt_rows_[i].where);
+    for (size_t i = 0; i < eval_rows_.size(); ++i) rule.check_row(eval_json_[i], eval_rows_[i].where);
+  }
+  if (!rules_.empty()) {
+    std::string line;
+    size_t w = 0;
+    if (!cfg_.reward_model.empty()) line = fmt::format("the reward model x {:g}", weights_[w++]);
+    for (const auto& rule : rules_) line += fmt::format("{}{} x {:g}", line.empty() ? "" : " + ", rule.spec(), weights_[w++]);
+    std::fprintf(stderr, "[rlhf] reward: %s\n", line.c_str());
+  }
 }
 
 // Prompts are encoded as the reward model was trained unless told otherwise.
 void PolicyTrainer::choose_encoding() {
-  enc_ = rm_info().encode;
+  if (has_rm()) enc_ = rm_info().encode;
   data::PromptForms forms;
   forms.add_rows(prompt_rows_);
   forms.add_rows(eval_rows_);
-  enc_.format = data::choose_prompt_format(cfg_.prompt_format.value_or(""), rm_info().encode.format,
-                                           "the reward model in " + cfg_.reward_model, forms, "--prompt-format");
+  enc_.format = has_rm() ? data::choose_prompt_format(cfg_.prompt_format.value_or(""), rm_info().encode.format,
+                                                      "the reward model in " + cfg_.reward_model, forms, "--prompt-format")
+                         : data::choose_prompt_format(cfg_.prompt_format.value_or(""), std::nullopt, "", forms,
+                                                      "--prompt-format");
   if (cfg_.instruction) enc_.instruction = *cfg_.instruction;
   enc_.prompt_sequence_length = cfg_.prompt_sequence_length;
   enc_.target_sequence_length = cfg_.target_sequence_length;
-  if (enc_.format != rm_info().encode.format || enc_.instruction != rm_info().encode.instruction)
+  if (has_rm() && (enc_.format != rm_info().encode.format || enc_.instruction != rm_info().encode.instruction))
     std::fprintf(stderr,
                  "[rlhf] warning: prompts are formatted differently from the reward model's training "
                  "(format %s vs %s, instruction \"%s\" vs \"%s\")\n",
@@ -232,7 +280,7 @@ void PolicyTrainer::choose_encoding() {
   pad_ = policy_model().pad_id;
   // The reward model reads the policy's ids as they are when it shares the tokenizer and the
   // prompt encoding; otherwise the completion text is re-encoded its way.
-  same_encoding_ = roles_.shared_base() && enc_.format == rm_info().encode.format &&
+  same_encoding_ = has_rm() && roles_.shared_base() && enc_.format == rm_info().encode.format &&
                    enc_.instruction == rm_info().encode.instruction &&
                    enc_.prompt_sequence_length <= rm_info().encode.prompt_sequence_length;
 }
@@ -265,15 +313,17 @@ json PolicyTrainer::fingerprint() const {
   f["instruction"] = enc_.instruction;
   f["base_sha256"] = roles_.policy_base_sha256;
   f["dtype_resolved"] = dtype_name(policy_model().net->dtype());  // what "auto" became on this machine
-  const TrainedFolder rm = read_reward_model_info(cfg_.reward_model);
-  f["reward_model_sha256"] = sha256_files(rm.content_files());
+  if (has_rm()) {
+    const TrainedFolder rm = read_reward_model_info(cfg_.reward_model);
+    f["reward_model_sha256"] = sha256_files(rm.content_files());
+  }
   f["data_sha256"] = data_sha256_;
   f["steps"] = steps_;
   return f;
 }
 
 // ---------------------------------------------------------------------------------------
-// The PPO loop.
+// The loop (ppo, grpo, rloo).
 
 PolicyTrainSummary PolicyTrainer::train() {
   measure_reference_scores();
@@ -284,7 +334,7 @@ PolicyTrainSummary PolicyTrainer::train() {
     const double lr = peak_lr_ * (1.0 - static_cast<double>(step) / static_cast<double>(steps_));
     Rollouts batch = generate_rollouts(step);
     clock.lap("time/generate");
-    score_rollouts(batch, prompt_rows_);
+    score_rollouts(batch, prompt_rows_, prompt_json_);
     clock.lap("time/score");
     compute_logprobs_and_values(batch, step, /*policy=*/!reuse);
     clock.lap("time/logprobs");
@@ -292,7 +342,7 @@ PolicyTrainSummary PolicyTrainer::train() {
     if (reuse) first = first_forward(batch, step);
     compute_advantages(batch);
     const UpdateStats update = ppo_update(batch, step, lr, std::move(first));
-    if (cfg_.adaptive_kl) kl_ctl_.update(batch.mean_kl, B_);
+    if (cfg_.adaptive_kl) kl_ctl_.update(batch.mean_kl, B_);  // ppo only (check_policy_config)
     clock.lap("time/train");
     const int64_t done = step + 1;
     log_step(done, batch, update, lr, clock);
@@ -303,13 +353,14 @@ PolicyTrainSummary PolicyTrainer::train() {
   return finish();
 }
 
-// B prompts from the epoch stream, completed by the policy at the rollout temperature.
+// P prompts from the epoch stream, each completed N times by the policy at the rollout
+// temperature: rollout p·N + g is prompt p's g-th completion (a group is N consecutive rows).
 Rollouts PolicyTrainer::generate_rollouts(int64_t step) {
   Rollouts r;
   r.samples.resize(static_cast<size_t>(B_));
   for (int64_t i = 0; i < B_; ++i) {
     Sample& s = r.samples[static_cast<size_t>(i)];
-    s.row = (*prompts_)[step * B_ + i];
+    s.row = (*prompts_)[step * P_ + i / N_];
     s.prompt = &prompt_ids_[s.row];
   }
   complete(r.samples, cfg_.temperature, mix_seed(cfg_.seed, 0x5a3b1e, static_cast<uint64_t>(step)));
@@ -381,7 +432,7 @@ void PolicyTrainer::complete_shard(std::vector<Sample>& samples, size_t begin, s
 // resumed run computes the same numbers again.
 void PolicyTrainer::measure_reference_scores() {
   const int64_t n = cfg_.reward_normalization_samples;
-  if (n == 0) return;
+  if (n == 0 || !has_rm()) return;
   Rollouts r;
   r.samples.resize(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) {
@@ -390,9 +441,10 @@ void PolicyTrainer::measure_reference_scores() {
     s.prompt = &prompt_ids_[s.row];
   }
   complete(r.samples, cfg_.temperature, mix_seed(cfg_.seed, 0x40b5e), /*reference=*/true);
-  score_mean_ = 0, score_std_ = 1;  // raw scores
-  score_rollouts(r, prompt_rows_);
-  const auto raw = r.raw_scores.to(torch::kFloat64);
+  std::vector<uint8_t> stopped;
+  for (const auto& s : r.samples) stopped.push_back(s.stopped);
+  r.stopped = torch::tensor(stopped, torch::kUInt8).to(torch::kBool);
+  const auto raw = torch::tensor(reward_model_scores(r.samples, prompt_rows_), torch::kFloat64);
   const double mean = raw.mean().item<double>(), stdev = raw.std().item<double>();
   score_mean_ = mean;
   if (std::isfinite(stdev) && stdev > 1e-6) {
@@ -418,11 +470,11 @@ std::vector<bool> PolicyTrainer::my_share(const std::vector<std::vector<size_t>>
   return run_.my_share(costs);
 }
 
-// The reward model's score of each completion, then the missing-EOS penalty (ppo.h).
-void PolicyTrainer::score_rollouts(Rollouts& r, const std::vector<data::PromptRow>& rows) {
+// The reward model's raw score of each completion.
+std::vector<double> PolicyTrainer::reward_model_scores(const std::vector<Sample>& samples,
+                                                       const std::vector<data::PromptRow>& rows) {
   torch::NoGradGuard no_grad;
   auto& rm = *roles_.rm;
-  std::vector<Sample>& samples = r.samples;
   // Chunks of M samples, each scored by one rank; the others' scores stay 0 until summed.
   std::vector<std::vector<size_t>> chunks;
   for (size_t s0 = 0; s0 < samples.size(); s0 += static_cast<size_t>(M_)) {
@@ -460,15 +512,55 @@ void PolicyTrainer::score_rollouts(Rollouts& r, const std::vector<data::PromptRo
     for (size_t i = s0; i < s1; ++i) raw_scores[i] = scores[static_cast<int64_t>(i - s0)].item<float>();
   }
   run_.all_reduce(raw_scores);
-  for (size_t i = 0; i < samples.size(); ++i) samples[i].raw_score = static_cast<float>(raw_scores[i]);
-  std::vector<float> raw;
+  return raw_scores;
+}
+
+// Each completion's reward: Σ w_i r_i over the reward model (its score standardised by the
+// untuned policy's, see measure_reference_scores) and the rules, then the missing-EOS penalty
+// (ppo.h). raw_scores: the same sum with the reward model's score as it is.
+void PolicyTrainer::score_rollouts(Rollouts& r, const std::vector<data::PromptRow>& rows,
+                                   const std::vector<json>& row_json) {
+  std::vector<Sample>& samples = r.samples;
+  const size_t n = samples.size();
+  std::vector<float> raw(n, 0.0f);
   std::vector<uint8_t> stopped;
-  for (const auto& s : samples) raw.push_back(s.raw_score), stopped.push_back(s.stopped);
+  for (const auto& s : samples) stopped.push_back(s.stopped);
+  torch::Tensor combined = torch::zeros({static_cast<int64_t>(n)}, torch::kFloat32);
+  size_t w = 0;
+  if (has_rm()) {
+    const std::vector<double> rm = reward_model_scores(samples, rows);
+    const double weight = weights_[w++];
+    std::vector<float> rm_raw(rm.begin(), rm.end());
+    combined = weight * ((torch::tensor(rm_raw, torch::kFloat32) - score_mean_) / score_std_);
+    for (size_t i = 0; i < n; ++i) raw[i] = static_cast<float>(weight * rm_raw[i]);
+  }
+  std::vector<double> rule_scores(n * rules_.size(), 0.0);
+  std::vector<float> rule_sum(n, 0.0f);
+  if (!rules_.empty()) {
+    // Rules read text: cheap next to the models, so every rank scores every completion.
+    for (size_t i = 0; i < n; ++i) {
+      const Sample& s = samples[i];
+      const std::vector<int32_t> body = response_body(s);
+      const std::string text = policy_model().tokenizer->decode(body, /*skip_special=*/true);
+      data::RuleInput in{.completion = text,
+                         .tokens = static_cast<int64_t>(body.size()),
+                         .max_tokens = enc_.target_sequence_length,
+                         .row = &row_json[s.row]};
+      for (size_t k = 0; k < rules_.size(); ++k) {
+        const double x = rules_[k].score(in);
+        rule_scores[i * rules_.size() + k] = x;
+        raw[i] += static_cast<float>(weights_[w + k] * x);
+        rule_sum[i] += static_cast<float>(weights_[w + k] * x);
+      }
+    }
+    combined = combined + torch::tensor(rule_sum, torch::kFloat32);
+  }
+  for (size_t i = 0; i < n; ++i) samples[i].raw_score = raw[i];
+  r.rule_scores = torch::tensor(rule_scores, torch::kFloat64).view({static_cast<int64_t>(n), static_cast<int64_t>(rules_.size())});
   r.raw_scores = torch::tensor(raw, torch::kFloat32);
   r.stopped = torch::tensor(stopped, torch::kUInt8).to(torch::kBool);
-  const torch::Tensor standard = (r.raw_scores - score_mean_) / score_std_;
-  r.scores = cfg_.eos_penalty ? ppo::apply_eos_penalty(standard, r.stopped, cfg_.missing_eos_penalty, eos_mode_)
-                              : standard;
+  r.scores = cfg_.eos_penalty ? ppo::apply_eos_penalty(combined, r.stopped, cfg_.missing_eos_penalty, eos_mode_)
+                              : combined;
   for (size_t i = 0; i < samples.size(); ++i) samples[i].score = r.scores[static_cast<int64_t>(i)].item<float>();
   r.raw_scores = r.raw_scores.to(dev_), r.scores = r.scores.to(dev_);
 }
@@ -481,6 +573,7 @@ void PolicyTrainer::score_rollouts(Rollouts& r, const std::vector<data::PromptRo
 bool PolicyTrainer::first_update_gives_old_logprobs() const {
   const bool dropout = cfg_.lora.dropout > 0 ||
                        (models().layout() == ValueModel::kSeparate && models().value_adapter().config.dropout > 0);
+  // (the number of passes does not matter: the first pass's first update is the one that is reused)
   const int64_t per_rank = (B_ + run_.world() - 1) / run_.world();
   return cfg_.num_mini_batches == 1 && M_ >= per_rank && !dropout;
 }
@@ -539,16 +632,31 @@ std::vector<PolicyForward> PolicyTrainer::first_forward(Rollouts& r, int64_t ste
   return out;
 }
 
-// Per-token rewards (score at the last token, -kl_coeff · KL), GAE, whitened advantages.
+// The advantages, by method (grpo.h):
+//   ppo   per-token rewards (score at the last token, -kl_coeff · KL), GAE, whitened;
+//   grpo  each completion's reward against its group's mean (and std, --scale-rewards);
+//   rloo  each completion's reward - kl_coeff · its summed KL, against the mean of the others.
 void PolicyTrainer::compute_advantages(Rollouts& r) {
   r.kl = r.kl_measured ? ppo::kl_per_token(r.old_logp, r.ref_logp, r.mask) : torch::zeros_like(r.old_logp);
   if (r.kl_measured) r.mean_kl_k3 = ppo::kl_k3_per_token(r.old_logp, r.ref_logp, r.mask).sum(1).mean().item<double>();
   r.kl_coeff = kl_ctl_.value;
+  r.mean_kl = r.kl.sum(1).mean().item<double>();
+  // Groups whose rewards are all equal (nothing to learn from them), when there are groups.
+  if (N_ > 1)
+    r.std_zero = grpo::group_advantages(r.scores.to(torch::kFloat64).cpu(), N_, grpo::ScaleRewards::Group).std_zero;
+  if (method_ == Method::Grpo) {
+    r.advantages = grpo::group_advantages(r.scores, N_, scale_rewards_).advantages.to(torch::kFloat32);
+    return;
+  }
+  if (method_ == Method::Rloo) {
+    const torch::Tensor ref = r.kl_measured ? r.ref_logp : torch::Tensor();
+    r.advantages = grpo::rloo_advantages(grpo::rloo_rewards(r.scores, r.old_logp, ref, r.mask, r.kl_coeff), N_);
+    return;
+  }
   torch::Tensor rewards = ppo::token_rewards(r.scores, r.kl, r.mask, r.kl_coeff);
   auto [advantages, returns] = ppo::gae(rewards, r.old_values * r.mask, r.mask, cfg_.gamma, cfg_.lam);
   r.advantages = ppo::masked_whiten(advantages, r.mask);
   r.returns = returns;
-  r.mean_kl = r.kl.sum(1).mean().item<double>();
 }
 
 // ppo_epochs passes over the rollouts in minibatches, one optimizer update each (skipped
@@ -556,7 +664,8 @@ void PolicyTrainer::compute_advantages(Rollouts& r) {
 // forwards (first_forward).
 UpdateStats PolicyTrainer::ppo_update(const Rollouts& r, int64_t step, double lr, std::vector<PolicyForward> first) {
   UpdateStats u;
-  for (int64_t epoch = 0; epoch < cfg_.ppo_epochs; ++epoch) {
+  const int64_t passes = ppo() ? cfg_.ppo_epochs : cfg_.num_iterations;
+  for (int64_t epoch = 0; epoch < passes; ++epoch) {
     for (const auto& minibatch : minibatches(step, epoch)) {
       opt_->zero_grad();
       const MinibatchStats m = accumulate_gradients(r, minibatch, u.updates == 0 && !first.empty() ? &first : nullptr);
@@ -590,6 +699,11 @@ MinibatchStats PolicyTrainer::accumulate_gradients(const Rollouts& r, const std:
                                                    std::vector<PolicyForward>* forwards) {
   MinibatchStats m;
   const double tokens = gather_rows(r.mask, minibatch, r.width()).sum().item<double>();
+  // grpo and rloo: each micro-batch's loss is its share of the minibatch's (grpo.h LossScale).
+  const grpo::LossScale scale{.sequences = static_cast<double>(minibatch.size()),
+                              .tokens = std::max(1.0, tokens),
+                              .max_length = enc_.target_sequence_length};
+  const bool grpo_kl = method_ == Method::Grpo && r.kl_measured && r.kl_coeff > 0;
   const auto mbs = micro_batches(minibatch, r.samples, M_);
   const std::vector<bool> mine = my_share(mbs, r.samples);
   for (size_t k = 0; k < mbs.size(); ++k) {
@@ -599,6 +713,20 @@ MinibatchStats PolicyTrainer::accumulate_gradients(const Rollouts& r, const std:
     const int64_t w = rb.response.size(1);
     const double share = rb.mask.sum().item<double>() / std::max(1.0, tokens);
     const PolicyForward f = forwards ? std::move((*forwards)[k]) : models().forward(rb, cfg_.temperature);
+    if (!ppo()) {
+      const torch::Tensor old = gather_rows(r.old_logp, mb, w), adv = gather_items(r.advantages, mb);
+      const grpo::Loss l =
+          method_ == Method::Grpo
+              ? grpo::grpo_loss(f.logp, old, grpo_kl ? gather_rows(r.ref_logp, mb, w) : torch::Tensor(), adv, rb.mask,
+                                cfg_.cliprange, cfg_.clip_high(), r.kl_coeff, loss_type_, scale)
+              : grpo::rloo_loss(f.logp, old, adv, rb.mask, cfg_.cliprange, cfg_.clip_high(), scale.sequences);
+      l.loss.backward();
+      // The clip share is of tokens (grpo) or of sequences (rloo): weighted alike.
+      const double part = method_ == Method::Grpo ? share : static_cast<double>(mb.size()) / scale.sequences;
+      m.policy_loss += l.loss.item<double>();
+      m.clipfrac += part * l.clipfrac.item<double>(), m.approxkl += share * l.approxkl.item<double>();
+      continue;
+    }
     auto pl = ppo::policy_loss(f.logp, gather_rows(r.old_logp, mb, w), gather_rows(r.advantages, mb, w), rb.mask,
                                cfg_.cliprange);
     auto vl = ppo::value_loss(f.values, gather_rows(r.old_values, mb, w), gather_rows(r.returns, mb, w), rb.mask,
@@ -637,16 +765,23 @@ void PolicyTrainer::log_step(int64_t done, const Rollouts& r, const UpdateStats&
       {"policy/approxkl_first", u.approxkl_first},
       {"policy/clipfrac_first", u.clipfrac_first},
       {"loss/policy", u.policy_loss / n},
-      {"loss/value", u.value_loss / n},
-      {"val/clipfrac", u.value_clipfrac / n},
-      {"val/mean", ppo::masked_mean(r.old_values, r.mask).item<double>()},
       {"response_length", lengths},
+      {"completions/mean_length", lengths},
+      {"reward_std", r.scores.numel() > 1 ? r.scores.to(torch::kFloat64).std().item<double>() : 0.0},
       {"eos_fraction", eos_fraction},
       {"learning_rate", lr},
       {"kl_coeff", r.kl_coeff},
       {"train/skipped_steps", static_cast<double>(u.updates - u.applied)},
       {"time/step", dt},
   };
+  if (r.std_zero.defined()) m["frac_reward_zero_std"] = r.std_zero.to(torch::kFloat64).mean().item<double>();
+  if (ppo()) {
+    m["loss/value"] = u.value_loss / n;
+    m["val/clipfrac"] = u.value_clipfrac / n;
+    m["val/mean"] = ppo::masked_mean(r.old_values, r.mask).item<double>();
+  }
+  for (size_t k = 0; k < rules_.size(); ++k)
+    m["rewards/" + rules_[k].spec() + "/mean"] = r.rule_scores.select(1, static_cast<int64_t>(k)).mean().item<double>();
   m.insert(clock.laps.begin(), clock.laps.end());
   run_.add_collective_metrics(m);
   if (r.kl_measured) {  // never a 0 standing for "not computed"
@@ -678,7 +813,7 @@ void PolicyTrainer::evaluate(int64_t step) {
   r.samples.resize(eval_rows_.size());
   for (size_t i = 0; i < r.samples.size(); ++i) r.samples[i].prompt = &eval_ids_[i], r.samples[i].row = i;
   complete(r.samples, 0.0, mix_seed(cfg_.seed, 0xe7a1));
-  score_rollouts(r, eval_rows_);
+  score_rollouts(r, eval_rows_, eval_json_);
   std::string lines;
   double reward = 0, raw = 0, length = 0, eos_share = 0, words = 0;
   for (size_t i = 0; i < r.samples.size(); ++i) {
@@ -732,8 +867,10 @@ PolicyTrainSummary PolicyTrainer::finish() {
                   {"final/reward", last_reward_},
                   {"final/kl_k3", json_or_null(last_kl_k3_)},
                   {"final/kl_k1", json_or_null(last_kl_)},
-                  {"reward_normalization", {{"samples", cfg_.reward_normalization_samples},
-                                            {"mean", score_mean_}, {"std", score_std_}}}};
+                  {"method", cfg_.method}};
+  if (has_rm())
+    summary["reward_normalization"] = {
+        {"samples", cfg_.reward_normalization_samples}, {"mean", score_mean_}, {"std", score_std_}};
   if (!run_.writer()) return sum;  // rank 0 writes the folder
   save_adapter(cfg_.output, models().policy(),
                {.base_reference = policy_model().reference, .task_type = "CAUSAL_LM", .modules_to_save = {}});
@@ -751,8 +888,12 @@ PolicyTrainSummary PolicyTrainer::finish() {
   policy.eos_id = eos_;
   policy.pad_id = pad_;
   policy.task_type = "CAUSAL_LM";
-  policy.training = {{"settings", run_.fingerprint()}, {"prompt_dataset", cfg_.prompt_dataset},
-                     {"reward_model", fs::absolute(cfg_.reward_model).string()}, {"summary", summary}};
+  policy.training = {{"method", cfg_.method},
+                     {"settings", run_.fingerprint()},
+                     {"prompt_dataset", cfg_.prompt_dataset},
+                     {"reward_model", has_rm() ? json(fs::absolute(cfg_.reward_model).string()) : json(nullptr)},
+                     {"reward_rules", cfg_.reward_rule},
+                     {"summary", summary}};
   write_policy_folder_manifest(cfg_.output, policy);  // last: marks the folder complete
   std::fprintf(stderr, "[rlhf] done: reward %.4f%s; %s per step (median); policy in %s\n", last_reward_,
                std::isfinite(last_kl_k3_) ? fmt::format(", KL {:.4f} (k3)", last_kl_k3_).c_str() : "",
@@ -767,6 +908,17 @@ PolicyRoles load_policy_roles(const PolicyTrainConfig& cfg) {
   load.dtype = parse_dtype(cfg.dtype);
   load.device = parse_device(cfg.device);
   PolicyRoles r;
+  if (cfg.reward_model.empty()) {  // rule rewards only: the policy's base alone
+    const std::string ref = cfg.large_model_reference.empty() ? std::string(kDefaultModel) : cfg.large_model_reference;
+    r.second = load_model(ref, load);
+    r.policy_base = r.second.get();
+    r.policy_base_sha256 = model_content_hash(r.second->path);
+    r.models = std::make_unique<PolicyModels>(
+        *r.policy_base->net, nullptr, cfg.lora, cfg.seed, ValueInit::kFresh,
+        cfg.has_value_model() ? parse_value_model(cfg.value_model, "--value-model") : ValueModel::kNone);
+    r.policy_base->net->set_gradient_checkpointing(cfg.gradient_checkpointing);
+    return r;
+  }
   const RewardModelInfo info = read_reward_model_info(cfg.reward_model);
   bool shared = true;
   if (!cfg.large_model_reference.empty()) {
@@ -786,9 +938,13 @@ PolicyRoles load_policy_roles(const PolicyTrainConfig& cfg) {
     r.policy_base = r.second.get();
   }
   // The value model starts as the reward model only on the reward model's own base weights.
-  r.models = std::make_unique<PolicyModels>(*r.policy_base->net, *r.rm->reward, cfg.lora, cfg.seed,
-                                            shared ? ValueInit::kFromReward : ValueInit::kFresh,
-                                            parse_value_model(cfg.value_model, "--value-model"));
+  if (cfg.has_value_model())
+    r.models = std::make_unique<PolicyModels>(*r.policy_base->net, *r.rm->reward, cfg.lora, cfg.seed,
+                                              shared ? ValueInit::kFromReward : ValueInit::kFresh,
+                                              parse_value_model(cfg.value_model, "--value-model"));
+  else
+    r.models = std::make_unique<PolicyModels>(*r.policy_base->net, r.rm->reward.get(), cfg.lora, cfg.seed,
+                                              ValueInit::kFresh, ValueModel::kNone);
   r.policy_base->net->set_gradient_checkpointing(cfg.gradient_checkpointing);
   return r;
 }

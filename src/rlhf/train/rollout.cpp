@@ -37,6 +37,11 @@ torch::Tensor gather_rows(const torch::Tensor& t, const std::vector<size_t>& idx
   return t.index_select(0, index).narrow(1, 0, width);
 }
 
+torch::Tensor gather_items(const torch::Tensor& t, const std::vector<size_t>& idx) {
+  std::vector<int64_t> i64(idx.begin(), idx.end());
+  return t.index_select(0, torch::tensor(i64, torch::kInt64).to(t.device()));
+}
+
 void scatter_rows(torch::Tensor& dst, const std::vector<size_t>& idx, const torch::Tensor& src) {
   for (size_t k = 0; k < idx.size(); ++k)
     dst[static_cast<int64_t>(idx[k])].narrow(0, 0, src.size(1)).copy_(src[static_cast<int64_t>(k)]);

@@ -1,4 +1,4 @@
-// The rollouts of one PPO step and the bookkeeping around them: a Sample is one prompt and the
+// The rollouts of one step (PPO, GRPO or RLOO) and the bookkeeping around them: a Sample is one prompt and the
 // policy's completion of it with its scores; Rollouts holds a step's samples and the [B, T]
 // tensors computed from them (row b = sample b, column t = its t-th response token, T the
 // longest response). The helpers cut samples into micro-batches and move rows between the
@@ -18,8 +18,9 @@ struct Sample {
   size_t row = 0;                                // index into the prompt rows
   std::vector<int32_t> response;                 // generated ids, the stop id included
   bool stopped = false;                          // ended on a stop id
-  float raw_score = 0;                           // reward-model score
-  float score = 0;                               // after the missing-EOS penalty
+  float raw_score = 0;                           // the rewards' weighted sum, the reward model's score raw
+  float score = 0;                               // the same, the reward model's standardised, after the
+                                                 // missing-EOS penalty
 };
 
 struct Rollouts {
@@ -28,9 +29,13 @@ struct Rollouts {
   // value model's values, 1 on real response tokens, the policy's per-token entropy.
   torch::Tensor old_logp, ref_logp, old_values, mask, entropy;
   torch::Tensor raw_scores, scores;  // [B]
+  torch::Tensor rule_scores;         // [B, R] float64: each rule's reward (R = 0 without rules)
   torch::Tensor stopped;             // [B] bool
-  // [B, T]: KL per token (k1), the whitened advantages and the returns.
+  // [B, T]: KL per token (k1), the whitened advantages and the returns (ppo). grpo and rloo:
+  // advantages [B], one per completion, and returns undefined.
   torch::Tensor kl, advantages, returns;
+  torch::Tensor std_zero;            // [B] bool: the reward's std over the completion's group is 0
+
   double mean_kl = 0;                // KL (k1) summed over the response, mean over the batch
   double mean_kl_k3 = 0;             // the same with the k3 estimate (never negative)
   double kl_coeff = 0;               // the coefficient the rewards used
@@ -52,6 +57,8 @@ RolloutBatch pack_samples(const std::vector<size_t>& idx, const std::vector<Samp
                           torch::Device device);
 // Rows `idx` of a [B, T] tensor, cut to the first `width` columns.
 torch::Tensor gather_rows(const torch::Tensor& t, const std::vector<size_t>& idx, int64_t width);
+// Elements `idx` of a [B] tensor.
+torch::Tensor gather_items(const torch::Tensor& t, const std::vector<size_t>& idx);
 // Writes src (rows in the order of idx) into rows `idx` of dst, first src.size(1) columns.
 void scatter_rows(torch::Tensor& dst, const std::vector<size_t>& idx, const torch::Tensor& src);
 
