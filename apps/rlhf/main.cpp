@@ -156,7 +156,7 @@ int main(int argc, char** argv) {
       // Under torchrun (or --nproc-per-node) every rank would do the whole work and write the
       // same outputs: only the commands that split their work may run there.
       static const std::set<std::string> kDataParallel = {"autosxs", "dist-check", "infer", "label", "pipeline",
-                                                           "score", "train-policy", "train-reward"};
+                                                           "score", "train-dpo", "train-policy", "train-reward"};
       if (!kDataParallel.count(c.sub->get_name())) {
         const rlhf::DistEnv job = rlhf::read_dist_env();
         if (job.distributed())

@@ -281,6 +281,35 @@ TEST(DpoTraining, ResumeAfterKillReachesTheSameAdapter) {
   EXPECT_EQ(sa["eval/loss"], sb["eval/loss"]);
 }
 
+// Two local ranks split the micro-batches (and the reference pass) and sum the gradients: the
+// run of one process, up to float rounding.
+TEST(DpoTraining, TwoRanksTrainAsOneProcess) {
+  auto dir = rlhf::testing::scratch_dir();
+  rlhf::testing::write_tiny_hf_model(dir / "model");
+  rlhf::testing::write_marker_preferences(dir / "prefs.jsonl", 60, 4);
+  const int steps = 6;
+  ASSERT_EQ(rlhf::testing::run(train_cmd(dir, (dir / "one").string(), steps) + " 2>/dev/null"), 0);
+  int rc = 0;
+  std::string out = rlhf::testing::capture(
+      rlhf::testing::cli() + " --nproc-per-node 2" + train_cmd(dir, (dir / "two").string(), steps).substr(rlhf::testing::cli().size()),
+      &rc, true);
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("[rank 1]"), std::string::npos) << out;
+  std::map<int64_t, json> a, b;
+  for (const auto& r : read_jsonl(dir / "one/logs/metrics.jsonl"))
+    if (r.contains("loss")) a[r["step"].get<int64_t>()] = r;
+  for (const auto& r : read_jsonl(dir / "two/logs/metrics.jsonl"))
+    if (r.contains("loss")) b[r["step"].get<int64_t>()] = r;
+  ASSERT_EQ(a.size(), static_cast<size_t>(steps));
+  ASSERT_EQ(b.size(), static_cast<size_t>(steps));
+  for (const auto& [step, r] : a)
+    for (const char* k : {"loss", "rewards/margins", "logps/chosen", "grad_norm"})
+      EXPECT_NEAR(b[step][k].get<double>(), r[k].get<double>(), 1e-4) << k << " at step " << step;
+  auto sa = json::parse(rlhf::testing::read_text(dir / "one/summary.json"));
+  auto sb = json::parse(rlhf::testing::read_text(dir / "two/summary.json"));
+  EXPECT_NEAR(sa["eval/loss"].get<double>(), sb["eval/loss"].get<double>(), 1e-4);
+}
+
 TEST(DpoTraining, BadFlagsAndDataFailBeforeAnyWork) {
   auto dir = rlhf::testing::scratch_dir();
   rlhf::testing::write_tiny_hf_model(dir / "model");

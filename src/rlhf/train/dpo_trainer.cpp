@@ -246,7 +246,8 @@ void DpoTrainer::encode_pairs() {
 // The reference's summed log-probs of the pairs this run trains on (the positions
 // 0 .. steps·B − 1 of the epoch stream) and of the validation pairs, without gradients. The
 // pairs and their grouping depend only on the data, the seed and the step count, so a resume
-// computes the same numbers again.
+// computes the same numbers again. With several ranks each scores a share of the micro-batches
+// and the values are summed over the ranks.
 void DpoTrainer::compute_reference() {
   std::set<size_t> used;
   for (int64_t k = 0; k < steps_ * B_ && static_cast<int64_t>(used.size()) < n_; ++k) used.insert((*pairs_)[k]);
@@ -254,26 +255,43 @@ void DpoTrainer::compute_reference() {
   for (size_t i : used) todo.push_back(&train_[i]);
   for (auto& v : validation_) todo.push_back(&v);
   torch::NoGradGuard no_grad;
-  Progress bar("reference", static_cast<int64_t>(todo.size()), "pair");
-  std::map<const data::PreferencePair*, DpoPair*> owner;
+  std::map<const data::PreferencePair*, size_t> slot;
   PairList ptrs;
-  for (auto* d : todo) owner[&d->pair] = d, ptrs.push_back(&d->pair);
+  for (size_t k = 0; k < todo.size(); ++k) slot[&todo[k]->pair] = k, ptrs.push_back(&todo[k]->pair);
+  const auto mbs = micro_batches(ptrs, M_ * 2);
+  std::vector<double> costs;
+  for (const auto& mb : mbs) {
+    size_t longest = 0;
+    for (const auto* p : mb) longest = std::max(longest, p->prompt.size() + p->chosen.size() + p->rejected.size());
+    costs.push_back(static_cast<double>(mb.size() * longest));
+  }
+  const std::vector<bool> mine = run_.my_share(costs);
+  std::vector<double> values(2 * todo.size(), 0.0);
+  Progress bar("reference", static_cast<int64_t>(todo.size()), "pair");
   int64_t done = 0;
-  for (const auto& mb : micro_batches(ptrs, M_ * 2)) {
-    PairBatch pb = pack_pairs(mb, pad_, load_.device);
-    auto logps = completion_logps(pb, static_cast<int64_t>(mb.size()), /*policy=*/false, /*train=*/false)
-                     .to(torch::kFloat64).cpu();
-    auto acc = logps.accessor<double, 1>();
-    for (size_t b = 0; b < mb.size(); ++b) {
-      DpoPair* d = owner.at(mb[b]);
-      d->ref_chosen = acc[2 * b];
-      d->ref_rejected = acc[2 * b + 1];
-      d->has_ref = true;
+  for (size_t m = 0; m < mbs.size(); ++m) {
+    const auto& mb = mbs[m];
+    if (mine[m]) {
+      PairBatch pb = pack_pairs(mb, pad_, load_.device);
+      auto logps = completion_logps(pb, static_cast<int64_t>(mb.size()), /*policy=*/false, /*train=*/false)
+                       .to(torch::kFloat64).cpu();
+      auto acc = logps.accessor<double, 1>();
+      for (size_t b = 0; b < mb.size(); ++b) {
+        const size_t k = slot.at(mb[b]);
+        values[2 * k] = acc[2 * b];
+        values[2 * k + 1] = acc[2 * b + 1];
+      }
     }
     done += static_cast<int64_t>(mb.size());
     bar.update(done);
   }
   bar.finish();
+  run_.all_reduce(values);
+  for (size_t k = 0; k < todo.size(); ++k) {
+    todo[k]->ref_chosen = values[2 * k];
+    todo[k]->ref_rejected = values[2 * k + 1];
+    todo[k]->has_ref = true;
+  }
 }
 
 // What must not change between a run and its resume: the settings that change the result,
