@@ -147,6 +147,74 @@ TEST(PipelineSpec, ErrorsNameTheKey) {
   }
 }
 
+TEST(PipelineSpec, MethodAndRewards) {
+  using V = std::vector<std::string>;
+  PipelineSpec d = parse_spec(kMinimal, "spec.yaml", "/data");
+  EXPECT_EQ(d.method, "ppo");
+  EXPECT_TRUE(d.trains_reward_model());
+  // grpo: train-policy's method, its defaults (kl_coeff 0) and its keys.
+  PipelineSpec g = parse_spec(std::string(kMinimal) + "method: grpo\nadvanced:\n  num_generations: 4\n  scale_rewards: batch\n",
+                              "spec.yaml", "/data");
+  EXPECT_EQ(g.method, "grpo");
+  EXPECT_EQ(g.policy.method, "grpo");
+  EXPECT_EQ(g.policy.num_generations, 4);
+  EXPECT_EQ(g.policy.scale_rewards, "batch");
+  EXPECT_DOUBLE_EQ(g.policy.kl_coeff, 0.0);
+  EXPECT_DOUBLE_EQ(parse_spec(std::string(kMinimal) + "method: rloo\nkl_coeff: 0.2\n", "spec.yaml", "/data").policy.kl_coeff, 0.2);
+  // rewards: a YAML list of rules, commas kept; no reward model needed.
+  PipelineSpec r = parse_spec("prompt_dataset: q.jsonl\nmethod: grpo\nrewards:\n  - max-words=50\n  - 'regex=^(Yes|No),'\n",
+                              "spec.yaml", "/data");
+  EXPECT_EQ(r.policy.reward_rule, (V{"max-words=50", "regex=^(Yes|No),"}));
+  EXPECT_FALSE(r.trains_reward_model());
+  EXPECT_EQ(r.to_json()["method"], "grpo");
+  EXPECT_EQ(parse_spec("prompt_dataset: q.jsonl\nrewards: prefer-shorter\n", "spec.yaml", "/data").policy.reward_rule,
+            V{"prefer-shorter"});
+  // With preference pairs as well the reward model is trained and scores beside the rules.
+  EXPECT_TRUE(parse_spec(std::string(kMinimal) + "rewards: [max-words=50]\n", "spec.yaml", "/data").trains_reward_model());
+  // dpo: train-dpo's keys; no prompt_dataset needed; the reward model only with the pairs.
+  PipelineSpec p = parse_spec(
+      "preference_dataset: p.jsonl\nmethod: dpo\nadvanced:\n  dpo_beta: 0.3\n"
+      "  dpo_label_smoothing: 0.1\n  dtype: fp32\ninstruction: Be brief.\n",
+      "spec.yaml", "/data");
+  EXPECT_TRUE(p.dpo_method());
+  EXPECT_EQ(p.policy.method, "ppo");  // train-policy is not run
+  EXPECT_DOUBLE_EQ(p.dpo.beta, 0.3);
+  EXPECT_EQ(parse_spec("preference_dataset: p.jsonl\nmethod: dpo\nadvanced:\n  dpo_loss_type: ipo\n", "spec.yaml", "/data")
+                .dpo.loss_type,
+            "ipo");
+  EXPECT_DOUBLE_EQ(p.dpo.label_smoothing, 0.1);
+  EXPECT_EQ(p.dpo.dtype, "fp32");                // shared keys set every trainer
+  EXPECT_EQ(p.dpo.instruction, "Be brief.");
+  EXPECT_TRUE(p.trains_reward_model());
+  EXPECT_EQ(p.to_json()["advanced"]["dpo_beta"], 0.3);
+  // Errors name file, line and key.
+  struct Case {
+    std::string yaml, needle;
+  };
+  const std::string base = kMinimal;
+  const std::vector<Case> cases = {
+      {base + "method: sft\n", "spec.yaml:3: key 'method': is \"sft\"; it must be one of ppo, grpo, rloo, dpo"},
+      {base + "rewards:\n  - max-words=5\n  - shortest\n", "spec.yaml:5: key 'rewards': rule \"shortest\" is not a rule"},
+      {base + "rewards: [max-words=0]\n", "spec.yaml:3: key 'rewards': rule max-words=0: the word limit"},
+      {base + "rewards:\n  - regex=([\n", "spec.yaml:4: key 'rewards': rule regex=([: bad pattern"},
+      {base + "rewards:\n  a: 1\n", "spec.yaml:4: key 'rewards': must be a list of rules"},
+      {base + "rewards: [[a]]\n", "key 'rewards': must be a list of rules, each a text"},
+      {base + "rewards: ['']\n", "key 'rewards': holds an empty value"},
+      {base + "rewards: [prefer-shorter]\nreward_rules: [prefer-shorter]\n", "key 'rewards': give rewards or reward_rules, not both"},
+      {base + "method: dpo\nrewards: [prefer-shorter]\n", "key 'rewards': are for the online methods"},
+      {"prompt_dataset: q.jsonl\nmethod: dpo\n", "key 'preference_dataset': is required by method dpo"},
+      {"prompt_dataset: q.jsonl\nmethod: grpo\n", "key 'preference_dataset': is required (or an rlaif block that labels one, or rewards"},
+      {"rewards: [prefer-shorter]\n", "key 'prompt_dataset': is required: the prompts ppo completes"},
+      {base + "method: dpo\nadvanced:\n  dpo_label_smoothing: 0.7\n", "spec.yaml:5: key 'advanced.dpo_label_smoothing': must be"},
+      {base + "method: dpo\nadvanced:\n  dpo_loss_type: kto\n", "key 'advanced.dpo_loss_type': is \"kto\""},
+      {base + "method: grpo\nadvanced:\n  num_generations: 1\n", "key 'advanced.num_generations': grpo compares"},
+  };
+  for (const auto& c : cases) {
+    const std::string e = error_of(c.yaml);
+    EXPECT_NE(e.find(c.needle), std::string::npos) << "spec:\n" << c.yaml << "\nerror: " << e;
+  }
+}
+
 TEST(PipelineSpec, StepsFromEpochs) {
   auto steps = [](int64_t rows, int64_t batch, double epochs) {
     RewardTrainConfig c;

@@ -98,7 +98,10 @@ std::string sample_text(const SettingRow& r, SettingRef def) {
           if (v == *p || v < r.min || (r.open_min && v == r.min)) v = r.min + 0.25;
           return fmt::format("{}", v);
         } else if constexpr (std::is_same_v<T, bool>) return *p ? "false" : "true";
-        else if constexpr (std::is_same_v<T, std::vector<std::string>>) return "k_proj,o_proj";
+        else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+          if (r.name == "reward_rule") return "max-words=5,prefer-shorter";
+          return "k_proj,o_proj";
+        }
         else {
           std::string cur;
           if constexpr (std::is_same_v<T, std::string>) cur = *p;

@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 
+#include "rlhf/data/reward_rules.h"
 #include "rlhf/eval/autosxs.h"
 #include "rlhf/eval/rules.h"
 #include "rlhf/pipeline/spec_yaml.h"
@@ -155,6 +156,8 @@ class TableKeys {
     std::set<std::string> keys;
     for (const auto& r : reward_settings().rows) keys.insert(r.spec_key);
     for (const auto& r : policy_settings().rows) keys.insert(r.spec_key);
+    for (const auto& r : dpo_settings().rows) keys.insert(r.spec_key);
+    keys.erase("method");  // the pipeline's own (read_method): dpo is no train-policy method
     for (const auto& full : keys) {
       if (full.rfind(prefix, 0) != 0 || full.find('.', prefix.size()) != std::string::npos) continue;
       const std::string key = full.substr(prefix.size());
@@ -181,11 +184,64 @@ class TableKeys {
       try {
         assign(reward_settings(), s_.reward, full, text, items, reward_given_);
         assign(policy_settings(), s_.policy, full, text, items, policy_given_);
+        assign(dpo_settings(), s_.dpo, full, text, items, dpo_given_);
       } catch (const SettingError& e) {
         block.bad(key, e.what());
       }
       s_.given.insert(full);
       lines_[full] = v.Mark().line >= 0 ? v.Mark().line + 1 : 0;
+    }
+  }
+
+  // method: ppo, grpo, rloo (train-policy's --method) or dpo.
+  void read_method(Block& top) {
+    top.choice("method", s_.method, {"ppo", "grpo", "rloo", "dpo"});
+    if (!top.has("method")) return;
+    s_.given.insert("method");
+    lines_["method"] = top.get("method").Mark().line + 1;
+    if (!s_.dpo_method()) {
+      s_.policy.method = s_.method;
+      policy_given_.insert("method");
+    }
+  }
+
+  // rewards: a YAML list of rule specs (a lone one is a list of one), each checked here and
+  // naming its line; the same setting as the train-policy key reward_rules.
+  void read_rewards(Block& top) {
+    YAML::Node v = top.get("rewards");
+    if (v && !v.IsNull() && !v.IsScalar() && !v.IsSequence()) top.bad("rewards", "must be a list of rules");
+    if (v && !v.IsNull()) {
+      if (s_.given.count("reward_rules")) top.bad("rewards", "give rewards or reward_rules, not both");
+      std::vector<std::string> items;
+      if (v.IsScalar()) items.push_back(v.Scalar());
+      for (const auto& item : v) {
+        if (!item.IsScalar()) top.bad("rewards", "must be a list of rules, each a text such as max-words=50");
+        items.push_back(item.Scalar());
+      }
+      // Each item is one rule, never split: a regex may hold commas.
+      const SettingRow* row = policy_settings().find("reward_rule");
+      s_.policy.reward_rule = items;
+      try {
+        check_setting(*row, policy_settings().ref(*row, s_.policy));
+      } catch (const SettingError& e) {
+        top.bad("rewards", e.what());
+      }
+      policy_given_.insert("reward_rule");
+      s_.given.insert("rewards");
+      lines_["rewards"] = v.Mark().line + 1;
+    }
+    // Each rule parses, by the rule rewards' own parser (whichever key gave them).
+    const std::string key = s_.given.count("rewards") ? "rewards" : "reward_rules";
+    const YAML::Node node = top.get(key);
+    for (size_t i = 0; i < s_.policy.reward_rule.size(); ++i) {
+      try {
+        (void)data::RewardRule::parse(s_.policy.reward_rule[i], "rule");
+      } catch (const Error& e) {
+        int line = lines_.count(key) ? lines_[key] : 0;
+        if (node && node.IsSequence() && i < node.size() && node[i].Mark().line >= 0) line = node[i].Mark().line + 1;
+        if (line > 0) fail("{}:{}: key '{}': {}", source_, line, key, e.what());
+        top.bad(key, e.what());
+      }
     }
   }
 
@@ -203,7 +259,9 @@ class TableKeys {
       }
     };
     run(reward_settings(), s_.reward, reward_given_, check_reward_config);
+    apply_method_defaults(s_.policy, policy_given_);  // kl_coeff: the method's unless given
     run(policy_settings(), s_.policy, policy_given_, check_policy_config);
+    if (s_.dpo_method()) run(dpo_settings(), s_.dpo, dpo_given_, check_dpo_config);
   }
 
  private:
@@ -211,10 +269,13 @@ class TableKeys {
   static std::pair<const SettingRow*, SettingRef> row_of(const std::string& full) {
     static RewardTrainConfig reward;
     static PolicyTrainConfig policy;
+    static DpoTrainConfig dpo;
     for (const auto& r : reward_settings().rows)
       if (r.spec_key == full) return {&r, reward_settings().ref(r, reward)};
     for (const auto& r : policy_settings().rows)
       if (r.spec_key == full) return {&r, policy_settings().ref(r, policy)};
+    for (const auto& r : dpo_settings().rows)
+      if (r.spec_key == full) return {&r, dpo_settings().ref(r, dpo)};
     return {nullptr, SettingRef{}};
   }
   static bool is_text_key(const std::string& full) {
@@ -239,7 +300,7 @@ class TableKeys {
   }
 
   PipelineSpec& s_;
-  SettingNames reward_given_, policy_given_;
+  SettingNames reward_given_, policy_given_, dpo_given_;
   std::string source_;
   std::map<std::string, int> lines_;
 };
@@ -271,7 +332,9 @@ PipelineSpec parse_spec(const std::string& text, const std::string& source, cons
   }
   // The trainers' keys at the top level (instruction, lengths, steps, kl_coeff, ...).
   TableKeys trainer_keys(s, source);
+  trainer_keys.read_method(b);
   trainer_keys.read(b, "");
+  trainer_keys.read_rewards(b);
 
   if (auto r = b.block("rlaif")) {
     RlaifSpec& l = s.rlaif;
@@ -322,11 +385,18 @@ PipelineSpec parse_spec(const std::string& text, const std::string& source, cons
   trainer_keys.check(b);
   b.done();
 
-  if (s.prompt_dataset.empty()) b.bad("prompt_dataset", "is required: the prompts RL tuning completes");
+  if (s.prompt_dataset.empty() && !s.dpo_method())
+    b.bad("prompt_dataset", fmt::format("is required: the prompts {} completes", s.method));
   if (s.rlaif.enabled && !s.preference_dataset.empty())
     b.bad("preference_dataset", "give preference_dataset or an rlaif block that labels one, not both");
-  if (!s.rlaif.enabled && s.preference_dataset.empty())
-    b.bad("preference_dataset", "is required (or an rlaif block that labels one)");
+  if (!s.rlaif.enabled && s.preference_dataset.empty()) {
+    if (s.dpo_method()) b.bad("preference_dataset", "is required by method dpo (or an rlaif block that labels one)");
+    if (s.policy.reward_rule.empty())
+      b.bad("preference_dataset", "is required (or an rlaif block that labels one, or rewards: rules to tune by)");
+  }
+  if (s.dpo_method() && !s.policy.reward_rule.empty())
+    b.bad(s.given.count("rewards") ? "rewards" : "reward_rules",
+          "are for the online methods (ppo, grpo, rloo); dpo learns from preference_dataset");
   if (s.autosxs.enabled && s.eval_dataset.empty())
     b.bad("autosxs", "needs eval_dataset: the judge compares the untuned and tuned completions of its prompts");
   return s;
@@ -362,6 +432,11 @@ nlohmann::json PipelineSpec::to_json() const {
   }
   for (const auto& [key, v] : policy_values)
     if (!reward_values.count(key)) put(key, v);
+  // The pipeline's method (train-policy's when not dpo) and train-dpo's own keys.
+  j["method"] = method;
+  for (const auto& r : dpo_settings().rows)
+    if (!reward_values.count(r.spec_key) && !policy_values.count(r.spec_key))
+      put(r.spec_key, setting_json(dpo_settings().ref(r, dpo)));
   if (rlaif.enabled)
     j["rlaif"] = {{"prompt_dataset", rlaif.prompt_dataset}, {"rule", rlaif.rule},       {"judge", rlaif.judge},
                   {"task", rlaif.task},                     {"temperatures", rlaif.temperatures},
@@ -383,12 +458,17 @@ const std::vector<std::string>& spec_key_order() {
     };
     for (const auto& r : reward_settings().rows)
       if (r.spec_key.find('.') == std::string::npos) add(r.spec_key);
+    add("method");
+    add("rewards");
     for (const auto& r : policy_settings().rows)
+      if (r.spec_key.find('.') == std::string::npos) add(r.spec_key);
+    for (const auto& r : dpo_settings().rows)
       if (r.spec_key.find('.') == std::string::npos) add(r.spec_key);
     add("rlaif");
     add("autosxs");
     for (const auto& r : reward_settings().rows) add(r.spec_key);
     for (const auto& r : policy_settings().rows) add(r.spec_key);
+    for (const auto& r : dpo_settings().rows) add(r.spec_key);
     for (const char* k : {"advanced.inference_batch_size", "advanced.max_words", "advanced.export_format"}) add(k);
     return o;
   }();

@@ -14,6 +14,8 @@
 //   reward_model_learning_rate_multiplier: 1.0
 //   reinforcement_learning_rate_multiplier: 1.0
 //   kl_coeff: 0.1
+//   method: ppo                                # grpo, rloo (train-policy) or dpo (train-dpo)
+//   rewards: [max-words=50, "regex=^(Yes|No),"]  # rule rewards, with or without a reward model
 //   instruction: "Summarize in less than 50 words."
 //   rlaif:    {prompt_dataset, rule | judge, task, temperatures: [0.7, 1.0], min_confidence}
 //   autosxs:  {judge, task, explanation_tokens}
@@ -28,6 +30,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "rlhf/train/dpo_config.h"
 #include "rlhf/train/policy_config.h"
 #include "rlhf/train/reward_config.h"
 
@@ -69,6 +72,11 @@ struct PipelineSpec {
   // both. The data paths, model and outputs of the trainers are filled in by the stages.
   RewardTrainConfig reward;
   PolicyTrainConfig policy;
+  DpoTrainConfig dpo;                         // the policy stage's settings when method is dpo
+  // How the policy is tuned: ppo, grpo, rloo (train-policy --method, from prompt_dataset and
+  // the rewards) or dpo (train-dpo, from preference_dataset). The rule rewards (`rewards:`)
+  // are policy.reward_rule.
+  std::string method = "ppo";
   SettingNames given;                         // the spec keys present in the file
   RlaifSpec rlaif;
   AutoSxsSpec autosxs;
@@ -83,6 +91,13 @@ struct PipelineSpec {
   const std::string& dtype() const { return reward.dtype; }
   const std::string& device() const { return reward.device; }
   int64_t threads() const { return reward.threads; }
+  bool dpo_method() const { return method == "dpo"; }
+  // Whether the reward model is trained: always for ppo, grpo and rloo without rule rewards;
+  // with rule rewards or dpo only when there are preference pairs to train it on (its scores
+  // then enter the side by side).
+  bool trains_reward_model() const {
+    return (!dpo_method() && policy.reward_rule.empty()) || !preference_dataset.empty() || rlaif.enabled;
+  }
 
   // Every value, defaults filled in (what `pipeline compile` prints and manifests record). A
   // key both trainers have and whose defaults differ shows {"train_reward": .., "train_policy": ..}.
