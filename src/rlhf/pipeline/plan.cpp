@@ -114,9 +114,10 @@ Plan compile_plan(const PipelineSpec& spec, const std::string& run_dir) {
     ck.preference_pairs = read_or_name_key("preference_dataset", [&] {
       return count(data::read_preference_dataset(spec.preference_dataset, {.skip_invalid = spec.reward.skip_invalid}));
     });
-  ck.prompts = read_or_name_key("prompt_dataset", [&] {
-    return count(data::read_prompt_dataset(spec.prompt_dataset, {.skip_invalid = spec.policy.skip_invalid}));
-  });
+  if (!spec.prompt_dataset.empty())
+    ck.prompts = read_or_name_key("prompt_dataset", [&] {
+      return count(data::read_prompt_dataset(spec.prompt_dataset, {.skip_invalid = spec.policy.skip_invalid}));
+    });
   if (!spec.eval_dataset.empty()) {
     ck.eval_prompts = read_or_name_key("eval_dataset", [&] {
       return count(data::read_prompt_dataset(spec.eval_dataset, {.max_rows = static_cast<size_t>(spec.policy.max_eval_prompts)}));
@@ -138,6 +139,7 @@ Plan compile_plan(const PipelineSpec& spec, const std::string& run_dir) {
                                                                     format, forms.chat, forms.plain));
   plan.spec.reward.prompt_format = format;
   plan.spec.policy.prompt_format = format;
+  plan.spec.dpo.prompt_format = format;
 
   // Judges: loadable.
   auto judge_input = [&](const char* key, const std::string& judge) {
@@ -176,7 +178,7 @@ Plan compile_plan(const PipelineSpec& spec, const std::string& run_dir) {
   {
     Stage s{"validate", "check every dataset line and the model", {}, {model_in}, encoding, {"validate/report.json"}, ""};
     if (!spec.preference_dataset.empty()) s.inputs.push_back(dataset_input("preference_dataset", spec.preference_dataset));
-    s.inputs.push_back(dataset_input("prompt_dataset", spec.prompt_dataset));
+    if (!spec.prompt_dataset.empty()) s.inputs.push_back(dataset_input("prompt_dataset", spec.prompt_dataset));
     if (!spec.eval_dataset.empty()) s.inputs.push_back(dataset_input("eval_dataset", spec.eval_dataset));
     if (spec.rlaif.enabled) s.inputs.push_back(dataset_input("rlaif.prompt_dataset", spec.rlaif.prompt_dataset));
     plan.stages.push_back(std::move(s));
@@ -197,8 +199,10 @@ Plan compile_plan(const PipelineSpec& spec, const std::string& run_dir) {
                                                {"batch_size", adv.inference_batch_size}});
     plan.stages.push_back(std::move(s));
   }
-  // train_reward
-  {
+  // train_reward: for ppo, grpo and rloo without rule rewards always; otherwise when there are
+  // preference pairs to train it on (its scores then enter the policy's reward or the sxs).
+  const bool reward_model = spec.trains_reward_model();
+  if (reward_model) {
     Stage s{"train_reward", "train the reward model (pairwise loss, LoRA + head)", {}, {model_in}, {}, {"train_reward/model"}, ""};
     if (spec.rlaif.enabled) s.deps.push_back("label");
     else s.inputs.push_back(dataset_input("preference_dataset", spec.preference_dataset));
@@ -209,9 +213,24 @@ Plan compile_plan(const PipelineSpec& spec, const std::string& run_dir) {
     s.params = p;
     plan.stages.push_back(std::move(s));
   }
-  // train_policy
-  {
-    Stage s{"train_policy", "RL tuning: PPO with the KL penalty (LoRA)", {"train_reward"}, {model_in}, {}, {"train_policy/model"}, ""};
+  // train_policy: train-policy (ppo, grpo, rloo: its settings include the method, the rule
+  // rewards and their weights) or train-dpo on the preference pairs.
+  if (spec.dpo_method()) {
+    Stage s{"train_policy", "preference tuning: DPO against the base (LoRA)", {}, {model_in}, {}, {"train_policy/model"}, ""};
+    if (spec.rlaif.enabled) s.deps.push_back("label");
+    else s.inputs.push_back(dataset_input("preference_dataset", spec.preference_dataset));
+    json p = settings_json(dpo_settings(), plan.spec.dpo, /*result_only=*/true);
+    p["method"] = "dpo";
+    if (spec.dpo.epochs > 0 && spec.rlaif.enabled) p["train_steps"] = "from the labeled pairs";
+    else p["train_steps"] = spec.dpo.steps_for(static_cast<int64_t>(ck.preference_pairs));
+    s.params = p;
+    plan.stages.push_back(std::move(s));
+  } else {
+    Stage s{"train_policy",
+            spec.policy.method == "ppo" ? "RL tuning: PPO with the KL penalty (LoRA)"
+                                        : fmt::format("RL tuning: {} on groups of completions (LoRA)", spec.policy.method),
+            {}, {model_in}, {}, {"train_policy/model"}, ""};
+    if (reward_model) s.deps.push_back("train_reward");
     s.inputs.push_back(dataset_input("prompt_dataset", spec.prompt_dataset));
     json p = settings_json(policy_settings(), plan.spec.policy, /*result_only=*/true);
     p["train_steps"] = spec.policy.steps_for(static_cast<int64_t>(ck.prompts));
@@ -228,8 +247,12 @@ Plan compile_plan(const PipelineSpec& spec, const std::string& run_dir) {
                            {"infer_untuned/predictions.jsonl"}, ""});
     plan.stages.push_back({"infer_tuned", "bulk inference of the tuned policy on eval_dataset", {"train_policy"},
                            {model_in, eval_in}, infer, {"infer_tuned/predictions.jsonl"}, ""});
-    plan.stages.push_back({"sxs", "side by side: untuned (A) and tuned (B), reward scores",
-                           {"infer_untuned", "infer_tuned", "train_reward"}, {}, {{"max_words", adv.max_words}},
+    // Reward scores when a reward model is trained; else lengths only.
+    plan.stages.push_back({"sxs", reward_model ? "side by side: untuned (A) and tuned (B), reward scores"
+                                               : "side by side: untuned (A) and tuned (B), no reward model",
+                           reward_model ? std::vector<std::string>{"infer_untuned", "infer_tuned", "train_reward"}
+                                        : std::vector<std::string>{"infer_untuned", "infer_tuned"},
+                           {}, {{"max_words", adv.max_words}},
                            {"sxs/sxs.jsonl", "sxs/sxs.csv", "sxs/sxs.html", "sxs/summary.json"}, ""});
     if (spec.autosxs.enabled) {
       const AutoSxsSpec& a = spec.autosxs;
@@ -254,7 +277,7 @@ Plan compile_plan(const PipelineSpec& spec, const std::string& run_dir) {
     }
     s.key = sha256_hex(key_material(s, deps).dump());
   }
-  if (spec.rlaif.enabled && spec.policy.kl_coeff == 0) ck.notes.push_back("kl_coeff 0: no reference model, nothing keeps the policy near the base");
+  if (spec.rlaif.enabled && !spec.dpo_method() && spec.policy.kl_coeff == 0) ck.notes.push_back("kl_coeff 0: no reference model, nothing keeps the policy near the base");
   return plan;
 }
 

@@ -45,8 +45,11 @@ std::string metrics_cell(const json& metrics) {
 // The seed's tags first, in this order; then the rest alphabetically.
 const std::vector<std::string>& leading_tags(const std::string& stage) {
   static const std::vector<std::string> reward = {"rank_loss", "accuracy", "validation/accuracy"};
-  static const std::vector<std::string> policy = {"reward",          "kl_loss",           "rl_loss",        "objective/kl",
-                                                  "objective/kl_k3", "objective/entropy", "response_length"};
+  // ppo, grpo and rloo (reward, KL when measured), then dpo's (TRL's DPOTrainer names).
+  static const std::vector<std::string> policy = {"reward",          "kl_loss",           "rl_loss",         "objective/kl",
+                                                  "objective/kl_k3", "objective/entropy", "response_length", "loss",
+                                                  "rewards/accuracies", "rewards/margins", "rewards/chosen",
+                                                  "rewards/rejected"};
   static const std::vector<std::string> both = [] {
     std::vector<std::string> v = reward;
     v.insert(v.end(), policy.begin(), policy.end());

@@ -25,6 +25,7 @@
 #include "rlhf/pipeline/run_dir.h"
 #include "rlhf/pipeline/status.h"
 #include "rlhf/track/tensorboard.h"
+#include "rlhf/train/dpo_trainer.h"
 #include "rlhf/train/policy_trainer.h"
 #include "rlhf/train/reward_trainer.h"
 #include "rlhf/util/build_id.h"
@@ -134,17 +135,37 @@ json stage_train_reward(const Ctx& c) {
           {"validation_accuracy", s.validation_accuracy}, {"validation_loss", s.validation_loss}};
 }
 
+// method dpo: train-dpo on the preference pairs (given or labeled), into the same policy folder.
+json stage_train_dpo(const Ctx& c) {
+  DpoTrainConfig t = c.spec.dpo;  // every setting, from the spec
+  t.preference_dataset = c.spec.rlaif.enabled ? c.path("label/preferences.jsonl") : c.spec.preference_dataset;
+  t.large_model_reference = c.model_ref;
+  t.output = c.path("train_policy/model");
+  t.resume = c.resume && fs::exists(t.output);
+  t.progress = c.progress;
+  DpoTrainSummary s = train_dpo(t);
+  if (c.writer) publish_curves(t.output + "/logs", c.dir, "train_policy");
+  return {{"method", "dpo"},
+          {"steps", s.steps},
+          {"train_pairs", s.train_pairs},
+          {"validation_pairs", s.validation_pairs},
+          {"validation_loss", s.validation_loss},
+          {"validation_accuracy", s.validation_accuracy},
+          {"validation_margin", s.validation_margin}};
+}
+
 json stage_train_policy(const Ctx& c) {
-  PolicyTrainConfig t = c.spec.policy;  // every setting, from the spec
+  if (c.spec.dpo_method()) return stage_train_dpo(c);
+  PolicyTrainConfig t = c.spec.policy;  // every setting, from the spec (method, rule rewards)
   t.prompt_dataset = c.spec.prompt_dataset;
-  t.reward_model = c.path("train_reward/model");
+  if (c.plan.find("train_reward")) t.reward_model = c.path("train_reward/model");
   t.large_model_reference = c.model_ref;
   t.output = c.path("train_policy/model");
   t.resume = c.resume && fs::exists(t.output);
   t.progress = c.progress;
   PolicyTrainSummary s = train_policy(t);
   if (c.writer) publish_curves(t.output + "/logs", c.dir, "train_policy");
-  return {{"steps", s.steps}, {"final_reward", s.final_reward}, {"final_kl_k3", s.final_kl_k3}, {"final_kl_k1", s.final_kl_k1},
+  return {{"method", t.method}, {"steps", s.steps}, {"final_reward", s.final_reward}, {"final_kl_k3", s.final_kl_k3}, {"final_kl_k1", s.final_kl_k1},
           {"step_seconds_median", s.step_seconds_median}};
 }
 
@@ -177,12 +198,14 @@ json stage_sxs(const Ctx& c) {
                                         eval::read_sxs_side(c.path("infer_tuned/predictions.jsonl")));
   table.a.label = "untuned";
   table.b.label = "tuned";
-  eval::SxsScoreOptions so;
-  so.reward_model = c.path("train_reward/model");
-  so.load = {parse_dtype(c.spec.dtype()), parse_device(c.spec.device())};
-  so.batch_size = adv(c).inference_batch_size;
-  so.progress = c.progress;
-  eval::score_sxs(table, so);
+  if (c.plan.find("train_reward")) {  // without a reward model: no scores, lengths only
+    eval::SxsScoreOptions so;
+    so.reward_model = c.path("train_reward/model");
+    so.load = {parse_dtype(c.spec.dtype()), parse_device(c.spec.device())};
+    so.batch_size = adv(c).inference_batch_size;
+    so.progress = c.progress;
+    eval::score_sxs(table, so);
+  }
   eval::SxsSummary s = eval::summarize_sxs(table, adv(c).max_words);
   write_file_atomic(c.path("sxs/sxs.jsonl"), eval::sxs_jsonl(table));
   write_file_atomic(c.path("sxs/sxs.csv"), eval::sxs_csv(table));
