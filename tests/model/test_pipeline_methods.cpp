@@ -99,6 +99,20 @@ TEST(PipelineMethods, GrpoWithRuleRewardsNeedsNoRewardModel) {
                                    << "  reinforcement_learning_batch_size: 2\n  reinforcement_learning_micro_batch_size: 4\n"
                                       "  num_generations: 2\n  reward_normalization_samples: 0\n  measure_kl: true\n";
   const fs::path spec = dir / "spec.yaml", run = dir / "run";
+  {
+    // A rule that reads a row field the prompts lack is refused at compile time, naming the key
+    // and the line.
+    std::ofstream(dir / "bad.yaml") << read_text(spec) << "rewards: [exact-match=answer]\n";
+    std::string text = read_text(dir / "bad.yaml");
+    text.erase(text.find("rewards:\n"), text.find("reinforcement_learning_train_steps") - text.find("rewards:\n"));
+    std::ofstream(dir / "bad.yaml") << text;
+    int status = 0;
+    const std::string out = capture(rlhf::testing::cli() + " pipeline compile " + (dir / "bad.yaml").string(), &status, true);
+    EXPECT_NE(status, 0);
+    EXPECT_NE(out.find("key 'rewards': " + (dir / "prompts.jsonl").string() + ":1: field \"answer\" is missing"),
+              std::string::npos)
+        << out;
+  }
   std::string log = run_ok(spec, run);
   auto first = outcomes(log);
   for (const char* s : {"validate", "train_policy", "infer_untuned", "infer_tuned", "sxs"})

@@ -9,6 +9,7 @@
 
 #include "rlhf/data/dataset.h"
 #include "rlhf/data/encode.h"
+#include "rlhf/data/reward_rules.h"
 #include "rlhf/model/loader.h"
 #include "rlhf/model/registry.h"
 #include "rlhf/util/build_id.h"
@@ -114,10 +115,20 @@ Plan compile_plan(const PipelineSpec& spec, const std::string& run_dir) {
     ck.preference_pairs = read_or_name_key("preference_dataset", [&] {
       return count(data::read_preference_dataset(spec.preference_dataset, {.skip_invalid = spec.reward.skip_invalid}));
     });
-  if (!spec.prompt_dataset.empty())
-    ck.prompts = read_or_name_key("prompt_dataset", [&] {
-      return count(data::read_prompt_dataset(spec.prompt_dataset, {.skip_invalid = spec.policy.skip_invalid}));
+  if (!spec.prompt_dataset.empty()) {
+    const auto rows = read_or_name_key("prompt_dataset", [&] {
+      return data::read_prompt_dataset(spec.prompt_dataset, {.skip_invalid = spec.policy.skip_invalid});
     });
+    ck.prompts = count(rows);
+    // The rule rewards that read a row field (exact-match, contains): every prompt row has it.
+    const std::string rules_key = spec.given.count("rewards") ? "rewards" : "reward_rules";
+    read_or_name_key(rules_key.c_str(), [&] {
+      for (const auto& rule : data::parse_reward_rules(spec.policy.reward_rule, "rule"))
+        if (!rule.field().empty())
+          for (const auto& r : rows) rule.check_row(nlohmann::json::parse(r.json), r.where);
+      return 0;
+    });
+  }
   if (!spec.eval_dataset.empty()) {
     ck.eval_prompts = read_or_name_key("eval_dataset", [&] {
       return count(data::read_prompt_dataset(spec.eval_dataset, {.max_rows = static_cast<size_t>(spec.policy.max_eval_prompts)}));
