@@ -17,7 +17,8 @@ the same P ids); B x (warm-up + steps) different posts. Both sides sample G comp
 of at most T tokens at the same temperature and stop a completion at EOS (a batch goes on until
 its last completion stops). The reward is the rule max-words=N on both sides (TRL: a Python
 function doing the same); with T small, N below 50 keeps the rewards of a group apart (all-equal
-rewards give zero advantages).
+rewards give zero advantages). Ours runs with --no-eos-penalty: TRL's GRPO and RLOO have no
+penalty for a completion cut at T, so both sides' rewards are the rule's alone.
 
 Settings both sides take: B prompts a step, G completions each, micro batches of M completions,
 LoRA rank r (alpha r) on q_proj/v_proj, the method's KL coefficient (--kl-coeff; default the
@@ -56,7 +57,7 @@ def parse_args():
                                                    "test.jsonl"), help="TL;DR posts (the `instruction` field)")
     ap.add_argument("--batch-size", type=int, default=4, help="B: prompts a step")
     ap.add_argument("--num-generations", type=int, default=4, help="G: completions a prompt")
-    ap.add_argument("--micro-batch-size", type=int, default=8, help="M: completions a forward/backward")
+    ap.add_argument("--micro-batch-size", type=int, default=16, help="M: completions a forward/backward")
     ap.add_argument("--prompt-length", type=int, default=64, help="P")
     ap.add_argument("--target-length", type=int, default=32, help="T")
     ap.add_argument("--max-words", type=int, default=20, help="the rule max-words=N")
@@ -142,7 +143,7 @@ def run_ours(a, method, prompts, folder, i, variant):
            "--kl-coeff", str(kl_of(a, method)), "--temperature", str(a.temperature),
            "--reinforcement-learning-rate-multiplier", str(a.lr_multiplier),
            "--threads", str(a.threads), "--dtype", "fp32", "--seed", str(a.seed),
-           "--checkpoint-every", str(steps), "--no-progress"]
+           "--no-eos-penalty", "--checkpoint-every", str(steps), "--no-progress"]
     more = shlex.split(a.ours_args) + extra
     cmd = ppo_bench.without_options(cmd, {w.split("=", 1)[0] for w in more if w.startswith("--")}) + more
     wall, rss, _ = ppo_bench.run_child(cmd, out)
@@ -155,7 +156,7 @@ def run_ours(a, method, prompts, folder, i, variant):
          "step_seconds": [x["time/step"] for x in recs],
          "phase_seconds": [{p: x.get(f"time/{p}") for p in PHASES} for x in recs],
          "response_length": [x.get("response_length") for x in recs],
-         "reward_mean": [x.get("objective/scores", x.get("reward")) for x in recs],
+         "reward_mean": [x.get(f"rewards/max-words={a.max_words}/mean") for x in recs],
          "warmup_left_out": w > 0}
     if not recs:
         r["step_seconds"] = [s.get("step_seconds_median")]

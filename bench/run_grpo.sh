@@ -11,7 +11,7 @@
 # `rloo_step_speedup_vs_trl X.XX peak_rss_ratio Y.YY`.
 #
 # Sizes (environment): GRPO_B prompts a step (4), GRPO_G completions a prompt (4), GRPO_M
-# completions a micro batch (8), GRPO_P prompt tokens (64), GRPO_T completion tokens at most (32),
+# completions a micro batch (16, the whole batch), GRPO_P prompt tokens (64), GRPO_T completion tokens at most (32),
 # GRPO_WORDS the rule's word limit (20: with T 32 a limit of 50 would pass every completion and
 # leave every advantage 0), GRPO_STEPS timed steps (3) after GRPO_WARMUP (1), GRPO_THREADS (2),
 # GRPO_REPEATS runs of each side (1). About 5 minutes on the 2-core VM.
@@ -33,7 +33,7 @@ GGUF=${RLHF_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/rlhf}/models/SmolLM2-135M-Ins
 [ -x "$BUILD/rlhf" ] || { echo "$BUILD/rlhf not built" >&2; exit 1; }
 echo "# $(nproc) cores: $(lscpu | sed -n 's/^Model name: *//p' | head -1)"
 exec "$PY" bench/grpo_bench.py --gguf "$GGUF" --build "$BUILD" --python "$PY" \
-  --batch-size "${GRPO_B:-4}" --num-generations "${GRPO_G:-4}" --micro-batch-size "${GRPO_M:-8}" \
+  --batch-size "${GRPO_B:-4}" --num-generations "${GRPO_G:-4}" --micro-batch-size "${GRPO_M:-16}" \
   --prompt-length "${GRPO_P:-64}" --target-length "${GRPO_T:-32}" --max-words "${GRPO_WORDS:-20}" \
   --steps "${GRPO_STEPS:-3}" --warmup-steps "${GRPO_WARMUP:-1}" --threads "${GRPO_THREADS:-2}" \
   --repeats "${GRPO_REPEATS:-1}" --timeout 3600 ${EXTRA[@]+"${EXTRA[@]}"}
