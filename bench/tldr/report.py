@@ -104,9 +104,10 @@ def grpo_section(out, before, fb, fa):
     fg = figures(g, {})
     L = ["## GRPO with the rule alone (no reward model)\n",
          "`rlhf train-policy --method grpo --reward-rule max-words=50` on the same training prompts: each "
-         "prompt's group of sampled completions scored by the rule (1 when at most 50 words, else 0), "
-         "advantages relative to the group, no reward model and no value model (the `grpo` line under "
-         "Commands). Held-out posts, greedy, the same base model before:\n",
+         "prompt's group of sampled completions scored by the rule (1 when at most 50 words, else 0; "
+         "train-policy's default EOS penalty on top: a completion cut at the length limit loses 1), "
+         "advantages relative to the group, no reward model and no value model (the `train-policy --method "
+         "grpo` line under Commands). Held-out posts, greedy, the same base model before:\n",
          "| | before (base model) | after PPO (reward model) | after GRPO (rule) |",
          "|---|---|---|---|",
          f"| over {WORD_LIMIT} words | {100 * fb['over']:.0f} % | {100 * fa['over']:.0f} % | {100 * fg['over']:.0f} % |",
@@ -119,16 +120,17 @@ def grpo_section(out, before, fb, fa):
              f"{'met' if drop >= GOAL_POINTS else 'missed'} ({drop:.0f} points)")
     mpath = os.path.join(out, "grpo", "logs", "metrics.jsonl")
     if os.path.exists(mpath):
-        rows = [r for r in read_jsonl(mpath) if metric(r, "objective/scores", "reward")[0]]
+        key = f"rewards/max-words={WORD_LIMIT}/mean"
+        rows = [r for r in read_jsonl(mpath) if metric(r, key, "objective/scores")[0]]
         if rows:
             curve = []
             for r in rows[-5:]:
-                _, v = metric(r, "objective/scores", "reward")
+                _, v = metric(r, key, "objective/scores")
                 _, n = metric(r, "response_length")
                 curve.append(f"step {r.get('step', '?')}: {v:.3f}" + (f" ({n:.0f} tokens)" if n is not None else ""))
-            k, v0 = metric(rows[0], "objective/scores", "reward")
-            L.append(f"- Rule reward of the rollouts (`{k}`: the share of completions with at most {WORD_LIMIT} words), "
-                     f"first step {v0:.3f}; last steps: " + "; ".join(curve))
+            k, v0 = metric(rows[0], key, "objective/scores")
+            L.append(f"- The rule's reward of the rollouts (`{k}`: the share of sampled completions with at most "
+                     f"{WORD_LIMIT} words), first step {v0:.3f}; last steps: " + "; ".join(curve))
         kl = [r for r in read_jsonl(mpath) if metric(r, "objective/kl_k3", "objective/kl")[0]]
         if kl:
             k, v = metric(kl[-1], "objective/kl_k3", "objective/kl")
