@@ -208,6 +208,11 @@ TEST(PipelineSpec, MethodAndRewards) {
       {base + "method: dpo\nadvanced:\n  dpo_label_smoothing: 0.7\n", "spec.yaml:5: key 'advanced.dpo_label_smoothing': must be"},
       {base + "method: dpo\nadvanced:\n  dpo_loss_type: kto\n", "key 'advanced.dpo_loss_type': is \"kto\""},
       {base + "method: grpo\nadvanced:\n  num_generations: 1\n", "key 'advanced.num_generations': grpo compares"},
+      // One weight per reward: here the reward model (trained on kMinimal's pairs) and one rule.
+      {base + "rewards: [prefer-shorter]\nadvanced:\n  reward_weights: 1,2,3\n",
+       "spec.yaml:5: key 'advanced.reward_weights': gives 3 weight(s) for 2 reward(s)"},
+      {base + "rewards: [prefer-shorter]\nadvanced:\n  reward_weights: 1,x\n",
+       "key 'advanced.reward_weights': \"x\" is not a number"},
   };
   for (const auto& c : cases) {
     const std::string e = error_of(c.yaml);

@@ -261,6 +261,13 @@ class TableKeys {
     run(reward_settings(), s_.reward, reward_given_, check_reward_config);
     apply_method_defaults(s_.policy, policy_given_);  // kl_coeff: the method's unless given
     run(policy_settings(), s_.policy, policy_given_, check_policy_config);
+    // reward_weights: numbers, one per reward (the reward model's first when one is trained).
+    run(policy_settings(), s_.policy, policy_given_, [&](const PolicyTrainConfig& c, const SettingNames&) {
+      if (s_.dpo_method()) return;
+      PolicyTrainConfig with = c;
+      with.reward_model = s_.trains_reward_model() ? "reward_model" : "";
+      (void)with.weights();
+    });
     if (s_.dpo_method()) run(dpo_settings(), s_.dpo, dpo_given_, check_dpo_config);
   }
 
