@@ -7,7 +7,6 @@
 #include <filesystem>
 #include <map>
 #include <memory>
-#include <numeric>
 #include <optional>
 #include <set>
 
@@ -18,12 +17,12 @@
 #include "rlhf/train/adapter_io.h"
 #include "rlhf/train/dpo.h"
 #include "rlhf/train/optim.h"
+#include "rlhf/train/preference_data.h"
 #include "rlhf/train/reward_artifact.h"
 #include "rlhf/train/reward_model.h"
 #include "rlhf/train/trained_folder.h"
 #include "rlhf/train/trainer_run.h"
 #include "rlhf/util/error.h"
-#include "rlhf/util/hash.h"
 #include "rlhf/util/progress.h"
 
 namespace rlhf {
@@ -70,16 +69,15 @@ struct DpoStats {
   }
 };
 
-using PairList = std::vector<const data::PreferencePair*>;
-
-// Micro-batches of pairs sorted by packed length (less padding), original order on ties.
-std::vector<PairList> micro_batches(PairList pairs, int64_t size) {
-  auto len = [](const data::PreferencePair* p) { return p->prompt.size() + p->chosen.size() + p->rejected.size(); };
-  std::stable_sort(pairs.begin(), pairs.end(), [&](auto* a, auto* b) { return len(a) < len(b); });
-  std::vector<PairList> out;
-  for (size_t i = 0; i < pairs.size(); i += size)
-    out.emplace_back(pairs.begin() + i, pairs.begin() + std::min(pairs.size(), i + static_cast<size_t>(size)));
-  return out;
+// What each micro-batch costs to score, for sharing them over the ranks: pairs x the longest pair.
+std::vector<double> micro_batch_costs(const std::vector<PairList>& mbs) {
+  std::vector<double> costs;
+  for (const auto& mb : mbs) {
+    size_t longest = 0;
+    for (const auto* p : mb) longest = std::max(longest, p->prompt.size() + p->chosen.size() + p->rejected.size());
+    costs.push_back(static_cast<double>(mb.size() * longest));
+  }
+  return costs;
 }
 
 // A pair with its reference log-probs (computed once, before training).
@@ -119,8 +117,7 @@ class DpoTrainer {
   dpo::LossType loss_type_;
   TrainerRun run_;
   LoadOptions load_;
-  std::vector<data::PreferenceRow> rows_, val_rows_;
-  std::vector<size_t> train_index_;
+  PreferenceRows rows_;
   std::unique_ptr<Model> model_;
   std::string base_sha256_, data_sha256_;
   data::EncodeConfig enc_;
@@ -186,61 +183,21 @@ DpoTrainer::DpoTrainer(const DpoTrainConfig& cfg)
   if (const auto& r = run_.resumed()) load_adapter(r->dir, *adapter_);
 }
 
-// The preference data and the validation pairs (the evaluation set when it has preference
-// fields, else a held-out split): as train-reward reads them.
-void DpoTrainer::read_pairs() {
-  data::ReadOptions read_opts;
-  read_opts.skip_invalid = cfg_.skip_invalid;
-  data::ReadReport report;
-  rows_ = data::read_preference_dataset(cfg_.preference_dataset, read_opts, &report);
-  std::fprintf(stderr, "[rlhf] preference data: %zu pairs from %zu file(s)%s\n", rows_.size(), report.files.size(),
-               report.skipped ? fmt::format(", {} invalid lines skipped", report.skipped).c_str() : "");
-  if (!cfg_.eval_dataset.empty() && data::has_preference_fields(cfg_.eval_dataset)) {
-    data::ReadOptions eval_opts = read_opts;
-    eval_opts.max_rows = static_cast<size_t>(cfg_.max_validation_pairs);
-    val_rows_ = data::read_preference_dataset(cfg_.eval_dataset, eval_opts);
-    train_index_.resize(rows_.size());
-    std::iota(train_index_.begin(), train_index_.end(), 0);
-  } else {
-    if (!cfg_.eval_dataset.empty())
-      std::fprintf(stderr, "[rlhf] %s has no preference fields: validating on a held-out split instead\n",
-                   cfg_.eval_dataset.c_str());
-    auto split = data::holdout_split(rows_.size(), cfg_.validation_fraction, cfg_.max_validation_pairs, cfg_.seed);
-    train_index_ = split.train;
-    for (size_t i : split.validation) val_rows_.push_back(rows_[i]);
-  }
-  if (train_index_.empty()) fail("{}: no training pairs left after the validation split", cfg_.preference_dataset);
-}
+// Every data file is read and validated before the model is loaded.
+void DpoTrainer::read_pairs() { rows_ = read_preference_rows(PreferenceSource::of(cfg_)); }
 
 void DpoTrainer::encode_pairs() {
-  data::PromptForms forms;
-  forms.add_rows(rows_);
-  forms.add_rows(val_rows_);
-  enc_.format = data::resolve_prompt_format(cfg_.prompt_format, forms, "--prompt-format");
-  enc_.instruction = cfg_.instruction;
-  enc_.prompt_sequence_length = cfg_.prompt_sequence_length;
-  enc_.target_sequence_length = cfg_.target_sequence_length;
   eos_ = completion_eos_id(*model_);
   pad_ = model_->pad_id;
-  data::Encoder encoder(*model_->tokenizer, model_->chat_template, eos_, enc_);
-  {
-    Progress bar("encode", static_cast<int64_t>(train_index_.size() + val_rows_.size()), "pair");
-    for (size_t i : train_index_) {
-      train_.push_back({.pair = encoder.encode(rows_[i])});
-      if (train_.size() % 256 == 0) bar.update(static_cast<int64_t>(train_.size()));
-    }
-    for (const auto& r : val_rows_) validation_.push_back({.pair = encoder.encode(r)});
-    bar.update(static_cast<int64_t>(train_.size() + validation_.size()));
-    bar.finish();
-  }
-  Sha256 hash;
-  for (const auto& d : train_)
-    for (const auto* v : {&d.pair.prompt, &d.pair.chosen, &d.pair.rejected}) {
-      const uint64_t n = v->size();
-      hash.update(&n, sizeof n);
-      hash.update(v->data(), v->size() * sizeof(int32_t));
-    }
-  data_sha256_ = hash.hex();
+  data::EncodeConfig enc;
+  enc.instruction = cfg_.instruction;
+  enc.prompt_sequence_length = cfg_.prompt_sequence_length;
+  enc.target_sequence_length = cfg_.target_sequence_length;
+  auto encoded = encode_preference_rows(rows_, cfg_.prompt_format, enc, *model_->tokenizer, model_->chat_template, eos_);
+  enc_ = encoded.enc;
+  data_sha256_ = encoded.train_sha256;
+  for (auto& p : encoded.train) train_.push_back({.pair = std::move(p)});
+  for (auto& p : encoded.validation) validation_.push_back({.pair = std::move(p)});
 }
 
 // The reference's summed log-probs of the pairs this run trains on (the positions
@@ -258,14 +215,8 @@ void DpoTrainer::compute_reference() {
   std::map<const data::PreferencePair*, size_t> slot;
   PairList ptrs;
   for (size_t k = 0; k < todo.size(); ++k) slot[&todo[k]->pair] = k, ptrs.push_back(&todo[k]->pair);
-  const auto mbs = micro_batches(ptrs, M_ * 2);
-  std::vector<double> costs;
-  for (const auto& mb : mbs) {
-    size_t longest = 0;
-    for (const auto* p : mb) longest = std::max(longest, p->prompt.size() + p->chosen.size() + p->rejected.size());
-    costs.push_back(static_cast<double>(mb.size() * longest));
-  }
-  const std::vector<bool> mine = run_.my_share(costs);
+  const auto mbs = pair_micro_batches(ptrs, M_ * 2);
+  const std::vector<bool> mine = run_.my_share(micro_batch_costs(mbs));
   std::vector<double> values(2 * todo.size(), 0.0);
   Progress bar("reference", static_cast<int64_t>(todo.size()), "pair");
   int64_t done = 0;
@@ -376,14 +327,8 @@ DpoStats DpoTrainer::train_step(int64_t step, double lr, double* grad_norm) {
     owner[&d.pair] = &d;
   }
   opt_->zero_grad();
-  const auto mbs = micro_batches(batch, M_);
-  std::vector<double> costs;
-  for (const auto& mb : mbs) {
-    size_t longest = 0;
-    for (const auto* p : mb) longest = std::max(longest, p->prompt.size() + p->chosen.size() + p->rejected.size());
-    costs.push_back(static_cast<double>(mb.size() * longest));
-  }
-  const std::vector<bool> mine = run_.my_share(costs);
+  const auto mbs = pair_micro_batches(batch, M_);
+  const std::vector<bool> mine = run_.my_share(micro_batch_costs(mbs));
   DpoStats s;
   for (size_t k = 0; k < mbs.size(); ++k) {
     if (!mine[k]) continue;
@@ -428,7 +373,7 @@ DpoStats DpoTrainer::evaluate(const std::vector<DpoPair>& pairs) const {
   std::map<const data::PreferencePair*, const DpoPair*> owner;
   for (const auto& d : pairs) ptrs.push_back(&d.pair), owner[&d.pair] = &d;
   DpoStats s;
-  for (const auto& mb : micro_batches(ptrs, M_ * 2)) {
+  for (const auto& mb : pair_micro_batches(ptrs, M_ * 2)) {
     std::vector<const DpoPair*> ds;
     for (const auto* p : mb) ds.push_back(owner.at(p));
     auto v = s.to_vector(), w = micro_batch(ds, /*train=*/false).second.to_vector();

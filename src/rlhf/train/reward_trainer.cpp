@@ -7,7 +7,6 @@
 #include <filesystem>
 #include <map>
 #include <memory>
-#include <numeric>
 #include <optional>
 
 #include "rlhf/data/dataset.h"
@@ -15,13 +14,12 @@
 #include "rlhf/model/loader.h"
 #include "rlhf/model/model.h"
 #include "rlhf/train/optim.h"
+#include "rlhf/train/preference_data.h"
 #include "rlhf/train/reward_artifact.h"
 #include "rlhf/train/reward_model.h"
 #include "rlhf/train/trained_folder.h"
 #include "rlhf/train/trainer_run.h"
 #include "rlhf/util/error.h"
-#include "rlhf/util/hash.h"
-#include "rlhf/util/progress.h"
 
 namespace rlhf {
 namespace fs = std::filesystem;
@@ -43,18 +41,6 @@ struct PairStats {
     tokens += real_tokens;
   }
 };
-
-using PairList = std::vector<const data::PreferencePair*>;
-
-// Micro-batches of pairs sorted by packed length (less padding), original order on ties.
-std::vector<PairList> micro_batches(PairList pairs, int64_t size) {
-  auto len = [](const data::PreferencePair* p) { return p->prompt.size() + p->chosen.size() + p->rejected.size(); };
-  std::stable_sort(pairs.begin(), pairs.end(), [&](auto* a, auto* b) { return len(a) < len(b); });
-  std::vector<PairList> out;
-  for (size_t i = 0; i < pairs.size(); i += size)
-    out.emplace_back(pairs.begin() + i, pairs.begin() + std::min(pairs.size(), i + static_cast<size_t>(size)));
-  return out;
-}
 
 // Preference pairs -> a reward model: the setup in the constructor, the steps in train().
 class RewardTrainer {
@@ -79,8 +65,7 @@ class RewardTrainer {
   const RewardTrainConfig& cfg_;
   TrainerRun run_;
   LoadOptions load_;
-  std::vector<data::PreferenceRow> rows_, val_rows_;
-  std::vector<size_t> train_index_;
+  PreferenceRows rows_;
   std::unique_ptr<Model> model_;
   std::string base_sha256_, data_sha256_;
   data::EncodeConfig enc_;
@@ -146,61 +131,21 @@ RewardTrainer::RewardTrainer(const RewardTrainConfig& cfg) : cfg_(cfg), run_(run
   }
 }
 
-// The preference data and the validation pairs (the evaluation set when it has preference
-// fields, else a held-out split).
-void RewardTrainer::read_pairs() {
-  data::ReadOptions read_opts;
-  read_opts.skip_invalid = cfg_.skip_invalid;
-  data::ReadReport report;
-  rows_ = data::read_preference_dataset(cfg_.preference_dataset, read_opts, &report);
-  std::fprintf(stderr, "[rlhf] preference data: %zu pairs from %zu file(s)%s\n", rows_.size(), report.files.size(),
-               report.skipped ? fmt::format(", {} invalid lines skipped", report.skipped).c_str() : "");
-  if (!cfg_.eval_dataset.empty() && data::has_preference_fields(cfg_.eval_dataset)) {
-    data::ReadOptions eval_opts = read_opts;
-    eval_opts.max_rows = static_cast<size_t>(cfg_.max_validation_pairs);
-    val_rows_ = data::read_preference_dataset(cfg_.eval_dataset, eval_opts);
-    train_index_.resize(rows_.size());
-    std::iota(train_index_.begin(), train_index_.end(), 0);
-  } else {
-    if (!cfg_.eval_dataset.empty())
-      std::fprintf(stderr, "[rlhf] %s has no preference fields: validating on a held-out split instead\n",
-                   cfg_.eval_dataset.c_str());
-    auto split = data::holdout_split(rows_.size(), cfg_.validation_fraction, cfg_.max_validation_pairs, cfg_.seed);
-    train_index_ = split.train;
-    for (size_t i : split.validation) val_rows_.push_back(rows_[i]);
-  }
-  if (train_index_.empty()) fail("{}: no training pairs left after the validation split", cfg_.preference_dataset);
-}
+// Every data file is read and validated before the model is loaded.
+void RewardTrainer::read_pairs() { rows_ = read_preference_rows(PreferenceSource::of(cfg_)); }
 
 void RewardTrainer::encode_pairs() {
-  data::PromptForms forms;
-  forms.add_rows(rows_);
-  forms.add_rows(val_rows_);
-  enc_.format = data::resolve_prompt_format(cfg_.prompt_format, forms, "--prompt-format");
-  enc_.instruction = cfg_.instruction;
-  enc_.prompt_sequence_length = cfg_.prompt_sequence_length;
-  enc_.target_sequence_length = cfg_.target_sequence_length;
   eos_ = completion_eos_id(*model_);
   pad_ = model_->pad_id;
-  data::Encoder encoder(*model_->tokenizer, model_->chat_template, eos_, enc_);
-  {
-    Progress bar("encode", static_cast<int64_t>(train_index_.size() + val_rows_.size()), "pair");
-    for (size_t i : train_index_) {
-      train_.push_back(encoder.encode(rows_[i]));
-      if (train_.size() % 256 == 0) bar.update(static_cast<int64_t>(train_.size()));
-    }
-    for (const auto& r : val_rows_) validation_.push_back(encoder.encode(r));
-    bar.update(static_cast<int64_t>(train_.size() + validation_.size()));
-    bar.finish();
-  }
-  Sha256 hash;
-  for (const auto& p : train_)
-    for (const auto* v : {&p.prompt, &p.chosen, &p.rejected}) {
-      const uint64_t n = v->size();
-      hash.update(&n, sizeof n);
-      hash.update(v->data(), v->size() * sizeof(int32_t));
-    }
-  data_sha256_ = hash.hex();
+  data::EncodeConfig enc;
+  enc.instruction = cfg_.instruction;
+  enc.prompt_sequence_length = cfg_.prompt_sequence_length;
+  enc.target_sequence_length = cfg_.target_sequence_length;
+  auto encoded = encode_preference_rows(rows_, cfg_.prompt_format, enc, *model_->tokenizer, model_->chat_template, eos_);
+  enc_ = encoded.enc;
+  data_sha256_ = encoded.train_sha256;
+  train_ = std::move(encoded.train);
+  validation_ = std::move(encoded.validation);
 }
 
 // What must not change between a run and its resume: the settings that change the result,
@@ -244,7 +189,7 @@ PairStats RewardTrainer::train_step(int64_t step, double lr, double* grad_norm) 
   // With several ranks each takes a share of the micro-batches balanced by their padded sizes;
   // the gradients and the statistics are then summed over the ranks: the step of the whole
   // batch, as in one process.
-  const auto mbs = micro_batches(batch, M_);
+  const auto mbs = pair_micro_batches(batch, M_);
   std::vector<double> costs;
   for (const auto& mb : mbs) {
     size_t longest = 0;
@@ -297,7 +242,7 @@ PairStats RewardTrainer::evaluate(const std::vector<data::PreferencePair>& pairs
   PairList ptrs;
   for (const auto& p : pairs) ptrs.push_back(&p);
   PairStats s;
-  for (const auto& mb : micro_batches(ptrs, M_ * 2)) {
+  for (const auto& mb : pair_micro_batches(ptrs, M_ * 2)) {
     auto batch = pack_pairs(mb, pad_, load_.device);
     auto [rc, rr] = rm_->score_pairs(batch);
     s.add(rc, rr, reward_pair_losses(rc, rr), batch.real_tokens);
