@@ -123,8 +123,7 @@ class DpoTrainer {
   data::EncodeConfig enc_;
   int32_t eos_ = 0, pad_ = 0;
   std::vector<DpoPair> train_, validation_;
-  int64_t n_ = 0, B_ = 0, M_ = 0, steps_ = 0, warmup_ = 0;
-  double peak_lr_ = 0;
+  PairSchedule plan_;
   LoraAdapter* adapter_ = nullptr;
   std::unique_ptr<AdamW> opt_;
   std::optional<EpochStream> pairs_;
@@ -157,17 +156,13 @@ DpoTrainer::DpoTrainer(const DpoTrainConfig& cfg)
   base_sha256_ = model_content_hash(model_->path);
   encode_pairs();
 
-  n_ = static_cast<int64_t>(train_.size());
-  B_ = cfg_.batch_size;
-  M_ = std::min(cfg_.micro_batch_size, cfg_.batch_size);
-  steps_ = cfg_.steps_for(n_);
-  warmup_ = static_cast<int64_t>(std::ceil(cfg_.warmup_ratio * static_cast<double>(steps_)));
-  peak_lr_ = DpoTrainConfig::kBaseLearningRate * cfg_.learning_rate_multiplier;
+  plan_ = PairSchedule::of(cfg_, static_cast<int64_t>(train_.size()));
   std::fprintf(stderr,
                "[rlhf] %lld training pairs, %lld validation pairs; %lld steps of %lld pairs (micro-batches of %lld), "
                "lr %.3g, warmup %lld steps; %s loss, beta %g; prompt format %s\n",
-               (long long)n_, (long long)validation_.size(), (long long)steps_, (long long)B_, (long long)M_, peak_lr_,
-               (long long)warmup_, dpo::loss_type_name(loss_type_), cfg_.beta, data::prompt_format_name(enc_.format));
+               (long long)plan_.pairs, (long long)validation_.size(), (long long)plan_.steps, (long long)plan_.batch,
+               (long long)plan_.micro_batch, plan_.peak_lr, (long long)plan_.warmup, dpo::loss_type_name(loss_type_),
+               cfg_.beta, data::prompt_format_name(enc_.format));
 
   adapter_ = &model_->net->add_adapter(kPolicyAdapter, cfg_.lora, cfg_.seed);
   model_->net->set_gradient_checkpointing(cfg_.gradient_checkpointing);
@@ -175,9 +170,9 @@ DpoTrainer::DpoTrainer(const DpoTrainConfig& cfg)
   adam.weight_decay = cfg_.weight_decay;
   adam.eps = cfg_.adam_epsilon;
   opt_ = std::make_unique<AdamW>(adapter_->named_parameters(), adam);
-  pairs_.emplace(static_cast<size_t>(n_), cfg_.seed);
+  pairs_.emplace(static_cast<size_t>(plan_.pairs), cfg_.seed);
 
-  run_.begin(fingerprint(), steps_, *opt_);
+  run_.begin(fingerprint(), plan_.steps, *opt_);
   if (const auto& r = run_.resumed()) trained_tokens_ = r->state.value("trained_tokens", int64_t(0));
   compute_reference();  // before the adapter is restored: the reference is the base alone
   if (const auto& r = run_.resumed()) load_adapter(r->dir, *adapter_);
@@ -207,7 +202,8 @@ void DpoTrainer::encode_pairs() {
 // and the values are summed over the ranks.
 void DpoTrainer::compute_reference() {
   std::set<size_t> used;
-  for (int64_t k = 0; k < steps_ * B_ && static_cast<int64_t>(used.size()) < n_; ++k) used.insert((*pairs_)[k]);
+  for (int64_t k = 0; k < plan_.steps * plan_.batch && static_cast<int64_t>(used.size()) < plan_.pairs; ++k)
+    used.insert((*pairs_)[k]);
   std::vector<DpoPair*> todo;
   for (size_t i : used) todo.push_back(&train_[i]);
   for (auto& v : validation_) todo.push_back(&v);
@@ -215,7 +211,7 @@ void DpoTrainer::compute_reference() {
   std::map<const data::PreferencePair*, size_t> slot;
   PairList ptrs;
   for (size_t k = 0; k < todo.size(); ++k) slot[&todo[k]->pair] = k, ptrs.push_back(&todo[k]->pair);
-  const auto mbs = pair_micro_batches(ptrs, M_ * 2);
+  const auto mbs = pair_micro_batches(ptrs, plan_.micro_batch * 2);
   const std::vector<bool> mine = run_.my_share(micro_batch_costs(mbs));
   std::vector<double> values(2 * todo.size(), 0.0);
   Progress bar("reference", static_cast<int64_t>(todo.size()), "pair");
@@ -254,7 +250,7 @@ json DpoTrainer::fingerprint() const {
   f["instruction"] = enc_.instruction;
   f["base_sha256"] = base_sha256_;
   f["data_sha256"] = data_sha256_;
-  f["steps"] = steps_;
+  f["steps"] = plan_.steps;
   f["dtype_resolved"] = dtype_name(model_->net->dtype());  // what "auto" became on this machine
   return f;
 }
@@ -301,16 +297,16 @@ std::pair<torch::Tensor, DpoStats> DpoTrainer::micro_batch(const std::vector<con
 
 // The loop. Step s trains on positions s·B .. s·B + B - 1 of the epoch stream.
 DpoTrainSummary DpoTrainer::train() {
-  for (int64_t step = run_.start(); step < steps_; ++step) {
+  for (int64_t step = run_.start(); step < plan_.steps; ++step) {
     const auto t0 = std::chrono::steady_clock::now();
-    const double lr = warmup_linear_lr(peak_lr_, step, warmup_, steps_);
+    const double lr = warmup_linear_lr(plan_.peak_lr, step, plan_.warmup, plan_.steps);
     double grad_norm = 0;
     const DpoStats s = train_step(step, lr, &grad_norm);
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const int64_t done = step + 1;
     log_step(done, s, lr, grad_norm, dt);
-    if (cfg_.validation_every > 0 && done % cfg_.validation_every == 0 && done != steps_) validate_and_log(done);
-    if (done % cfg_.checkpoint_every == 0 && done != steps_) save_checkpoint(done);
+    if (cfg_.validation_every > 0 && done % cfg_.validation_every == 0 && done != plan_.steps) validate_and_log(done);
+    if (done % cfg_.checkpoint_every == 0 && done != plan_.steps) save_checkpoint(done);
   }
   run_.finish_progress();
   return finish();
@@ -321,13 +317,13 @@ DpoTrainSummary DpoTrainer::train() {
 DpoStats DpoTrainer::train_step(int64_t step, double lr, double* grad_norm) {
   PairList batch;
   std::map<const data::PreferencePair*, const DpoPair*> owner;
-  for (int64_t i = 0; i < B_; ++i) {
-    const DpoPair& d = train_[(*pairs_)[step * B_ + i]];
+  for (int64_t i = 0; i < plan_.batch; ++i) {
+    const DpoPair& d = train_[(*pairs_)[step * plan_.batch + i]];
     batch.push_back(&d.pair);
     owner[&d.pair] = &d;
   }
   opt_->zero_grad();
-  const auto mbs = pair_micro_batches(batch, M_);
+  const auto mbs = pair_micro_batches(batch, plan_.micro_batch);
   const std::vector<bool> mine = run_.my_share(micro_batch_costs(mbs));
   DpoStats s;
   for (size_t k = 0; k < mbs.size(); ++k) {
@@ -335,7 +331,7 @@ DpoStats DpoTrainer::train_step(int64_t step, double lr, double* grad_norm) {
     std::vector<const DpoPair*> mb;
     for (const auto* p : mbs[k]) mb.push_back(owner.at(p));
     auto [losses, ms] = micro_batch(mb, /*train=*/true);
-    (losses.sum() / static_cast<double>(B_)).backward();
+    (losses.sum() / static_cast<double>(plan_.batch)).backward();
     auto v = s.to_vector(), w = ms.to_vector();
     for (size_t i = 0; i < v.size(); ++i) v[i] += w[i];
     s = DpoStats::from_vector(v);
@@ -357,7 +353,7 @@ void DpoTrainer::log_step(int64_t done, const DpoStats& s, double lr, double gra
   m["learning_rate"] = lr;
   m["time/step"] = seconds;
   m["train/skipped_steps"] = std::isfinite(grad_norm) ? 0.0 : 1.0;
-  m["throughput/pairs_per_second"] = static_cast<double>(B_) / seconds;
+  m["throughput/pairs_per_second"] = static_cast<double>(plan_.batch) / seconds;
   m["throughput/tokens_per_second"] = static_cast<double>(s.tokens) / seconds;
   if (std::isfinite(grad_norm)) m["grad_norm"] = grad_norm;
   run_.add_collective_metrics(m);
@@ -373,7 +369,7 @@ DpoStats DpoTrainer::evaluate(const std::vector<DpoPair>& pairs) const {
   std::map<const data::PreferencePair*, const DpoPair*> owner;
   for (const auto& d : pairs) ptrs.push_back(&d.pair), owner[&d.pair] = &d;
   DpoStats s;
-  for (const auto& mb : pair_micro_batches(ptrs, M_ * 2)) {
+  for (const auto& mb : pair_micro_batches(ptrs, plan_.micro_batch * 2)) {
     std::vector<const DpoPair*> ds;
     for (const auto* p : mb) ds.push_back(owner.at(p));
     auto v = s.to_vector(), w = micro_batch(ds, /*train=*/false).second.to_vector();
@@ -403,14 +399,14 @@ void DpoTrainer::save_checkpoint(int64_t step) {
 
 // The final validation, the checkpoint of the last step, the policy folder (policy.json last).
 DpoTrainSummary DpoTrainer::finish() {
-  const DpoStats v = validate_and_log(steps_);
-  if (run_.final_checkpoint_missing()) save_checkpoint(steps_);
+  const DpoStats v = validate_and_log(plan_.steps);
+  if (run_.final_checkpoint_missing()) save_checkpoint(plan_.steps);
 
   DpoTrainSummary sum;
   const double seconds = run_.train_seconds;
   const double nv = v.pairs > 0 ? static_cast<double>(v.pairs) : 1.0;
-  sum.steps = steps_;
-  sum.train_pairs = n_;
+  sum.steps = plan_.steps;
+  sum.train_pairs = plan_.pairs;
   sum.validation_pairs = static_cast<int64_t>(validation_.size());
   sum.validation_loss = v.loss / nv;
   sum.validation_accuracy = v.correct / nv;
@@ -418,7 +414,7 @@ DpoTrainSummary DpoTrainer::finish() {
   sum.validation_reward_rejected = v.reward_rejected / nv;
   sum.validation_margin = (v.reward_chosen - v.reward_rejected) / nv;
   sum.train_seconds = seconds;
-  sum.pairs_per_second = seconds > 0 ? static_cast<double>(steps_ * B_) / seconds : 0;
+  sum.pairs_per_second = seconds > 0 ? static_cast<double>(plan_.steps * plan_.batch) / seconds : 0;
   sum.tokens_per_second = seconds > 0 ? static_cast<double>(trained_tokens_) / seconds : 0;
   json summary = {{"method", "dpo"},
                   {"loss_type", dpo::loss_type_name(loss_type_)},

@@ -2,6 +2,8 @@
 // pairs (the evaluation set when it has preference fields, else a held-out split), their
 // encoding with a progress bar, and the hash of the encoded training pairs.
 #pragma once
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -52,6 +54,22 @@ struct EncodedPreferences {
 EncodedPreferences encode_preference_rows(const PreferenceRows& rows, const std::string& prompt_format,
                                           data::EncodeConfig enc, const text::Tokenizer& tokenizer,
                                           const text::ChatTemplate& chat_template, int32_t eos_id);
+
+// The steps of a run over the training pairs: `batch` pairs a step in micro-batches of
+// `micro_batch`, the warmup steps and the peak learning rate (the base rate x the multiplier).
+struct PairSchedule {
+  int64_t pairs = 0, batch = 0, micro_batch = 0, steps = 0, warmup = 0;
+  double peak_lr = 0;
+
+  template <class Config>
+  static PairSchedule of(const Config& c, int64_t pairs) {
+    PairSchedule s{.pairs = pairs, .batch = c.batch_size, .micro_batch = std::min(c.micro_batch_size, c.batch_size)};
+    s.steps = c.steps_for(pairs);
+    s.warmup = static_cast<int64_t>(std::ceil(c.warmup_ratio * static_cast<double>(s.steps)));
+    s.peak_lr = Config::kBaseLearningRate * c.learning_rate_multiplier;
+    return s;
+  }
+};
 
 // Micro-batches of `size` pairs sorted by packed length (less padding), original order on ties.
 using PairList = std::vector<const data::PreferencePair*>;

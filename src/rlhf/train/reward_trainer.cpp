@@ -71,8 +71,7 @@ class RewardTrainer {
   data::EncodeConfig enc_;
   int32_t eos_ = 0, pad_ = 0;
   std::vector<data::PreferencePair> train_, validation_;
-  int64_t n_ = 0, B_ = 0, M_ = 0, steps_ = 0, warmup_ = 0;
-  double peak_lr_ = 0;
+  PairSchedule plan_;
   std::unique_ptr<RewardModel> rm_;
   std::unique_ptr<AdamW> opt_;
   std::optional<EpochStream> pairs_;
@@ -104,17 +103,12 @@ RewardTrainer::RewardTrainer(const RewardTrainConfig& cfg) : cfg_(cfg), run_(run
   base_sha256_ = model_content_hash(model_->path);
   encode_pairs();
 
-  n_ = static_cast<int64_t>(train_.size());
-  B_ = cfg_.batch_size;
-  M_ = std::min(cfg_.micro_batch_size, cfg_.batch_size);
-  steps_ = cfg_.steps_for(n_);
-  warmup_ = static_cast<int64_t>(std::ceil(cfg_.warmup_ratio * static_cast<double>(steps_)));
-  peak_lr_ = RewardTrainConfig::kBaseLearningRate * cfg_.learning_rate_multiplier;
+  plan_ = PairSchedule::of(cfg_, static_cast<int64_t>(train_.size()));
   std::fprintf(stderr,
                "[rlhf] %lld training pairs, %lld validation pairs; %lld steps of %lld pairs (micro-batches of %lld), "
                "lr %.3g, warmup %lld steps; prompt format %s\n",
-               (long long)n_, (long long)validation_.size(), (long long)steps_, (long long)B_, (long long)M_, peak_lr_,
-               (long long)warmup_, data::prompt_format_name(enc_.format));
+               (long long)plan_.pairs, (long long)validation_.size(), (long long)plan_.steps, (long long)plan_.batch,
+               (long long)plan_.micro_batch, plan_.peak_lr, (long long)plan_.warmup, data::prompt_format_name(enc_.format));
 
   rm_ = std::make_unique<RewardModel>(*model_->net, cfg_.lora, cfg_.seed);
   model_->net->set_gradient_checkpointing(cfg_.gradient_checkpointing);
@@ -122,9 +116,9 @@ RewardTrainer::RewardTrainer(const RewardTrainConfig& cfg) : cfg_(cfg), run_(run
   adam.weight_decay = cfg_.weight_decay;
   adam.eps = cfg_.adam_epsilon;
   opt_ = std::make_unique<AdamW>(rm_->parameters(), adam);
-  pairs_.emplace(static_cast<size_t>(n_), cfg_.seed);
+  pairs_.emplace(static_cast<size_t>(plan_.pairs), cfg_.seed);
 
-  run_.begin(fingerprint(), steps_, *opt_);
+  run_.begin(fingerprint(), plan_.steps, *opt_);
   if (const auto& r = run_.resumed()) {
     rm_->load_weights(r->dir);
     trained_tokens_ = r->state.value("trained_tokens", int64_t(0));
@@ -156,24 +150,24 @@ json RewardTrainer::fingerprint() const {
   f["instruction"] = enc_.instruction;
   f["base_sha256"] = base_sha256_;
   f["data_sha256"] = data_sha256_;
-  f["steps"] = steps_;
+  f["steps"] = plan_.steps;
   f["dtype_resolved"] = dtype_name(model_->net->dtype());  // what "auto" became on this machine
   return f;
 }
 
 // The loop. Step s trains on positions s·B .. s·B + B - 1 of the epoch stream.
 RewardTrainSummary RewardTrainer::train() {
-  for (int64_t step = run_.start(); step < steps_; ++step) {
+  for (int64_t step = run_.start(); step < plan_.steps; ++step) {
     const auto t0 = std::chrono::steady_clock::now();
-    const double lr = warmup_linear_lr(peak_lr_, step, warmup_, steps_);
+    const double lr = warmup_linear_lr(plan_.peak_lr, step, plan_.warmup, plan_.steps);
     double grad_norm = 0;
     const PairStats s = train_step(step, lr, &grad_norm);
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const int64_t done = step + 1;
     log_step(done, s, lr, grad_norm, dt);
-    if (cfg_.validation_every > 0 && done % cfg_.validation_every == 0 && done != steps_)
+    if (cfg_.validation_every > 0 && done % cfg_.validation_every == 0 && done != plan_.steps)
       validate_and_log(done);
-    if (done % cfg_.checkpoint_every == 0 && done != steps_) save_checkpoint(done);
+    if (done % cfg_.checkpoint_every == 0 && done != plan_.steps) save_checkpoint(done);
   }
   run_.finish_progress();
   return finish();
@@ -183,13 +177,13 @@ RewardTrainSummary RewardTrainer::train() {
 // accumulation), clipping, AdamW (skipped when the gradient norm is not finite).
 PairStats RewardTrainer::train_step(int64_t step, double lr, double* grad_norm) {
   PairList batch;
-  for (int64_t i = 0; i < B_; ++i) batch.push_back(&train_[(*pairs_)[step * B_ + i]]);
+  for (int64_t i = 0; i < plan_.batch; ++i) batch.push_back(&train_[(*pairs_)[step * plan_.batch + i]]);
   opt_->zero_grad();
   PairStats s;
   // With several ranks each takes a share of the micro-batches balanced by their padded sizes;
   // the gradients and the statistics are then summed over the ranks: the step of the whole
   // batch, as in one process.
-  const auto mbs = pair_micro_batches(batch, M_);
+  const auto mbs = pair_micro_batches(batch, plan_.micro_batch);
   std::vector<double> costs;
   for (const auto& mb : mbs) {
     size_t longest = 0;
@@ -202,7 +196,7 @@ PairStats RewardTrainer::train_step(int64_t step, double lr, double* grad_norm) 
     PairBatch pb = pack_pairs(mbs[k], pad_, load_.device);
     auto [rc, rr] = rm_->score_pairs(pb, /*train=*/true);
     auto losses = reward_pair_losses(rc, rr, cfg_.margin, cfg_.center_rewards_coefficient);
-    (losses.sum() / static_cast<double>(B_)).backward();
+    (losses.sum() / static_cast<double>(plan_.batch)).backward();
     s.add(rc, rr, losses, pb.real_tokens);
   }
   run_.all_reduce_gradients(*opt_);
@@ -217,7 +211,7 @@ PairStats RewardTrainer::train_step(int64_t step, double lr, double* grad_norm) 
 void RewardTrainer::log_step(int64_t done, const PairStats& s, double lr, double grad_norm, double seconds) {
   run_.train_seconds += seconds;
   trained_tokens_ += s.tokens;
-  const double B = static_cast<double>(B_);
+  const double B = static_cast<double>(plan_.batch);
   std::map<std::string, double> m = {
       {"rank_loss", s.rank_loss / B},
       {"accuracy", s.correct / B},
@@ -242,7 +236,7 @@ PairStats RewardTrainer::evaluate(const std::vector<data::PreferencePair>& pairs
   PairList ptrs;
   for (const auto& p : pairs) ptrs.push_back(&p);
   PairStats s;
-  for (const auto& mb : pair_micro_batches(ptrs, M_ * 2)) {
+  for (const auto& mb : pair_micro_batches(ptrs, plan_.micro_batch * 2)) {
     auto batch = pack_pairs(mb, pad_, load_.device);
     auto [rc, rr] = rm_->score_pairs(batch);
     s.add(rc, rr, reward_pair_losses(rc, rr), batch.real_tokens);
@@ -269,7 +263,7 @@ void RewardTrainer::save_checkpoint(int64_t step) {
 // chosen by the seed, is 0; returns the mean before.
 double RewardTrainer::center_head() {
   std::vector<data::PreferencePair> sample;
-  auto order = data::permutation(static_cast<size_t>(n_), cfg_.seed ^ 0xce17e5ULL);
+  auto order = data::permutation(static_cast<size_t>(plan_.pairs), cfg_.seed ^ 0xce17e5ULL);
   for (size_t i = 0; i < order.size() && static_cast<int64_t>(sample.size()) < cfg_.centering_pairs; ++i)
     sample.push_back(train_[order[i]]);
   PairStats c = evaluate(sample);
@@ -281,19 +275,19 @@ double RewardTrainer::center_head() {
 // The final validation, the checkpoint of the last step, the centred head, the model folder
 // (reward_model.json last).
 RewardTrainSummary RewardTrainer::finish() {
-  const PairStats v = validate_and_log(steps_);
-  if (run_.final_checkpoint_missing()) save_checkpoint(steps_);
+  const PairStats v = validate_and_log(plan_.steps);
+  if (run_.final_checkpoint_missing()) save_checkpoint(plan_.steps);
   const double mean_reward = center_head();
 
   RewardTrainSummary sum;
   const double seconds = run_.train_seconds;
-  sum.steps = steps_;
-  sum.train_pairs = n_;
+  sum.steps = plan_.steps;
+  sum.train_pairs = plan_.pairs;
   sum.validation_pairs = static_cast<int64_t>(validation_.size());
   sum.validation_accuracy = v.pairs ? v.correct / v.pairs : 0;
   sum.validation_loss = v.pairs ? v.rank_loss / v.pairs : 0;
   sum.train_seconds = seconds;
-  sum.pairs_per_second = seconds > 0 ? static_cast<double>(steps_ * B_) / seconds : 0;
+  sum.pairs_per_second = seconds > 0 ? static_cast<double>(plan_.steps * plan_.batch) / seconds : 0;
   sum.tokens_per_second = seconds > 0 ? static_cast<double>(trained_tokens_) / seconds : 0;
   json summary = {{"steps", sum.steps},
                   {"train_pairs", sum.train_pairs},
