@@ -100,6 +100,7 @@ std::string sample_text(const SettingRow& r, SettingRef def) {
         } else if constexpr (std::is_same_v<T, bool>) return *p ? "false" : "true";
         else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
           if (r.name == "reward_rule") return "max-words=5,prefer-shorter";
+          if (r.name == "reward_weights") return "0.5";  // one reward (the reward model's) unless rules are given
           return "k_proj,o_proj";
         }
         else {
