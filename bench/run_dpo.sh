@@ -10,10 +10,11 @@
 #             reward(rejected)) after the same training; goal ours - TRL >= -2 points. Last line:
 #             `dpo_heldout_accuracy ours A trl B diff_points D`
 # Sizes for the 2-core VM (2 threads each side; see bench/README.md, "DPO"):
-#   speed     P 128, T 64, B 8, M 8, 1 warm-up + 3 timed steps (the first 32 pairs): ~5 min
+#   speed     P 128, T 64, B 8, M 8, 1 warm-up + 3 timed steps (the first 32 pairs): 3.4 min
+#             with ours fp32 and bf16 (TRL 1.8 min of it)
 #   accuracy  P 64, T 32, B 8, M 8, 32 steps (the first 256 pairs, once), lr 2e-3 (multiplier
 #             20: 12 steps of 16 pairs at 1e-3 left ours at 50.0 %, the validation loss at 0.692):
-#             ~15 min, mostly TRL's training and both sides scoring the 312 held-out pairs
+#             14 min on the quiet VM (ours 5.4, TRL 8.5: its training and scoring the 312 pairs)
 # On a bigger machine give the full recipe, e.g. --acc-args "--prompt-length 256 --target-length
 # 64 --batch-size 32 --steps 0 --lr-multiplier 1" (one epoch over the 2000 pairs).
 # Usage: bench/run_dpo.sh [--mode speed|accuracy|both] [--speed-args "..."] [--acc-args "..."]
