@@ -170,3 +170,43 @@ TEST(DistPlacement, MicroBatchesAreSharedOutBySize) {
 }
 
 }  // namespace
+
+namespace {
+
+// GRPO and RLOO on 2 ranks take the one-process run's steps: a prompt's group of completions
+// is shared out like any rollouts, and the group statistics are the global batch's.
+TEST(DistPolicy, GrpoAndRlooOnTwoRanksMatchOneProcess) {
+  const auto f = rlhf::testing::make_fixture(4);
+  const int steps = 3;
+  for (const std::string method : {"grpo", "rloo"}) {
+    auto cmd = [&](const std::string& launch, const std::string& out) {
+      return launch + " train-policy --method " + method + " --prompt-dataset " + f.prompts.string() +
+             " --reward-model " + f.rm.string() + " --reward-rule prefer-shorter --reward-weights 1,0.5 --output " +
+             (f.dir / out).string() + " --reinforcement-learning-train-steps " + std::to_string(steps) +
+             " --batch-size 4 --num-generations 4 --micro-batch-size 4 --num-iterations 2 --kl-coeff 0.1"
+             " --prompt-sequence-length 32 --target-sequence-length 8 --lora-rank 4"
+             " --reinforcement-learning-rate-multiplier 50 --no-eos-penalty --checkpoint-every 2 --threads 1"
+             " --no-progress";
+    };
+    int rc = 0;
+    std::string log = capture(cmd(one_process(), method + "-one"), &rc, true);
+    ASSERT_EQ(rc, 0) << log;
+    log = capture(cmd(two_ranks(), method + "-two"), &rc, true);
+    ASSERT_EQ(rc, 0) << log;
+    EXPECT_NE(log.find("data-parallel over 2 ranks"), std::string::npos) << log;
+    const auto a = metrics(f.dir / (method + "-one")), b = metrics(f.dir / (method + "-two"));
+    for (const std::string tag : {"reward", "objective/kl", "loss/policy", "policy/clipfrac", "grad_norm",
+                                  "response_length"}) {
+      ASSERT_TRUE(a.count(tag) && b.count(tag)) << method << " " << tag;
+      ASSERT_EQ(a.at(tag).size(), static_cast<size_t>(steps)) << method << " " << tag;
+      for (const auto& [step, v] : a.at(tag))
+        EXPECT_NEAR(b.at(tag).at(step), v, 1e-4) << method << " " << tag << " at step " << step;
+    }
+    EXPECT_LT(rlhf::testing::max_tensor_difference(f.dir / (method + "-one"), f.dir / (method + "-two"),
+                                                   "adapter_model.safetensors"),
+              1e-4)
+        << method;
+  }
+}
+
+}  // namespace
