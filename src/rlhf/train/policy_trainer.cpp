@@ -96,12 +96,14 @@ class PolicyTrainer {
   std::vector<double> reward_model_scores(const std::vector<Sample>& samples, const std::vector<data::PromptRow>& rows);
   void score_rollouts(Rollouts& r, const std::vector<data::PromptRow>& rows, const std::vector<json>& row_json);
   bool first_update_gives_old_logprobs() const;
+  bool each_update_forward_gives_old_logprobs() const;
   void compute_logprobs_and_values(Rollouts& r, int64_t step, bool policy);
   std::vector<PolicyForward> first_forward(Rollouts& r, int64_t step);
   std::vector<std::vector<size_t>> minibatches(int64_t step, int64_t epoch) const;
   void compute_advantages(Rollouts& r);
-  UpdateStats ppo_update(const Rollouts& r, int64_t step, double lr, std::vector<PolicyForward> first);
-  MinibatchStats accumulate_gradients(const Rollouts& r, const std::vector<size_t>& minibatch,
+  void measure_kl(Rollouts& r);
+  UpdateStats ppo_update(Rollouts& r, int64_t step, double lr, std::vector<PolicyForward> first);
+  MinibatchStats accumulate_gradients(Rollouts& r, const std::vector<size_t>& minibatch,
                                       std::vector<PolicyForward>* forwards);
   void log_step(int64_t done, const Rollouts& r, const UpdateStats& u, double lr, const StepClock& clock);
 
@@ -329,6 +331,7 @@ PolicyTrainSummary PolicyTrainer::train() {
   measure_reference_scores();
   if (run_.start() == 0) evaluate(0);
   const bool reuse = first_update_gives_old_logprobs();
+  const bool own = !reuse && each_update_forward_gives_old_logprobs();
   for (int64_t step = run_.start(); step < steps_; ++step) {
     StepClock clock;
     const double lr = peak_lr_ * (1.0 - static_cast<double>(step) / static_cast<double>(steps_));
@@ -336,12 +339,16 @@ PolicyTrainSummary PolicyTrainer::train() {
     clock.lap("time/generate");
     score_rollouts(batch, prompt_rows_, prompt_json_);
     clock.lap("time/score");
-    compute_logprobs_and_values(batch, step, /*policy=*/!reuse);
+    compute_logprobs_and_values(batch, step, /*policy=*/!reuse && !own);
     clock.lap("time/logprobs");
     std::vector<PolicyForward> first;  // the first update's forwards, graphs kept (reuse only)
     if (reuse) first = first_forward(batch, step);
     compute_advantages(batch);
     const UpdateStats update = ppo_update(batch, step, lr, std::move(first));
+    if (own) {  // the update's forwards filled in this rank's rows of the old log-probs
+      run_.all_reduce({batch.old_logp, batch.entropy});
+      measure_kl(batch);
+    }
     if (cfg_.adaptive_kl) kl_ctl_.update(batch.mean_kl, B_);  // ppo only (check_policy_config)
     clock.lap("time/train");
     const int64_t done = step + 1;
@@ -578,6 +585,14 @@ bool PolicyTrainer::first_update_gives_old_logprobs() const {
   return cfg_.num_mini_batches == 1 && M_ >= per_rank && !dropout;
 }
 
+// Whether each micro-batch's update forward gives its own old log-probs (logp.detach(), ratio
+// exactly 1, as TRL's GRPO with one iteration): GRPO's advantages come from the rewards alone,
+// so with one pass and one minibatch the old log-probs are never needed before the update,
+// whatever the micro-batches. The KL and entropy metrics are then measured after the update.
+bool PolicyTrainer::each_update_forward_gives_old_logprobs() const {
+  return method_ == Method::Grpo && cfg_.num_iterations == 1 && cfg_.num_mini_batches == 1;
+}
+
 // The reference's log-probs (when the KL is used or measured) and, with `policy`, the policy's
 // log-probs, entropies and values of the rollouts, no gradients. The micro-batches are those
 // the first PPO epoch's update will form: a sample's numbers depend on its micro-batch's shape
@@ -637,10 +652,8 @@ std::vector<PolicyForward> PolicyTrainer::first_forward(Rollouts& r, int64_t ste
 //   grpo  each completion's reward against its group's mean (and std, --scale-rewards);
 //   rloo  each completion's reward - kl_coeff · its summed KL, against the mean of the others.
 void PolicyTrainer::compute_advantages(Rollouts& r) {
-  r.kl = r.kl_measured ? ppo::kl_per_token(r.old_logp, r.ref_logp, r.mask) : torch::zeros_like(r.old_logp);
-  if (r.kl_measured) r.mean_kl_k3 = ppo::kl_k3_per_token(r.old_logp, r.ref_logp, r.mask).sum(1).mean().item<double>();
+  measure_kl(r);  // (GRPO with the old log-probs from the update's forwards: measured again after it)
   r.kl_coeff = kl_ctl_.value;
-  r.mean_kl = r.kl.sum(1).mean().item<double>();
   // Groups whose rewards are all equal (nothing to learn from them), when there are groups.
   if (N_ > 1)
     r.std_zero = grpo::group_advantages(r.scores.to(torch::kFloat64).cpu(), N_, grpo::ScaleRewards::Group).std_zero;
@@ -659,10 +672,18 @@ void PolicyTrainer::compute_advantages(Rollouts& r) {
   r.returns = returns;
 }
 
+// The KL of the rollouts' log-probs to the reference's: per token (k1) and summed per sequence,
+// k1 and k3 means over the batch (0 when the reference is not run).
+void PolicyTrainer::measure_kl(Rollouts& r) {
+  r.kl = r.kl_measured ? ppo::kl_per_token(r.old_logp, r.ref_logp, r.mask) : torch::zeros_like(r.old_logp);
+  if (r.kl_measured) r.mean_kl_k3 = ppo::kl_k3_per_token(r.old_logp, r.ref_logp, r.mask).sum(1).mean().item<double>();
+  r.mean_kl = r.kl.sum(1).mean().item<double>();
+}
+
 // ppo_epochs passes over the rollouts in minibatches, one optimizer update each (skipped
 // when the gradient norm is not finite). `first`, when given, holds the first update's
 // forwards (first_forward).
-UpdateStats PolicyTrainer::ppo_update(const Rollouts& r, int64_t step, double lr, std::vector<PolicyForward> first) {
+UpdateStats PolicyTrainer::ppo_update(Rollouts& r, int64_t step, double lr, std::vector<PolicyForward> first) {
   UpdateStats u;
   const int64_t passes = ppo() ? cfg_.ppo_epochs : cfg_.num_iterations;
   for (int64_t epoch = 0; epoch < passes; ++epoch) {
@@ -695,7 +716,7 @@ std::vector<std::vector<size_t>> PolicyTrainer::minibatches(int64_t step, int64_
 // Gradients of the clipped policy loss + vf_coef · clipped value loss over one minibatch,
 // accumulated over its micro-batches, each weighted by its share of the minibatch's tokens.
 // `forwards`, when given, holds each micro-batch's forward already made (first_forward).
-MinibatchStats PolicyTrainer::accumulate_gradients(const Rollouts& r, const std::vector<size_t>& minibatch,
+MinibatchStats PolicyTrainer::accumulate_gradients(Rollouts& r, const std::vector<size_t>& minibatch,
                                                    std::vector<PolicyForward>* forwards) {
   MinibatchStats m;
   const double tokens = gather_rows(r.mask, minibatch, r.width()).sum().item<double>();
@@ -704,6 +725,7 @@ MinibatchStats PolicyTrainer::accumulate_gradients(const Rollouts& r, const std:
                               .tokens = std::max(1.0, tokens),
                               .max_length = enc_.target_sequence_length};
   const bool grpo_kl = method_ == Method::Grpo && r.kl_measured && r.kl_coeff > 0;
+  const bool own = !forwards && each_update_forward_gives_old_logprobs();  // old log-probs = this forward's
   const auto mbs = micro_batches(minibatch, r.samples, M_);
   const std::vector<bool> mine = my_share(mbs, r.samples);
   for (size_t k = 0; k < mbs.size(); ++k) {
@@ -712,9 +734,11 @@ MinibatchStats PolicyTrainer::accumulate_gradients(const Rollouts& r, const std:
     RolloutBatch rb = pack_samples(mb, r.samples, pad_, dev_);
     const int64_t w = rb.response.size(1);
     const double share = rb.mask.sum().item<double>() / std::max(1.0, tokens);
-    const PolicyForward f = forwards ? std::move((*forwards)[k]) : models().forward(rb, cfg_.temperature);
+    const PolicyForward f = forwards ? std::move((*forwards)[k]) : models().forward(rb, cfg_.temperature, own);
     if (!ppo()) {
-      const torch::Tensor old = gather_rows(r.old_logp, mb, w), adv = gather_items(r.advantages, mb);
+      const torch::Tensor old = own ? f.logp.detach() : gather_rows(r.old_logp, mb, w);
+      const torch::Tensor adv = gather_items(r.advantages, mb);
+      if (own) scatter_rows(r.old_logp, mb, old), scatter_rows(r.entropy, mb, f.entropy);
       const grpo::Loss l =
           method_ == Method::Grpo
               ? grpo::grpo_loss(f.logp, old, grpo_kl ? gather_rows(r.ref_logp, mb, w) : torch::Tensor(), adv, rb.mask,

@@ -14,7 +14,9 @@
 //   3. log-probs  the reference's (when the KL is used or measured), and the policy's log-probs
 //                 and values, no gradients — except where the first update's own forward can
 //                 give them exactly (one minibatch of one micro-batch per rank, no dropout):
-//                 then that forward, kept with its graph, gives them (ratio exactly 1);
+//                 then that forward, kept with its graph, gives them (ratio exactly 1); and
+//                 GRPO with one pass over one minibatch, whose advantages need no log-probs:
+//                 each micro-batch's update forward gives its own (logp.detach(), as TRL);
 //   4. advantage  ppo: per-token reward -kl_coeff·(logp - logp_ref) + score at the last token,
 //                 GAE, whitened; grpo: (r - group mean) / (group or batch std + 1e-4); rloo:
 //                 r - kl_coeff·Σ KL against the mean of the group's others (grpo.h);
