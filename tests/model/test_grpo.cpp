@@ -267,6 +267,31 @@ TEST(GrpoTraining, OneIterationReusesTheFirstForwardWithRatioOne) {
   EXPECT_GT(rows.back()["policy/approxkl"].get<double>(), 0.0);
 }
 
+// With several micro-batches and one pass, each micro-batch's update forward gives its own old
+// log-probs: the ratio is 1 everywhere (nothing clipped), the same numbers as one micro-batch,
+// and the KL and entropy are still measured.
+TEST(GrpoTraining, OneIterationInMicroBatchesTakesTheOldLogprobsFromEachForward) {
+  Fixture f = make_rule_fixture();
+  auto whole = rule_config(f, "whole", "grpo");
+  whole.train_steps = 3;
+  whole.kl_coeff = 0.05;
+  auto parts = whole;
+  parts.output = (f.dir / "parts").string();
+  parts.micro_batch_size = 8;  // 4 micro-batches of the 32 rollouts
+  rlhf::train_policy(whole);
+  rlhf::train_policy(parts);
+  const auto a = step_rows(f.dir / "whole/logs/metrics.jsonl"), b = step_rows(f.dir / "parts/logs/metrics.jsonl");
+  ASSERT_EQ(a.size(), 3u);
+  ASSERT_EQ(b.size(), 3u);
+  for (size_t i = 0; i < b.size(); ++i) {
+    EXPECT_LT(b[i]["policy/approxkl"].get<double>(), 1e-12) << b[i].dump();
+    EXPECT_EQ(b[i]["policy/clipfrac"].get<double>(), 0.0);
+    for (const char* k : {"reward", "objective/kl", "objective/kl_k3", "objective/entropy", "policy/entropy", "grad_norm"})
+      EXPECT_NEAR(b[i][k].get<double>(), a[i][k].get<double>(), 1e-4) << k << " at step " << i + 1;
+  }
+  EXPECT_GT(b.back()["objective/kl_k3"].get<double>(), 0.0);
+}
+
 std::string rule_cmd(const Fixture& f, const std::string& out, const std::string& method) {
   return rlhf::testing::cli() + " train-policy --method " + method + " --prompt-dataset " + f.prompts.string() +
          " --model " + f.model.string() + " --reward-rule '" + kRule + "' --output " + out +
