@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <map>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "model/policy_fixture.h"
 #include "model/tensor_compare.h"
@@ -178,34 +180,37 @@ namespace {
 TEST(DistPolicy, GrpoAndRlooOnTwoRanksMatchOneProcess) {
   const auto f = rlhf::testing::make_fixture(4);
   const int steps = 3;
-  for (const std::string method : {"grpo", "rloo"}) {
+  // grpo with one iteration: each micro-batch's update forward gives its old log-probs.
+  for (const auto& [method, iterations] : std::vector<std::pair<std::string, std::string>>{
+           {"grpo", "2"}, {"grpo", "1"}, {"rloo", "2"}}) {
+    const std::string run = method + iterations;
     auto cmd = [&](const std::string& launch, const std::string& out) {
       return launch + " train-policy --method " + method + " --prompt-dataset " + f.prompts.string() +
              " --reward-model " + f.rm.string() + " --reward-rule prefer-shorter --reward-weights 1,0.5 --output " +
              (f.dir / out).string() + " --reinforcement-learning-train-steps " + std::to_string(steps) +
-             " --batch-size 4 --num-generations 4 --micro-batch-size 4 --num-iterations 2 --kl-coeff 0.1"
+             " --batch-size 4 --num-generations 4 --micro-batch-size 4 --num-iterations " + iterations + " --kl-coeff 0.1"
              " --prompt-sequence-length 32 --target-sequence-length 8 --lora-rank 4"
              " --reinforcement-learning-rate-multiplier 50 --no-eos-penalty --checkpoint-every 2 --threads 1"
              " --no-progress";
     };
     int rc = 0;
-    std::string log = capture(cmd(one_process(), method + "-one"), &rc, true);
+    std::string log = capture(cmd(one_process(), run + "-one"), &rc, true);
     ASSERT_EQ(rc, 0) << log;
-    log = capture(cmd(two_ranks(), method + "-two"), &rc, true);
+    log = capture(cmd(two_ranks(), run + "-two"), &rc, true);
     ASSERT_EQ(rc, 0) << log;
     EXPECT_NE(log.find("data-parallel over 2 ranks"), std::string::npos) << log;
-    const auto a = metrics(f.dir / (method + "-one")), b = metrics(f.dir / (method + "-two"));
+    const auto a = metrics(f.dir / (run + "-one")), b = metrics(f.dir / (run + "-two"));
     for (const std::string tag : {"reward", "objective/kl", "loss/policy", "policy/clipfrac", "grad_norm",
                                   "response_length"}) {
-      ASSERT_TRUE(a.count(tag) && b.count(tag)) << method << " " << tag;
-      ASSERT_EQ(a.at(tag).size(), static_cast<size_t>(steps)) << method << " " << tag;
+      ASSERT_TRUE(a.count(tag) && b.count(tag)) << run << " " << tag;
+      ASSERT_EQ(a.at(tag).size(), static_cast<size_t>(steps)) << run << " " << tag;
       for (const auto& [step, v] : a.at(tag))
-        EXPECT_NEAR(b.at(tag).at(step), v, 1e-4) << method << " " << tag << " at step " << step;
+        EXPECT_NEAR(b.at(tag).at(step), v, 1e-4) << run << " " << tag << " at step " << step;
     }
-    EXPECT_LT(rlhf::testing::max_tensor_difference(f.dir / (method + "-one"), f.dir / (method + "-two"),
+    EXPECT_LT(rlhf::testing::max_tensor_difference(f.dir / (run + "-one"), f.dir / (run + "-two"),
                                                    "adapter_model.safetensors"),
               1e-4)
-        << method;
+        << run;
   }
 }
 
