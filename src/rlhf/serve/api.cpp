@@ -17,6 +17,8 @@ using ojson = nlohmann::ordered_json;
 
 // Bodies nested deeper than this are refused before they are parsed.
 constexpr int kMaxJsonDepth = 64;
+// Longest stop string: each new token's text is matched against every prefix of each one.
+constexpr size_t kMaxStopBytes = 1024;
 
 std::string default_type(int status) {
   if (status == 401) return "authentication_error";
@@ -165,8 +167,11 @@ SamplingRequest parse_sampling(const json& j, const RequestLimits& limits) {
   } else if (!stop.is_null()) {
     bad("stop", fmt::format("'stop' must be a string or a list of strings, not {}", type_name(stop)));
   }
-  for (const auto& x : s.stop)
+  for (const auto& x : s.stop) {
     if (x.empty()) bad("stop", "'stop' strings must not be empty");
+    if (x.size() > kMaxStopBytes)
+      bad("stop", fmt::format("'stop' strings are at most {} bytes (got {})", kMaxStopBytes, x.size()));
+  }
 
   s.n = optional_int(j, "n", 1, limits.max_n).value_or(1);
   s.stream = optional_bool(j, "stream").value_or(false);
