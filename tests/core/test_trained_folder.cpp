@@ -136,6 +136,21 @@ TEST(TrainedFolder, PolicyRoundTripsAsRlhfPolicyWithoutAHead) {
             std::string::npos);
 }
 
+// A pipeline run's stage folder (RUN/train_policy) stands for the model in its model/ subfolder.
+TEST(TrainedFolder, AStageFolderStandsForItsModelSubfolder) {
+  const fs::path stage = testing::scratch_dir() / "train_policy";
+  const TrainedFolder want = sample(TrainedFolder::Kind::Policy);
+  write_folder(stage / "model", want);
+  const TrainedFolder got = read_trained_folder(stage.string());
+  expect_same(got, want);
+  EXPECT_EQ(got.dir, (stage / "model").string());
+  EXPECT_EQ(got.manifest_path(), (stage / "model" / "policy.json").string());
+  // A folder with neither a model nor a model/ holding one is still refused, named.
+  fs::create_directories(stage.parent_path() / "empty" / "model");
+  EXPECT_NE(error_of([&] { read_trained_folder((stage.parent_path() / "empty").string()); }).find("not a trained folder"),
+            std::string::npos);
+}
+
 TEST(TrainedFolder, PeftFolderIsDetectedFromAdapterConfig) {
   const fs::path dir = testing::scratch_dir() / "peft";
   TrainedFolder want = sample(TrainedFolder::Kind::Peft);

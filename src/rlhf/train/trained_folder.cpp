@@ -193,10 +193,16 @@ TrainedFolder read_trained_folder(const std::string& dir) {
   const bool peft = fs::exists(in_dir(dir, kAdapterConfigFile), ec);
   if (reward && policy)
     fail("{}: holds both {} and {}; a trained folder holds one model", dir, kRewardModelManifest, kPolicyManifest);
-  if (!reward && !policy && !peft)
+  if (!reward && !policy && !peft) {
+    // A pipeline run's stage folder (RUN/train_policy, RUN/train_reward) holds its model in model/.
+    const std::string inner = in_dir(dir, "model");
+    if (fs::exists(in_dir(inner, kRewardModelManifest), ec) || fs::exists(in_dir(inner, kPolicyManifest), ec) ||
+        fs::exists(in_dir(inner, kAdapterConfigFile), ec))
+      return read_trained_folder(inner);
     fail("{}: not a trained folder: no {} (train-reward), {} (train-policy) or {} (peft adapter); was training "
          "finished?",
          dir, kRewardModelManifest, kPolicyManifest, kAdapterConfigFile);
+  }
 
   TrainedFolder f;
   if (reward || policy) {

@@ -82,7 +82,9 @@ const char* trained_folder_kind_name(TrainedFolder::Kind kind);
 // Reads a trained folder: the kind from the manifest present (reward_model.json, else
 // policy.json, else a peft folder's adapter_config.json), its fields, and adapter_config.json
 // (plain LoRA; r and lora_alpha must match the manifest). adapter_model.safetensors and, for
-// a reward model, reward_head.safetensors must be there. Reads are bounded
+// a reward model, reward_head.safetensors must be there. A pipeline run's stage folder
+// (RUN/train_policy, RUN/train_reward) stands for the model in its model/ subfolder (`dir`
+// then names that subfolder). Reads are bounded
 // (kMaxManifestBytes); errors name the file and the field.
 TrainedFolder read_trained_folder(const std::string& dir);
 
