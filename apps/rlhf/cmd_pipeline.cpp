@@ -7,6 +7,7 @@
 #include "commands.h"
 #include "rlhf/pipeline/plan.h"
 #include "rlhf/pipeline/run.h"
+#include "rlhf/pipeline/run_dir.h"
 #include "rlhf/pipeline/status.h"
 #include "rlhf/util/error.h"
 #include "rlhf/util/interrupt.h"
@@ -37,6 +38,8 @@ void print_outcome(const pipeline::RunResult& r) {
                 100 * num("tuned_over_max_words"));
   }
   std::printf("report: %s\n", r.report.c_str());
+  for (const auto& s : r.stages)
+    if (s.name == "train_policy") std::printf("serve the tuned policy: %s\n", pipeline::serve_command(r.run_dir).c_str());
 }
 
 int run_pipeline_command(PipelineFlags& f) {

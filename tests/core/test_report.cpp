@@ -418,6 +418,22 @@ TEST(Report, CachedStaleAndInterruptedStates) {
       << "the spec as run, when plan.json does not name the original";
 }
 
+// Once train_policy is done the report says how to serve the tuned policy; before, it does not.
+TEST(Report, ADoneTunedPolicyComesWithTheCommandThatServesIt) {
+  const fs::path dir = testing::scratch_dir() / "run dir";
+  Plan p = make_plan();
+  p.stages.resize(3);  // validate, train_reward, train_policy
+  write_text(dir / "plan.json", p.to_json().dump(2));
+  write_manifest(dir.string(), manifest("train_policy", "running", "key-train_policy"));
+  EXPECT_EQ(render_report(dir.string()).find("id=\"serve\""), std::string::npos);
+  write_manifest(dir.string(), manifest("train_policy", "done", "key-train_policy"));
+  const std::string page = render_report(dir.string());
+  const std::string want = "rlhf serve --adapter &#39;tuned=" + (dir / "train_policy").string() + "&#39;";
+  EXPECT_NE(page.find("id=\"serve\""), std::string::npos);
+  EXPECT_NE(page.find(want), std::string::npos) << "the run directory holds a space: the argument is quoted";
+  EXPECT_EQ(serve_command("runs/demo"), "rlhf serve --adapter tuned=runs/demo/train_policy");
+}
+
 TEST(Report, ChartsOfLongFlatAndNonFiniteSeries) {
   const fs::path dir = testing::scratch_dir();
   Plan p = make_plan();

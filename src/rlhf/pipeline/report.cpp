@@ -1,6 +1,7 @@
 // The run report: the page put together from its sections (report_parts.h).
 #include "rlhf/pipeline/report.h"
 
+#include <algorithm>
 #include <ctime>
 #include <filesystem>
 #include <map>
@@ -53,6 +54,18 @@ nav a { margin-right: 14px; }
 
 }  // namespace
 
+// How to use the tuned policy once train_policy is done: serve it, or run bulk inference.
+std::string serve_section(const std::string& run_dir, const std::vector<StageView>& stages) {
+  auto it = std::find_if(stages.begin(), stages.end(), [](const StageView& s) { return s.name == "train_policy"; });
+  if (it == stages.end() || (it->state != "done" && it->state != "cached")) return "";
+  std::string h = "<section id=\"serve\">\n<h2>Use the tuned policy</h2>\n";
+  h += "<p>An OpenAI-compatible endpoint with the tuned policy as the model <code>tuned</code> (and the base beside it):</p>\n";
+  h += fmt::format("<pre>{}</pre>\n", esc(serve_command(run_dir)));
+  h += fmt::format("<p>Bulk inference on a JSONL of prompts:</p>\n<pre>{}</pre>\n",
+                   esc("rlhf infer --adapter " + stage_dir(run_dir, "train_policy") + " --input prompts.jsonl --output out.jsonl"));
+  return h + "</section>\n";
+}
+
 std::string render_report(const std::string& run_dir) {
   const fs::path plan_path = fs::path(run_dir) / "plan.json";
   std::error_code ec;
@@ -91,10 +104,11 @@ std::string render_report(const std::string& run_dir) {
   h += fmt::format("<tr><th>generated</th><td>{}</td></tr>\n", utc_now());
   h += "</tbody>\n</table>\n";
   h += "<nav><a href=\"#stages\">stages</a><a href=\"#curves\">curves</a><a href=\"#params\">parameters</a>"
-       "<a href=\"#sxs-section\">side by side</a><a href=\"#autosxs\">AutoSxS</a></nav>\n";
+       "<a href=\"#serve\">serve</a><a href=\"#sxs-section\">side by side</a><a href=\"#autosxs\">AutoSxS</a></nav>\n";
   if (!plan.error.empty()) h += fmt::format("<p class=\"error\">{}</p>\n", esc(plan.error));
 
   h += stages_section(stages, now);
+  h += serve_section(run_dir, stages);
   h += curves_section(run_dir, stages);
   h += params_section(plan.value);
   json labels;

@@ -434,6 +434,7 @@ RunResult lead(const RunOptions& o, const PipelineSpec& spec, const Plan& plan, 
   // What each stage's dependants read of it: {"key": its run key, "outputs": {path: sha256}}.
   std::map<std::string, json> done;
   RunResult result;
+  result.run_dir = o.run_dir;
   result.report = report_path(o.run_dir);
   const size_t n = plan.stages.size();
   for (size_t i = 0; i < n; ++i) {
@@ -556,6 +557,7 @@ RunResult lead(const RunOptions& o, const PipelineSpec& spec, const Plan& plan, 
 RunResult follow(const RunOptions& o, const PipelineSpec& spec, const Plan& plan, Ranks& ranks) {
   RunResult result;
   result.rank = ranks.rank();
+  result.run_dir = o.run_dir;
   result.report = report_path(o.run_dir);
   auto stopped = [&](const json& step) {
     ranks.heard();

@@ -42,6 +42,7 @@ struct StageOutcome {
 
 struct RunResult {
   std::vector<StageOutcome> stages;
+  std::string run_dir;
   std::string report;   // path of report.html
   int rank = 0;         // in a distributed job, this process's: rank 0 alone wrote the run and knows its metrics
 };

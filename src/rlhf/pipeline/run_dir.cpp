@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -86,6 +87,21 @@ std::string tensorboard_dir(const std::string& run_dir, const std::string& stage
   return (fs::path(run_dir) / "tensorboard" / stage).string();
 }
 std::string report_path(const std::string& run_dir) { return (fs::path(run_dir) / "report.html").string(); }
+
+std::string serve_command(const std::string& run_dir) {
+  std::string dir = stage_dir(run_dir, "train_policy");
+  // Quoted for the shell when it holds anything beyond the usual path characters.
+  const bool plain = std::all_of(dir.begin(), dir.end(), [](unsigned char c) {
+    return std::isalnum(c) || c == '/' || c == '.' || c == '_' || c == '-' || c == '+' || c == ':' || c == '@' || c == ',';
+  });
+  std::string arg = "tuned=" + dir;
+  if (!plain) {
+    std::string q = "'";
+    for (char c : arg) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    arg = q + "'";
+  }
+  return "rlhf serve --adapter " + arg;
+}
 
 std::optional<Manifest> read_manifest(const std::string& run_dir, const std::string& stage) {
   const std::string p = manifest_path(run_dir, stage);

@@ -52,6 +52,9 @@ std::string stage_dir(const std::string& run_dir, const std::string& stage);
 std::string manifest_path(const std::string& run_dir, const std::string& stage);
 std::string tensorboard_dir(const std::string& run_dir, const std::string& stage);
 std::string report_path(const std::string& run_dir);
+// The command that serves the run's tuned policy over HTTP (rlhf serve, docs/serve.md): the
+// train_policy stage folder as the adapter named "tuned" (its base is the one recorded in it).
+std::string serve_command(const std::string& run_dir);
 
 // nullopt when the stage has no manifest; throws rlhf::Error on a corrupt one.
 std::optional<Manifest> read_manifest(const std::string& run_dir, const std::string& stage);
