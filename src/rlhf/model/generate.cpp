@@ -123,14 +123,11 @@ void decode_per_token(Decoder& dec, torch::Tensor logits, int64_t B, const Sampl
   int64_t n_running = B;
   for (int64_t step = 0; step < s.max_new_tokens && n_running > 0; ++step) {
     // --- choose the next token of every sequence ---
-    torch::Tensor next, logp;
+    auto [logp, probs] = token_distribution(logits, s.temperature, s.top_k, s.top_p);
+    torch::Tensor next;
     if (s.temperature == 0) {
       next = logits.argmax(-1);
-      logp = logits.log_softmax(-1);
     } else {
-      auto scaled = logits / s.temperature;
-      logp = scaled.log_softmax(-1);
-      auto probs = filter_logits(scaled, s.top_k, s.top_p).softmax(-1);
       auto probs_cpu = probs.to(torch::kCPU);
       if (row_gens.empty()) {
         next = torch::multinomial(probs_cpu, 1, false, gen).squeeze(-1).to(dev);
@@ -191,14 +188,11 @@ void decode_on_device(Decoder& dec, torch::Tensor logits, int64_t B, const Sampl
   int64_t steps_run = 0;
   for (int64_t step = 0; step < max_new; ++step) {
     // --- choose the next token of every sequence ---
-    torch::Tensor next, logp;
+    auto [logp, probs] = token_distribution(logits, s.temperature, s.top_k, s.top_p);
+    torch::Tensor next;
     if (s.temperature == 0) {
       next = logits.argmax(-1);
-      logp = logits.log_softmax(-1);
     } else {
-      auto scaled = logits / s.temperature;
-      logp = scaled.log_softmax(-1);
-      auto probs = filter_logits(scaled, s.top_k, s.top_p).softmax(-1);
       // argmax(p / q) with q ~ Exp(1) is a draw from p: the one torch::multinomial makes for a
       // single sample, from the same noise, without its host-side checks of p (each a
       // synchronisation on a GPU); p always keeps a token, so it has mass.
@@ -246,6 +240,18 @@ void decode_on_device(Decoder& dec, torch::Tensor logits, int64_t B, const Sampl
 }
 
 }  // namespace
+
+TokenDistribution token_distribution(const torch::Tensor& logits, double temperature, int64_t top_k, double top_p) {
+  TokenDistribution out;
+  if (temperature == 0) {
+    out.logp = logits.log_softmax(-1);
+    return out;
+  }
+  auto scaled = logits / temperature;
+  out.logp = scaled.log_softmax(-1);
+  out.probs = filter_logits(scaled, top_k, top_p).softmax(-1);
+  return out;
+}
 
 Generation generate(const Transformer& net, const std::vector<std::vector<int32_t>>& prompts,
                     const SamplingConfig& s, const GenerateOptions& o) {

@@ -69,6 +69,17 @@ struct Generation {
   double prefill_seconds = 0, decode_seconds = 0;
 };
 
+// What a next token is drawn from, for next-token logits [B, V] float32: logp =
+// log_softmax(logits / temperature) (temperature 1 when greedy), the distribution log-probs
+// are reported under; and when sampling (temperature > 0), probs = softmax of logits /
+// temperature with all but the top_k largest and the top_p nucleus set to -inf first
+// (undefined when greedy). Both decode loops of generate() draw from these.
+struct TokenDistribution {
+  torch::Tensor logp;   // [B, V]
+  torch::Tensor probs;  // [B, V], or undefined when greedy
+};
+TokenDistribution token_distribution(const torch::Tensor& logits, double temperature, int64_t top_k, double top_p);
+
 Generation generate(const Transformer& net, const std::vector<std::vector<int32_t>>& prompts,
                     const SamplingConfig& sampling, const GenerateOptions& options);
 

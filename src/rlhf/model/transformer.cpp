@@ -5,6 +5,7 @@
 #include <torch/csrc/autograd/function.h>
 #include <torch/csrc/autograd/functions/utils.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <functional>
@@ -382,17 +383,55 @@ torch::Tensor Transformer::rms_norm(const torch::Tensor& x, const torch::Tensor&
   return w * (xf * torch::rsqrt(var + config_.rms_norm_eps)).to(x.scalar_type());
 }
 
+namespace {
+
+// One adapter's LoRA term of projection p of layer `layer` on input `in`: scale · B A x.
+torch::Tensor lora_term(const LoraAdapter& ad, int layer, int p, const torch::Tensor& in, bool train) {
+  auto x = (train && ad.config.dropout > 0) ? torch::dropout(in, ad.config.dropout, true) : in;
+  const auto& a = ad.a[layer][p];
+  const auto& b = ad.b[layer][p];
+  auto d = x.scalar_type() == a.scalar_type()
+               ? torch::linear(torch::linear(x, a), b)
+               : torch::linear(torch::linear(x, a.to(x.scalar_type())), b.to(x.scalar_type()));
+  return d * ad.scale;
+}
+
+}  // namespace
+
 torch::Tensor Transformer::lora_delta(int layer, int p, const torch::Tensor& in, const ForwardArgs& args) const {
+  if (!args.row_adapters.empty()) {
+    const int64_t B = in.size(0);
+    if (static_cast<int64_t>(args.row_adapters.size()) != B)
+      fail("{} row adapters for a batch of {} rows", args.row_adapters.size(), B);
+    // Rows grouped by adapter, in order of first appearance.
+    std::vector<std::pair<const LoraAdapter*, std::vector<int64_t>>> groups;
+    for (int64_t r = 0; r < B; ++r) {
+      const LoraAdapter* ad = args.row_adapters[r];
+      if (!ad || !ad->on[p]) continue;
+      auto it = std::find_if(groups.begin(), groups.end(), [&](const auto& g) { return g.first == ad; });
+      if (it == groups.end()) groups.push_back({ad, {r}});
+      else it->second.push_back(r);
+    }
+    if (groups.empty()) return {};
+    if (groups.size() == 1 && static_cast<int64_t>(groups[0].second.size()) == B)
+      return lora_term(*groups[0].first, layer, p, in, args.train);
+    torch::Tensor delta;
+    for (const auto& [ad, rows] : groups) {
+      auto index = torch::tensor(rows, torch::kInt64).to(in.device());
+      auto d = lora_term(*ad, layer, p, in.index_select(0, index), args.train);
+      if (!delta.defined()) {
+        auto shape = in.sizes().vec();
+        shape.back() = d.size(-1);
+        delta = torch::zeros(shape, d.options());
+      }
+      delta = delta.index_add(0, index, d);
+    }
+    return delta;
+  }
   torch::Tensor delta;
   for (const LoraAdapter* ad : args.adapters) {
     if (!ad->on[p]) continue;
-    auto x = (args.train && ad->config.dropout > 0) ? torch::dropout(in, ad->config.dropout, true) : in;
-    const auto& a = ad->a[layer][p];
-    const auto& b = ad->b[layer][p];
-    auto d = x.scalar_type() == a.scalar_type()
-                 ? torch::linear(torch::linear(x, a), b)
-                 : torch::linear(torch::linear(x, a.to(x.scalar_type())), b.to(x.scalar_type()));
-    d = d * ad->scale;
+    auto d = lora_term(*ad, layer, p, in, args.train);
     delta = delta.defined() ? delta + d : d;
   }
   return delta;
@@ -439,7 +478,13 @@ torch::Tensor Transformer::checkpointed_layer(int64_t l, const torch::Tensor& x,
                                               const AttentionBias& bias) const {
   std::vector<torch::Tensor> params;  // the trainable tensors this layer reads
   bool dropout = false;
-  for (const LoraAdapter* ad : args.adapters)
+  std::vector<const LoraAdapter*> active = args.adapters;
+  if (!args.row_adapters.empty()) {
+    active.clear();
+    for (const LoraAdapter* ad : args.row_adapters)
+      if (ad && std::find(active.begin(), active.end(), ad) == active.end()) active.push_back(ad);
+  }
+  for (const LoraAdapter* ad : active)
     for (int p = 0; p < kNumProj; ++p) {
       if (!ad->on[p]) continue;
       for (const auto& t : {ad->a[l][p], ad->b[l][p]})

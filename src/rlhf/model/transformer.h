@@ -49,6 +49,9 @@ struct ForwardArgs {
   torch::Tensor attn_mask;  // [B, 1, T, S] bool, true = may attend; S = (cache ? cache->length : 0) + T
   KVCache* cache = nullptr; // when given, K/V of these tokens are appended at cache->length
   std::vector<const LoraAdapter*> adapters;  // active for this call
+  // [B] one adapter per row (null = none), each applied to its own rows only (a batch that
+  // mixes adapters of one base); when non-empty it replaces `adapters`.
+  std::vector<const LoraAdapter*> row_adapters;
   bool train = false;       // LoRA dropout on
 };
 
@@ -135,7 +138,8 @@ class Transformer {
     std::array<torch::Tensor, kNumProj> w;  // per projection [out, in]; q/k/v, gate/up are views
   };
   // The active adapters' LoRA terms of projection p (input `in`) of layer `layer`, summed;
-  // undefined when no active adapter has that projection.
+  // undefined when no active adapter has that projection. With row_adapters, each row's term
+  // comes from its own adapter (rows grouped by adapter).
   torch::Tensor lora_delta(int layer, int p, const torch::Tensor& in, const ForwardArgs& args) const;
   // x plus lora_delta(...).
   torch::Tensor add_lora(torch::Tensor x, int layer, int p, const torch::Tensor& in, const ForwardArgs& args) const;

@@ -36,7 +36,8 @@ struct SequenceRequest {
   int64_t top_k = 0;                      // 0 = off
   uint64_t seed = 0;
   int64_t max_new_tokens = 16;            // >= 1
-  int32_t top_logprobs = 0;               // alternatives reported with each token (0..20)
+  int32_t top_logprobs = 0;               // alternatives reported with each token (0..20),
+                                          // under the distribution `logprob` is taken from
 };
 
 struct TokenEvent {
@@ -57,11 +58,12 @@ class SequenceStream {
  public:
   struct Update {
     std::vector<TokenEvent> tokens;  // new since the last wait(), in order
-    std::optional<Finish> finish;    // set once, with the last tokens
-    std::string error;
+    std::optional<Finish> finish;    // set with the last tokens, and in every later update
+    std::string error;               // with kError
   };
   virtual ~SequenceStream() = default;
-  // Returns what arrived since the last call, waiting up to `timeout` when nothing has.
+  // Returns what arrived since the last call, waiting up to `timeout` when nothing has (once
+  // finished it returns at once).
   virtual Update wait(std::chrono::milliseconds timeout) = 0;
   // Ends the sequence at the engine's next token boundary and frees its slot (or its queue
   // place). Idempotent; the stream then finishes with kCancelled unless it already finished.
@@ -78,7 +80,7 @@ struct QueueFull : std::runtime_error {
 struct EngineOptions {
   int64_t max_batch = 32;    // sequences decoded together
   int64_t max_queue = 256;   // sequences waiting for a slot; more are refused (QueueFull)
-  int32_t pad_id = 0;        // fed to empty slots; never a stop id
+  int32_t pad_id = 0;        // the model's pad id (rows are masked, not padded: unused here)
   // false: one batch mixes adapters (each adapter's LoRA term runs on its rows only);
   // true: each step decodes the rows of one adapter, the adapters taking turns.
   bool group_by_adapter = false;
@@ -104,7 +106,7 @@ class Engine {
   Engine& operator=(const Engine&) = delete;
 
   // Queues the sequences, all or none (n completions of one request). Throws QueueFull when
-  // they do not fit in the queue, rlhf::Error for a request the model cannot take (no prompt,
+  // they do not fit in the queue (beyond the free slots of the batch, at most max_queue wait), rlhf::Error for a request the model cannot take (no prompt,
   // a token id outside the vocabulary, prompt + max_new_tokens over the context).
   std::vector<std::shared_ptr<SequenceStream>> submit(std::vector<SequenceRequest> requests);
   EngineStats stats() const;
