@@ -3,6 +3,7 @@
 // implicit-prompt form (two whole conversations), system messages, prompt datasets whose
 // prompt is a list of messages, HH-RLHF dialogues whose final reply is empty (left out and
 // named, not a failed read), and a validation fraction of 0.
+// Lines the fuzz target (fuzz/fuzz_dataset.cpp) found mishandled are kept here as tests.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -61,6 +62,16 @@ TEST(DataForms, ImplicitPromptConversationsShareTheirPromptTurns) {
   EXPECT_EQ(rows[0].prompt.messages[2].content, "and 3+3?");
   EXPECT_EQ(rows[0].chosen, "6");
   EXPECT_EQ(rows[0].rejected, "7");
+}
+
+// A line of whole conversations without "rejected" (a fuzzed line: the key misspelled) read
+// past the end of the JSON object; it names the missing field.
+TEST(DataForms, ImplicitPromptConversationWithoutRejectedNamesTheField) {
+  auto p = write_file(scratch_dir() / "no-rejected.jsonl",
+                      R"({"chosen": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}],)"
+                      R"( "rejeletio.": " A."})" "\n");
+  const std::string err = error_of([&] { read_preference_dataset(p.string()); });
+  EXPECT_NE(err.find(p.string() + ":1: field 'rejected': missing"), std::string::npos) << err;
 }
 
 TEST(DataForms, SystemMessagesBecomeTheContext) {

@@ -1,5 +1,6 @@
 // GGUF reader: files written here (every metadata type, plain tensors, malformed headers),
-// dequantization parity with gguf-py, and the real SmolLM2 file when present.
+// dequantization parity with gguf-py, the real SmolLM2 file when present, and models whose
+// weights the fuzz target (fuzz/fuzz_gguf.cpp) found mishandled.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -15,6 +16,7 @@
 
 #include "core/gguf_writer.h"
 #include "rlhf/model/gguf.h"
+#include "rlhf/model/loader.h"
 #include "rlhf/util/error.h"
 #include "test_util.h"
 
@@ -604,6 +606,54 @@ TEST(GgufTest, RejectsBadTensorInfos) {
     w.add_tensor("bad.weight", {1}, TensorType::F32, f32_bytes({1}));
     expect_open_error(write_bytes(dir / "dup.gguf", w.build()), {"'bad.weight'", "duplicate tensor name"});
   }
+}
+
+// A tiny Llama model (1 layer, hidden 8, 2 heads of 4, one KV head, FFN 16, 12 tokens), F32,
+// with blk.0.attn_q.weight of `q_shape` (torch order; [8, 8] is the right one).
+GgufWriter tiny_llama(std::vector<uint64_t> q_shape) {
+  GgufWriter w;
+  w.add_string("general.architecture", "llama");
+  w.add("llama.block_count", ValueType::U32, uint32_t(1));
+  w.add("llama.context_length", ValueType::U32, uint32_t(64));
+  w.add("llama.embedding_length", ValueType::U32, uint32_t(8));
+  w.add("llama.feed_forward_length", ValueType::U32, uint32_t(16));
+  w.add("llama.attention.head_count", ValueType::U32, uint32_t(2));
+  w.add("llama.attention.head_count_kv", ValueType::U32, uint32_t(1));
+  w.add_string("tokenizer.ggml.model", "gpt2");
+  w.add_string_array("tokenizer.ggml.tokens", {"a", "b", "c", "\xc4\xa0", "ab", "\xc4\xa0" "a", "!", "1", "<|endoftext|>",
+                                               "<|im_start|>", "<|im_end|>", "<pad>"});
+  w.add_string_array("tokenizer.ggml.merges", {"a b"});
+  w.add("tokenizer.ggml.eos_token_id", ValueType::U32, uint32_t(10));
+  auto zeros = [](uint64_t rows, uint64_t cols) { return std::string(rows * cols * 4, '\0'); };
+  w.add_tensor("token_embd.weight", {12, 8}, TensorType::F32, zeros(12, 8));
+  w.add_tensor("output_norm.weight", {8}, TensorType::F32, zeros(1, 8));
+  w.add_tensor("blk.0.attn_norm.weight", {8}, TensorType::F32, zeros(1, 8));
+  w.add_tensor("blk.0.ffn_norm.weight", {8}, TensorType::F32, zeros(1, 8));
+  w.add_tensor("blk.0.attn_q.weight", q_shape, TensorType::F32, zeros(q_shape[0], q_shape[1]));
+  w.add_tensor("blk.0.attn_k.weight", {4, 8}, TensorType::F32, zeros(4, 8));
+  w.add_tensor("blk.0.attn_v.weight", {4, 8}, TensorType::F32, zeros(4, 8));
+  w.add_tensor("blk.0.attn_output.weight", {8, 8}, TensorType::F32, zeros(8, 8));
+  w.add_tensor("blk.0.ffn_gate.weight", {16, 8}, TensorType::F32, zeros(16, 8));
+  w.add_tensor("blk.0.ffn_up.weight", {16, 8}, TensorType::F32, zeros(16, 8));
+  w.add_tensor("blk.0.ffn_down.weight", {8, 16}, TensorType::F32, zeros(8, 16));
+  return w;
+}
+
+// A query weight of no rows (a fuzzed file: dims [8796093022216, 0], no bytes) divided by zero
+// in the rotary-row permutation; it is refused, naming the file and the tensor.
+TEST(GgufTest, ModelWithAnEmptyRotaryWeightIsRefused) {
+  const auto dir = scratch_dir();
+  const std::string good = write_bytes(dir / "good.gguf", tiny_llama({8, 8}).build());
+  EXPECT_EQ(rlhf::read_model(good).weights.at("model.layers.0.self_attn.q_proj.weight").shape,
+            (std::vector<int64_t>{8, 8}));
+  const std::string empty = write_bytes(dir / "empty-q.gguf", tiny_llama({0, 8796093022216}).build());
+  expect_error([&] { rlhf::read_model(empty); },
+               {empty + ":model.layers.0.self_attn.q_proj.weight", "0 rows cannot hold 2 rotary heads"});
+  rlhf::HostTensor none;
+  none.shape = {0, 8};
+  expect_error([&] { rlhf::llama_cpp_rotary_rows(none, 2, false, "x"); }, {"tensor x: 0 rows"});
+  none.shape = {8, 8};
+  expect_error([&] { rlhf::llama_cpp_rotary_rows(none, 0, true, "x"); }, {"cannot hold 0 rotary heads"});
 }
 
 }  // namespace

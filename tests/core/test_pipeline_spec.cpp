@@ -147,6 +147,21 @@ TEST(PipelineSpec, ErrorsNameTheKey) {
   }
 }
 
+// A spec with a byte that is not UTF-8 (a fuzzed spec) was read, and writing it as JSON then
+// threw; it is refused, naming the line and byte. UTF-8 text beyond ASCII reads and prints.
+TEST(PipelineSpec, TextMustBeUtf8) {
+  const std::string fuzzed = "method: dpo\npreference_dataset: prefs.jsonl\nprompt_dataset: promp\xa7ts.jsonl\n"
+                             "large_model_reference: smollm2-135m-instruct\ninstruction: \"Answer briefly.\"\n";
+  EXPECT_NE(error_of(fuzzed).find("spec.yaml:3: invalid UTF-8 at byte 65 of the file"), std::string::npos)
+      << error_of(fuzzed);
+  EXPECT_NE(error_of(std::string(kMinimal) + "instruction: \"caf\xc3\"\n").find("spec.yaml:3: invalid UTF-8"),
+            std::string::npos);
+  const PipelineSpec s = parse_spec(std::string(kMinimal) + "instruction: \"R\xc3\xa9sum\xc3\xa9 \xe2\x80\x94 briefly\"\n",
+                                    "spec.yaml", "/data");
+  EXPECT_EQ(s.instruction(), "R\xc3\xa9sum\xc3\xa9 \xe2\x80\x94 briefly");
+  EXPECT_NE(s.to_json().dump().find("R\xc3\xa9sum\xc3\xa9"), std::string::npos);
+}
+
 TEST(PipelineSpec, MethodAndRewards) {
   using V = std::vector<std::string>;
   PipelineSpec d = parse_spec(kMinimal, "spec.yaml", "/data");

@@ -183,9 +183,12 @@ std::string completion_of(const json& j, const char* key) {
 // Hugging Face's implicit-prompt conversational form: chosen and rejected are whole
 // conversations; the turns they share are the prompt, and each must add one assistant turn.
 void split_shared_turns(const json& j, PreferenceRow& r) {
-  std::vector<Turn> chosen = turns_of(j["chosen"], "chosen", true);
-  if (!j["rejected"].is_array()) bad_field("rejected", "must be a list of messages like chosen, got {}", type_name(j["rejected"]));
-  std::vector<Turn> rejected = turns_of(j["rejected"], "rejected", true);
+  std::vector<Turn> chosen = turns_of(j.at("chosen"), "chosen", true);
+  auto rejected_list = j.find("rejected");
+  if (rejected_list == j.end()) bad_field("rejected", "missing (a list of messages like chosen)");
+  if (!rejected_list->is_array())
+    bad_field("rejected", "must be a list of messages like chosen, got {}", type_name(*rejected_list));
+  std::vector<Turn> rejected = turns_of(*rejected_list, "rejected", true);
   size_t n = 0;
   while (n < chosen.size() && n < rejected.size() && chosen[n].author == rejected[n].author &&
          chosen[n].content == rejected[n].content)

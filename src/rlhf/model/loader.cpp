@@ -334,7 +334,7 @@ std::string model_content_hash(const std::string& path) {
 }
 
 HostTensor llama_cpp_rotary_rows(const HostTensor& t, int64_t n_head, bool to_gguf, const std::string& what) {
-  if (t.shape.empty() || t.shape[0] % (2 * n_head) != 0)
+  if (n_head <= 0 || t.shape.empty() || t.shape[0] <= 0 || t.shape[0] % (2 * n_head) != 0)
     fail("tensor {}: {} rows cannot hold {} rotary heads", what, t.shape.empty() ? 0 : t.shape[0], n_head);
   const int64_t rows = t.shape[0], hd = rows / n_head, half = hd / 2;
   const size_t row_bytes = t.nbytes / static_cast<size_t>(rows);

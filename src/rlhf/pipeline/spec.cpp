@@ -15,6 +15,7 @@
 #include "rlhf/eval/autosxs.h"
 #include "rlhf/eval/rules.h"
 #include "rlhf/pipeline/spec_yaml.h"
+#include "rlhf/text/utf8.h"
 #include "rlhf/util/error.h"
 #include "rlhf/util/fs.h"
 
@@ -315,6 +316,14 @@ class TableKeys {
 }  // namespace
 
 PipelineSpec parse_spec(const std::string& text, const std::string& source, const std::string& base_dir) {
+  // The spec's strings go into JSON (the plan, manifests, cache keys), which holds UTF-8 only;
+  // yaml-cpp passes any byte through.
+  for (size_t i = 0, line = 1; i < text.size();) {
+    const text::utf8::Step step = text::utf8::next(text, i);
+    if (!step.valid) fail("{}:{}: invalid UTF-8 at byte {} of the file (a spec is UTF-8 text)", source, line, i);
+    if (text[i] == '\n') ++line;
+    i += step.len;
+  }
   YAML::Node root;
   try {
     root = YAML::Load(text);
