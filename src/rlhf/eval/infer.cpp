@@ -35,22 +35,6 @@ namespace fs = std::filesystem;
 using ojson = nlohmann::ordered_json;
 using Clock = std::chrono::steady_clock;
 
-// ---- the adapter folder --------------------------------------------------------------------
-
-// A folder whose adapter generates text: a policy or a peft adapter of a causal LM.
-TrainedFolder read_generating_adapter(const std::string& dir) {
-  TrainedFolder f = read_trained_folder(dir);
-  if (f.kind == TrainedFolder::Kind::RewardModel)
-    fail("{}: holds a reward model ({}); it scores completions (rlhf score), it does not write them", dir,
-         kRewardModelManifest);
-  if (f.task_type == "SEQ_CLS")
-    fail("{}: field 'task_type' is \"SEQ_CLS\": a sequence-classification (reward model) adapter does not generate text",
-         f.adapter_config_path());
-  if (f.lora.targets.empty()) fail("{}: field 'target_modules' is missing or empty", f.adapter_config_path());
-  f.lora.dropout = 0;  // inference
-  return f;
-}
-
 // ---- output lines ----------------------------------------------------------------------------
 
 std::string dump(const ojson& j) { return j.dump(-1, ' ', false, ojson::error_handler_t::replace); }
@@ -162,6 +146,40 @@ void check_config(const InferConfig& c) {
 
 }  // namespace
 
+TrainedFolder read_generating_adapter(const std::string& dir) {
+  TrainedFolder f = read_trained_folder(dir);
+  if (f.kind == TrainedFolder::Kind::RewardModel)
+    fail("{}: holds a reward model ({}); it scores completions (rlhf score), it does not write them", dir,
+         kRewardModelManifest);
+  if (f.task_type == "SEQ_CLS")
+    fail("{}: field 'task_type' is \"SEQ_CLS\": a sequence-classification (reward model) adapter does not generate text",
+         f.adapter_config_path());
+  if (f.lora.targets.empty()) fail("{}: field 'target_modules' is missing or empty", f.adapter_config_path());
+  f.lora.dropout = 0;  // inference
+  return f;
+}
+
+GeneratingAdapter attach_generating_adapter(Model& base, const std::string& base_reference,
+                                            const std::string& base_sha256, const TrainedFolder& folder,
+                                            const std::string& dir, const std::string& name, const std::string& flag) {
+  folder.check_base(base_reference, base.path, base_sha256, flag);
+  GeneratingAdapter g;
+  LoraAdapter& ad = base.net->add_adapter(name, folder.lora, /*seed=*/0);
+  load_adapter(dir, ad);
+  g.adapter = &ad;
+  g.sha256 = sha256_file(folder.adapter_weights_path());
+  g.eos_id = completion_eos_id(base);
+  if (folder.kind == TrainedFolder::Kind::Policy) {
+    g.encode = folder.encode;
+    g.encode_from_adapter = true;
+    if (folder.eos_id < 0 || folder.eos_id >= base.config.vocab_size)
+      fail("{}: field 'encoding.eos_id' = {} is not a token id of the base model", folder.manifest_path(),
+           folder.eos_id);
+    g.eos_id = folder.eos_id;
+  }
+  return g;
+}
+
 std::unique_ptr<GenerationModel> load_generation_model(const std::string& model, const std::string& adapter_dir,
                                                        const LoadOptions& options) {
   std::optional<TrainedFolder> folder;
@@ -170,23 +188,15 @@ std::unique_ptr<GenerationModel> load_generation_model(const std::string& model,
   auto g = std::make_unique<GenerationModel>();
   g->base = load_model(ref, options);
   g->base_sha256 = model_content_hash(g->base->path);
-  if (folder) folder->check_base(ref, g->base->path, g->base_sha256, "--model");
-  const int64_t vocab = g->base->config.vocab_size;
   g->eos_id = completion_eos_id(*g->base);
   if (folder) {
-    LoraAdapter& ad = g->base->net->add_adapter("infer", folder->lora, /*seed=*/0);
-    load_adapter(adapter_dir, ad);
-    g->adapter = &ad;
+    GeneratingAdapter ad = attach_generating_adapter(*g->base, ref, g->base_sha256, *folder, adapter_dir, "infer", "--model");
+    g->adapter = ad.adapter;
     g->adapter_dir = adapter_dir;
-    g->adapter_sha256 = sha256_file(folder->adapter_weights_path());
-    if (folder->kind == TrainedFolder::Kind::Policy) {
-      g->encode = folder->encode;
-      g->encode_from_adapter = true;
-      if (folder->eos_id < 0 || folder->eos_id >= vocab)
-        fail("{}: field 'encoding.eos_id' = {} is not a token id of the base model", folder->manifest_path(),
-             folder->eos_id);
-      g->eos_id = folder->eos_id;
-    }
+    g->adapter_sha256 = std::move(ad.sha256);
+    g->encode = std::move(ad.encode);
+    g->encode_from_adapter = ad.encode_from_adapter;
+    g->eos_id = ad.eos_id;
   }
   return g;
 }

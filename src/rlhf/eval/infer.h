@@ -31,6 +31,7 @@
 #include "rlhf/data/encode.h"
 #include "rlhf/model/generate.h"
 #include "rlhf/model/model.h"
+#include "rlhf/train/trained_folder.h"
 
 namespace rlhf::eval {
 
@@ -47,6 +48,25 @@ struct GenerationModel {
   bool encode_from_adapter = false;
   int32_t eos_id = -1;        // ends completions (completion_eos_id)
 };
+
+// A folder whose adapter generates text: a policy (train-policy, train-dpo) or a peft
+// adapter of a causal LM, read for inference (dropout off). Throws rlhf::Error naming the
+// file and field for a reward model, a SEQ_CLS adapter or one without target modules.
+TrainedFolder read_generating_adapter(const std::string& dir);
+
+// An adapter of `folder` (read from `dir`) loaded onto `base` under `name`: the base is
+// checked against the folder's recorded sha256 (`flag` names the option that chooses
+// another base), and a policy folder brings its prompt encoding and EOS id.
+struct GeneratingAdapter {
+  const LoraAdapter* adapter = nullptr;  // owned by base.net
+  std::string sha256;                    // of adapter_model.safetensors
+  data::EncodeConfig encode;             // a policy folder's, else the defaults
+  bool encode_from_adapter = false;      // a policy folder
+  int32_t eos_id = -1;                   // the policy's EOS, else completion_eos_id(base)
+};
+GeneratingAdapter attach_generating_adapter(Model& base, const std::string& base_reference,
+                                            const std::string& base_sha256, const TrainedFolder& folder,
+                                            const std::string& dir, const std::string& name, const std::string& flag);
 
 // Loads `model` (empty = the adapter's recorded base, else the embedded default) and the
 // adapter in `adapter_dir` ("" = none). A recorded base sha256 must match. Throws rlhf::Error.
