@@ -139,13 +139,18 @@ TEST(PolicyTraining, RewardRisesWhileKlStaysBounded) {
   low.eval_dataset = f.prompts.string();
   low.max_eval_prompts = 16;
   low.device = rlhf::testing::test_device();  // RLHF_TEST_DEVICE, the CPU when unset
+  // fp32: bf16 rounding differs between AMX and AVX512-BF16 kernels, and a tiny model's
+  // learning curve with it.
+  if (low.device == "cpu") low.dtype = "fp32";
   auto s = rlhf::train_policy(low);
   EXPECT_EQ(s.steps, steps);
   const fs::path m = f.dir / "low_kl/logs/metrics.jsonl";
   auto reward = series(m, "reward"), kl = series(m, "objective/kl");
   ASSERT_EQ(reward.size(), static_cast<size_t>(steps));
-  const double first = mean_of(reward, 0, 10), last = mean_of(reward, steps - 10, steps);
-  EXPECT_GT(last - first, 0.5) << "reward " << first << " -> " << last;
+  // Sampled rewards of 16 prompts a step are noisy: compare the first and last thirds. The
+  // greedy evaluation on fixed prompts below is the sharper measure.
+  const double first = mean_of(reward, 0, steps / 3), last = mean_of(reward, steps - steps / 3, steps);
+  EXPECT_GT(last, first) << "reward " << first << " -> " << last;
   for (double k : kl) EXPECT_LT(k, 40.0);  // nats per sequence of 8 tokens
 
   // Every step logged the seed's names and the PPO diagnostics.
@@ -164,7 +169,7 @@ TEST(PolicyTraining, RewardRisesWhileKlStaysBounded) {
   ASSERT_EQ(after.size(), 16u);
   double rb = 0, ra = 0;
   for (size_t i = 0; i < 16; ++i) rb += before[i]["reward"].get<double>(), ra += after[i]["reward"].get<double>();
-  EXPECT_GT(ra, rb);
+  EXPECT_GT((ra - rb) / 16, 0.3) << "greedy evaluation reward " << rb / 16 << " -> " << ra / 16;
   EXPECT_EQ(after[3]["input_text"], before[3]["input_text"]);
   for (const char* file : {"policy.json", "adapter_model.safetensors", "adapter_config.json", "value_head.safetensors",
                            "value/adapter_model.safetensors", "summary.json"})
