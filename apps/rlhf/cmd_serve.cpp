@@ -18,6 +18,7 @@ struct ServeFlags {
   std::vector<std::string> adapters;
   serve::ServerConfig config;
   CLI::Option* api_key = nullptr;
+  CLI::Option* model = nullptr;
 };
 
 int run_serve(ServeFlags& f) {
@@ -26,7 +27,8 @@ int run_serve(ServeFlags& f) {
     if (const char* env = std::getenv("RLHF_API_KEY")) c.api_key = env;
   serve::check_server_config(c);  // before the model loads: a refused host fails at once
   serve::ServingModelOptions o;
-  o.model = f.common.model;
+  // With adapters and no --model, the first adapter's recorded base.
+  o.model = (!f.adapters.empty() && f.model->count() == 0) ? std::string() : f.common.model;
   o.dtype = f.common.dtype;
   o.device = f.common.device;
   for (const auto& a : f.adapters) o.adapters.push_back(serve::parse_adapter_spec(a));
@@ -42,9 +44,10 @@ Command add_serve(CLI::App& app) {
   serve::ServerConfig& c = f->config;
   auto* s = app.add_subcommand("serve", "serve a model and its adapters over an OpenAI-compatible HTTP API");
   add_common(s, f->common);
+  f->model = s->get_option("--model");
   s->add_option("--adapter", f->adapters,
                 "NAME=DIR: serve the LoRA adapter in DIR (train-policy, train-dpo or peft folder) as model NAME "
-                "(repeat for more)");
+                "(repeat for more; without --model, the base is the first adapter's)");
   s->add_option("--host", c.host, "address to listen on (other than loopback: needs --api-key or --insecure-no-auth)")
       ->capture_default_str();
   s->add_option("--port", c.port, "port (0 = a free one; the line '[rlhf] serving on ...' says which)")

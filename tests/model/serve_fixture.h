@@ -193,6 +193,15 @@ inline void write_default_policy(Model& model, const std::string& gguf, const st
   write_policy_folder_manifest(dir.string(), info);
 }
 
+// Two policy folders on the default model (`gguf`), dir/NAME1 and dir/NAME2, with different
+// LoRA weights (seeds `seed`, `seed` + 1) and instructions.
+inline void write_two_default_policies(const std::string& gguf, const std::filesystem::path& dir,
+                                       const std::string& name1, const std::string& name2, uint64_t seed) {
+  auto model = load_model(gguf, {torch::kFloat32, torch::kCPU});
+  write_default_policy(*model, gguf, name1, dir / name1, seed, "Policy says:");
+  write_default_policy(*model, gguf, name2, dir / name2, seed + 1, "Answer briefly.");
+}
+
 }  // namespace rlhf::testing
 
 // Skips the test unless the dev venv and the default model are there.

@@ -10,7 +10,9 @@
 #include "rlhf/model/generate.h"
 #include "rlhf/model/transformer.h"
 #include "rlhf/serve/engine.h"
+#include "rlhf/serve/serving_model.h"
 #include "rlhf/util/error.h"
+#include "serve_fixture.h"
 #include "tiny_model.h"
 
 namespace rlhf::serve {
@@ -420,6 +422,34 @@ TEST(ServeEngineRowAdapters, EachRowTakesItsOwnAdapter) {
     if (each[r]) one.adapters = {each[r]};
     auto alone = net.logits(net.hidden(one));
     EXPECT_TRUE(torch::allclose(mixed.narrow(0, r, 1), alone, 1e-5, 1e-5)) << "row " << r;
+  }
+}
+
+TEST(ServingModelLoad, WithoutModelTheBaseIsTheFirstAdaptersAndOthersMustShareIt) {
+  const auto dir = rlhf::testing::scratch_dir();
+  testing::write_tiny_hf_model(dir / "base", 7);
+  testing::write_tiny_hf_model(dir / "other", 8);
+  for (const char* base : {"base", "other"}) {
+    auto m = load_model((dir / base).string(), {torch::kFloat32, torch::kCPU});
+    testing::write_default_policy(*m, (dir / base).string(), std::string("p_") + base, dir / (std::string("p_") + base),
+                                  3, "Say:");
+  }
+  ServingModelOptions o;
+  o.dtype = "fp32";
+  o.adapters = {{"tuned", (dir / "p_base").string()}};
+  auto s = ServingModel::load(o);
+  EXPECT_EQ(s->base().sha256, model_content_hash((dir / "base").string()));
+  ASSERT_EQ(s->models().size(), 2u);
+  EXPECT_EQ(s->models()[1].id, "tuned");
+  EXPECT_EQ(s->models()[1].parent, s->base().id);
+  // An adapter trained on another base is refused, naming its flag and the sha256 check.
+  o.adapters.push_back({"stranger", (dir / "p_other").string()});
+  try {
+    ServingModel::load(o);
+    ADD_FAILURE() << "an adapter on another base was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--adapter stranger="), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("sha256"), std::string::npos) << e.what();
   }
 }
 

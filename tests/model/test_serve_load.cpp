@@ -26,11 +26,7 @@ constexpr const char* kKey = "load-key-4567";
 TEST(ServeLoad, ConcurrentStreamsOverAdaptersMatchSequentialAndMemoryIsStable) {
   RLHF_REQUIRE_SERVE(py, gguf);
   const fs::path dir = rlhf::testing::scratch_dir();
-  {
-    auto model = rlhf::load_model(gguf, {torch::kFloat32, torch::kCPU});
-    rlhf::testing::write_default_policy(*model, gguf, "a1", dir / "a1", 21, "Policy says:");
-    rlhf::testing::write_default_policy(*model, gguf, "a2", dir / "a2", 22, "Answer briefly.");
-  }
+  rlhf::testing::write_two_default_policies(gguf, dir, "a1", "a2", 21);
   ServeProcess server;
   ASSERT_EQ(server.start({"--dtype", "fp32", "--api-key", kKey, "--max-batch", "32", "--adapter",
                           "a1=" + (dir / "a1").string(), "--adapter", "a2=" + (dir / "a2").string()},

@@ -55,9 +55,8 @@ TEST(ServeOpenAI, ModelsChatStreamsCompletionsAdaptersAndLogprobsMatchTheRuntime
   const fs::path dir = rlhf::testing::scratch_dir();
 
   // Two policies with non-zero LoRA weights on the default model.
-  auto model = rlhf::load_model(gguf, {torch::kFloat32, torch::kCPU});
-  rlhf::testing::write_default_policy(*model, gguf, "p1", dir / "p1", 9, "Policy says:");
-  rlhf::testing::write_default_policy(*model, gguf, "p2", dir / "p2", 10, "Answer briefly.");
+  rlhf::testing::write_two_default_policies(gguf, dir, "p1", "p2", 9);
+  auto model = rlhf::load_model(gguf, {torch::kFloat32, torch::kCPU});  // the runtime the server's log-probs match
 
   // rlhf infer --adapter on a few prompts: its prompt texts and greedy predictions.
   std::ofstream(dir / "in.jsonl") << "{\"input_text\": \"The weather today is sunny and warm.\"}\n"

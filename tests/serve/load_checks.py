@@ -20,7 +20,8 @@ import time
 
 import openai
 
-from serve_common import Report, metric, rss_kib, split_url
+import serve_common
+from serve_common import metric, rss_kib, split_url
 
 PROMPTS = [
     "Write one sentence about the sea.",
@@ -87,10 +88,14 @@ async def group_load(cfg, rep):
     rep.set("sequential_seconds", round(time.time() - t0, 2))
     rep.set("rss_kib_before", rss_kib(pid))
     rss, seconds = [], []
+    await c.close()
     for r in range(rounds):
+        # A client per round: no connection idles in a pool past the server's keep-alive time.
+        c = aclient(cfg)
         t0 = time.time()
         results = await asyncio.gather(*[asyncio.wait_for(one_stream(c, m, p, n), 300) for m, p in reqs],
                                        return_exceptions=True)
+        await c.close()
         seconds.append(round(time.time() - t0, 2))
         errors = [repr(x) for x in results if isinstance(x, BaseException)]
         rep.check(not errors, "round %d: %d errors, first %s" % (r, len(errors), errors[:1]))
@@ -176,20 +181,5 @@ async def group_sigterm(cfg, rep):
     rep.set("completed", sum(1 for x in results if not isinstance(x, BaseException)))
 
 
-def main():
-    group, cfg_path = sys.argv[1], sys.argv[2]
-    with open(cfg_path) as f:
-        cfg = json.load(f)
-    rep = Report()
-    try:
-        fn = {"load": group_load, "disconnect": group_disconnect, "sigterm": group_sigterm}[group]
-        asyncio.run(asyncio.wait_for(fn(cfg, rep), cfg.get("deadline_s", 900)))
-    except BaseException as e:
-        import traceback
-        traceback.print_exc()
-        rep.check(False, "%s: %s" % (type(e).__name__, e))
-    rep.emit()
-
-
 if __name__ == "__main__":
-    main()
+    serve_common.main({"load": group_load, "disconnect": group_disconnect, "sigterm": group_sigterm})

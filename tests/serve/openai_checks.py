@@ -10,13 +10,13 @@ CONFIG: {"base_url", "api_key", "prompt", "max_tokens", "adapters": [{"name", "p
 Prints one JSON line (the values the gtest compares with the runtime's, and "failures").
 """
 import json
-import sys
 import threading
 import time
 
 import openai
 
-from serve_common import Report, auth, error_shape, raw_request, sse_events
+import serve_common
+from serve_common import auth, error_shape, raw_request, sse_events
 
 
 def client(cfg, key=None):
@@ -287,19 +287,5 @@ def group_overload(cfg, rep):
     rep.set("client_overload", names)
 
 
-def main():
-    group, cfg_path = sys.argv[1], sys.argv[2]
-    with open(cfg_path) as f:
-        cfg = json.load(f)
-    rep = Report()
-    try:
-        {"api": group_api, "errors": group_errors, "overload": group_overload}[group](cfg, rep)
-    except Exception as e:  # an unexpected exception is a failure the gtest shows
-        import traceback
-        traceback.print_exc()
-        rep.check(False, "%s: %s" % (type(e).__name__, e))
-    rep.emit()
-
-
 if __name__ == "__main__":
-    main()
+    serve_common.main({"api": group_api, "errors": group_errors, "overload": group_overload})

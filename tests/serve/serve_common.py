@@ -1,9 +1,11 @@
 """Helpers shared by the `rlhf serve` test scripts: raw HTTP requests (status, headers and
 bytes as the server sent them), SSE parsing, the OpenAI error shape, and the JSON report that
 the gtest reads (the last line of stdout)."""
+import asyncio
 import http.client
 import json
 import sys
+import traceback
 import urllib.parse
 
 TIMEOUT = 120  # seconds for any one request
@@ -113,3 +115,23 @@ def rss_kib(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return None
+
+
+def main(groups):
+    """Runs GROUP (argv[1]) of `groups` (name -> function(cfg, report), plain or async) with the
+    config in argv[2]; an async group is bounded by the config's `deadline_s` (default 900).
+    Any exception is a failure in the report, which is printed last whatever happens."""
+    group, cfg_path = sys.argv[1], sys.argv[2]
+    with open(cfg_path) as f:
+        cfg = json.load(f)
+    rep = Report()
+    try:
+        fn = groups[group]
+        if asyncio.iscoroutinefunction(fn):
+            asyncio.run(asyncio.wait_for(fn(cfg, rep), cfg.get("deadline_s", 900)))
+        else:
+            fn(cfg, rep)
+    except BaseException as e:  # the gtest shows it as a failure
+        traceback.print_exc()
+        rep.check(False, "%s: %s" % (type(e).__name__, e))
+    rep.emit()

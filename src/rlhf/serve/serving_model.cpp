@@ -50,7 +50,11 @@ std::unique_ptr<ServingModel> ServingModel::load(const ServingModelOptions& opti
       fail("--adapter {}={}: {}", a.name, a.dir, e.what());
     }
   }
-  const std::string ref = options.model.empty() ? std::string(kDefaultModel) : options.model;
+  // Without --model, the base is the one the first adapter records (as infer does); the
+  // others are checked against it.
+  const std::string ref = !options.model.empty() ? options.model
+                          : !folders.empty()     ? folders.front().base_to_load()
+                                                 : std::string(kDefaultModel);
   std::unique_ptr<ServingModel> s(new ServingModel());
   s->model_ = load_model(ref, {parse_dtype(options.dtype), parse_device(options.device)});
   Model& base = *s->model_;

@@ -43,7 +43,7 @@ struct AdapterSpec {
 AdapterSpec parse_adapter_spec(std::string_view text, std::string_view flag = "--adapter");
 
 struct ServingModelOptions {
-  std::string model;                  // reference of the base ("" = the embedded default)
+  std::string model;  // reference of the base ("" = the first adapter's recorded base, else the embedded default)
   std::vector<AdapterSpec> adapters;  // names unique and different from the base's id
   std::string dtype = "auto", device = "cpu";
 };

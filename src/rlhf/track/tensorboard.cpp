@@ -280,7 +280,10 @@ Tensor parse_tensor(std::string_view bytes) {
             else dim.skip(dw);
           }
           ++t.rank;
-          t.elements = (size >= 0 && t.elements <= (int64_t(1) << 40)) ? t.elements * size : -1;
+          // -1 once a dim is negative or the product leaves int64 (checked, never overflowed).
+          int64_t product = -1;
+          if (t.elements < 0 || size < 0 || __builtin_mul_overflow(t.elements, size, &product)) product = -1;
+          t.elements = product;
         } else {
           shape.skip(sw);
         }
