@@ -21,6 +21,7 @@
 
 #include "rlhf/model/loader.h"
 #include "rlhf/model/model.h"
+#include "rlhf/model/registry.h"
 #include "rlhf/train/adapter_io.h"
 #include "rlhf/train/reward_artifact.h"
 #include "rlhf/train/trained_folder.h"
@@ -197,7 +198,7 @@ inline void write_default_policy(Model& model, const std::string& gguf, const st
 // LoRA weights (seeds `seed`, `seed` + 1) and instructions.
 inline void write_two_default_policies(const std::string& gguf, const std::filesystem::path& dir,
                                        const std::string& name1, const std::string& name2, uint64_t seed) {
-  auto model = load_model(gguf, {torch::kFloat32, torch::kCPU});
+  auto model = load_model(std::string(kDefaultModel), {torch::kFloat32, torch::kCPU});  // recorded by its name
   write_default_policy(*model, gguf, name1, dir / name1, seed, "Policy says:");
   write_default_policy(*model, gguf, name2, dir / name2, seed + 1, "Answer briefly.");
 }

@@ -439,6 +439,7 @@ TEST(ServingModelLoad, WithoutModelTheBaseIsTheFirstAdaptersAndOthersMustShareIt
   o.adapters = {{"tuned", (dir / "p_base").string()}};
   auto s = ServingModel::load(o);
   EXPECT_EQ(s->base().sha256, model_content_hash((dir / "base").string()));
+  EXPECT_EQ(s->base().id, (dir / "base").string());  // the reference the policy recorded
   ASSERT_EQ(s->models().size(), 2u);
   EXPECT_EQ(s->models()[1].id, "tuned");
   EXPECT_EQ(s->models()[1].parent, s->base().id);

@@ -59,7 +59,10 @@ std::unique_ptr<ServingModel> ServingModel::load(const ServingModelOptions& opti
   s->model_ = load_model(ref, {parse_dtype(options.dtype), parse_device(options.device)});
   Model& base = *s->model_;
   ServedModel b;
-  b.id = base.reference;
+  // Named as the user knows it: the reference the adapter recorded (a registered name or a hub
+  // id), not the file it was found at.
+  const bool from_adapter = options.model.empty() && !folders.empty() && !folders.front().base_reference.empty();
+  b.id = from_adapter ? folders.front().base_reference : base.reference;
   b.sha256 = model_content_hash(base.path);
   b.stop_ids = with_eos(base.stop_ids, completion_eos_id(base));
   s->models_.push_back(b);
