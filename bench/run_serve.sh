@@ -4,23 +4,25 @@
 # served one after another (concurrency 1) and against llama.cpp's own CPU runtime decoding the
 # same number of sequences together, on one GGUF file (`rlhf export --format gguf` of the
 # default model, f32), same prompts, greedy, same new tokens, same threads, in one run.
-# Prints tokens/s, median time to first token, and the ratios. Driver: bench/serve_load.py.
+# Each setting runs --repeat times (3); printed are the medians over the runs of tokens/s and of
+# the median time to first token, and their ratios. Driver: bench/serve_load.py.
 #
 # llama.cpp: llama-cpp-python (its ctypes bindings of the llama.cpp it vendors), built from its
 # PyPI source release into .venv when absent (PyPI has no binary wheel of it; the wheel of
 # llama-cpp-cffi 0.4.42 needs GCC 14's libstdc++ (__cxa_call_terminate) and pins transformers
 # < 5, llama-cpp-py-sync's needs glibc 2.38: neither loads on Debian 12).
 # Usage: bench/run_serve.sh [--prompts N] [--new-tokens N] [--concurrency "1 8 32"]
-#                           [--threads T] [--build DIR]
+#                           [--threads T] [--repeat R] [--build DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PROMPTS=32 NEW=64 CONC="1 8 32" BUILD=build PY=.venv/bin/python THREADS=$(nproc)
+PROMPTS=32 NEW=64 CONC="1 8 32" REPEAT=3 BUILD=build PY=.venv/bin/python THREADS=$(nproc)
 while [ $# -gt 0 ]; do
   case "$1" in
     --prompts) PROMPTS=$2; shift 2 ;;
     --new-tokens) NEW=$2; shift 2 ;;
     --concurrency) CONC=$2; shift 2 ;;
     --threads) THREADS=$2; shift 2 ;;
+    --repeat) REPEAT=$2; shift 2 ;;
     --build) BUILD=$2; shift 2 ;;
     --python) PY=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
@@ -79,21 +81,33 @@ MODEL=$("$PY" -c "import json,sys,urllib.request as u; r=u.Request(sys.argv[1]+'
 # One warm-up request (the first decode steps allocate).
 "$PY" bench/serve_load.py http --url "$URL" --key "$KEY" --model "$MODEL" --prompts "$WORK/prompts.jsonl" \
   --new-tokens 4 --concurrency 1 > /dev/null 2>&1 || true
-for c in $CONC; do
-  "$PY" bench/serve_load.py http --url "$URL" --key "$KEY" --model "$MODEL" --prompts "$WORK/prompts.jsonl" \
-    --new-tokens "$NEW" --concurrency "$c" > "$WORK/rlhf.$c.json"
+for r in $(seq 1 "$REPEAT"); do
+  for c in $CONC; do
+    "$PY" bench/serve_load.py http --url "$URL" --key "$KEY" --model "$MODEL" --prompts "$WORK/prompts.jsonl" \
+      --new-tokens "$NEW" --concurrency "$c" > "$WORK/rlhf.$c.$r.json"
+  done
 done
 kill -TERM $SERVER; wait $SERVER || true; trap - EXIT
-for c in $CONC; do
-  "$PY" bench/serve_load.py llama --gguf "$GGUF" --prompts "$WORK/prompts.jsonl" --new-tokens "$NEW" \
-    --concurrency "$c" --threads "$THREADS" > "$WORK/llama.$c.json"
+for r in $(seq 1 "$REPEAT"); do
+  for c in $CONC; do  # llama.cpp's own log goes to llama.log
+    "$PY" bench/serve_load.py llama --gguf "$GGUF" --prompts "$WORK/prompts.jsonl" --new-tokens "$NEW" \
+      --concurrency "$c" --threads "$THREADS" > "$WORK/llama.$c.$r.json" 2>> "$WORK/llama.log"
+  done
 done
 
-echo "# serving, $PROMPTS prompts x $NEW new tokens, greedy, fp32 (f32 GGUF), $THREADS threads: $(lscpu | sed -n 's/^Model name: *//p' | head -1)"
-"$PY" - "$WORK" $CONC <<'EOF'
-import json, sys
-work, conc = sys.argv[1], sys.argv[2:]
-load = lambda side, c: json.load(open("%s/%s.%s.json" % (work, side, c)))
+echo "# serving, $PROMPTS prompts x $NEW new tokens, greedy, fp32 (f32 GGUF), $THREADS threads, medians of $REPEAT runs: $(lscpu | sed -n 's/^Model name: *//p' | head -1)"
+"$PY" - "$WORK" "$REPEAT" $CONC <<'EOF'
+import json, statistics, sys
+work, repeat, conc = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+
+def load(side, c):
+    """The runs of one side at one concurrency: medians of tokens/s and of the median TTFT; the
+    texts and errors of the first run."""
+    runs = [json.load(open("%s/%s.%s.%d.json" % (work, side, c, r))) for r in range(1, repeat + 1)]
+    return {"tokens_per_s": statistics.median(x["tokens_per_s"] for x in runs),
+            "ttft_median_ms": statistics.median(x["ttft_median_ms"] for x in runs),
+            "texts": runs[0]["texts"], "errors": [e for x in runs for e in x.get("errors", [])]}
+
 seq = load("rlhf", conc[0])
 print("%-5s %11s %9s %11s %13s %11s %9s %9s %6s" % ("conc", "rlhf tok/s", "vs seq", "rlhf ttft", "llama tok/s",
                                                    "llama ttft", "tok/s x", "ttft x", "same"))
