@@ -162,6 +162,18 @@ TEST(PipelineSpec, TextMustBeUtf8) {
   EXPECT_NE(s.to_json().dump().find("R\xc3\xa9sum\xc3\xa9"), std::string::npos);
 }
 
+// A fuzzed spec whose key was a mapping (`{...}: value`) escaped as yaml-cpp's conversion
+// error; it is refused, naming the line.
+TEST(PipelineSpec, AKeyMustBeAName) {
+  const std::string fuzzed = "{\"preference_dataset\": &e.jsonl\", \"lace\": \"smollm2-135m-instruct\", \"ced\": "
+                             "{\"inferenc(e_batch_size\": 8}}:\n  pmdpqo_e_";
+  EXPECT_NE(error_of(fuzzed).find("spec.yaml:1: a key in the spec is a mapping, not a name"), std::string::npos)
+      << error_of(fuzzed);
+  EXPECT_NE(error_of(std::string(kMinimal) + "advanced:\n  [a, b]: 1\n").find("a key in 'advanced' is a list"),
+            std::string::npos)
+      << error_of(std::string(kMinimal) + "advanced:\n  [a, b]: 1\n");
+}
+
 TEST(PipelineSpec, MethodAndRewards) {
   using V = std::vector<std::string>;
   PipelineSpec d = parse_spec(kMinimal, "spec.yaml", "/data");

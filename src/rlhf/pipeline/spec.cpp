@@ -125,6 +125,10 @@ class Block {
   // Every key of the mapping was asked for; else the first stranger is named (with a guess).
   void done() const {
     for (const auto& kv : node_) {
+      if (!kv.first.IsScalar())  // YAML allows a mapping or a list as a key; a spec does not
+        fail("{}:{}: a key in {} is a {}, not a name", source_, kv.first.Mark().line + 1,
+             prefix_.empty() ? std::string("the spec") : "'" + prefix_.substr(0, prefix_.size() - 1) + "'",
+             kv.first.IsMap() ? "mapping" : kv.first.IsSequence() ? "list" : "null");
       const std::string k = kv.first.as<std::string>();
       if (known_.count(k)) continue;
       std::string guess;
