@@ -1,6 +1,7 @@
 #include "rlhf/serve/server.h"
 
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <httplib.h>
@@ -318,6 +319,7 @@ struct Server::Impl {
   Metrics metrics;
   int64_t created = static_cast<int64_t>(std::time(nullptr));
   std::atomic<bool> draining{false};
+  int listen_fd = -1;  // the listening socket (see bind())
 
   std::mutex active_mu;
   std::condition_variable active_cv;
@@ -346,6 +348,12 @@ struct Server::Impl {
     http.set_payload_max_length(config.limits.max_body_bytes);
     http.set_keep_alive_max_count(1000);
     http.set_tcp_nodelay(true);
+    // The listening socket, kept to raise its backlog after bind (Debian's compiled httplib
+    // listens with a backlog of 5, and a burst of clients then overflows the accept queue).
+    http.set_socket_options([this](socket_t sock) {
+      httplib::default_socket_options(sock);
+      listen_fd = sock;
+    });
     http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
       return pre_route(req, res);
     });
@@ -734,14 +742,18 @@ Server::~Server() { shutdown(ms(0)); }
 
 int Server::bind() {
   const ServerConfig& c = impl_->config;
+  int port = c.port;
   if (c.port == 0) {
-    const int port = impl_->http.bind_to_any_port(c.host);
+    port = impl_->http.bind_to_any_port(c.host);
     if (port < 0) fail("cannot listen on {} (is it an address of this machine?)", c.host);
-    return port;
-  }
-  if (!impl_->http.bind_to_port(c.host, c.port))
+  } else if (!impl_->http.bind_to_port(c.host, c.port)) {
     fail("cannot listen on {}:{} (is the port in use, or the host not an address of this machine?)", c.host, c.port);
-  return c.port;
+  }
+  // listen() again on the listening socket sets its backlog: a burst of connections waits to
+  // be accepted instead of having its SYNs dropped.
+  if (impl_->listen_fd >= 0 && ::listen(impl_->listen_fd, SOMAXCONN) != 0)
+    fail("cannot listen on {}:{}: {}", c.host, port, std::strerror(errno));
+  return port;
 }
 
 void Server::run() {
