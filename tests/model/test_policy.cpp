@@ -180,6 +180,7 @@ TEST(PolicyTraining, RewardRisesWhileKlStaysBounded) {
   high.train_steps = steps;
   high.kl_coeff = 1.0;
   high.device = low.device;
+  high.dtype = low.dtype;
   rlhf::train_policy(high);
   auto kl_high = series(f.dir / "high_kl/logs/metrics.jsonl", "objective/kl");
   EXPECT_LT(mean_of(kl_high, steps - 10, steps), mean_of(kl, steps - 10, steps));

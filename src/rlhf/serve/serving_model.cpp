@@ -52,8 +52,9 @@ std::unique_ptr<ServingModel> ServingModel::load(const ServingModelOptions& opti
   }
   // Without --model, the base is the one the first adapter records (as infer does); the
   // others are checked against it.
+  const TrainedFolder* recorded = options.model.empty() && !folders.empty() ? &folders.front() : nullptr;
   const std::string ref = !options.model.empty() ? options.model
-                          : !folders.empty()     ? folders.front().base_to_load()
+                          : recorded             ? recorded->base_to_load()
                                                  : std::string(kDefaultModel);
   std::unique_ptr<ServingModel> s(new ServingModel());
   s->model_ = load_model(ref, {parse_dtype(options.dtype), parse_device(options.device)});
@@ -61,8 +62,7 @@ std::unique_ptr<ServingModel> ServingModel::load(const ServingModelOptions& opti
   ServedModel b;
   // Named as the user knows it: the reference the adapter recorded (a registered name or a hub
   // id), not the file it was found at.
-  const bool from_adapter = options.model.empty() && !folders.empty() && !folders.front().base_reference.empty();
-  b.id = from_adapter ? folders.front().base_reference : base.reference;
+  b.id = recorded && !recorded->base_reference.empty() ? recorded->base_reference : base.reference;
   b.sha256 = model_content_hash(base.path);
   b.stop_ids = with_eos(base.stop_ids, completion_eos_id(base));
   s->models_.push_back(b);

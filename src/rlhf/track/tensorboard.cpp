@@ -281,7 +281,7 @@ Tensor parse_tensor(std::string_view bytes) {
           }
           ++t.rank;
           // -1 once a dim is negative or the product leaves int64 (checked, never overflowed).
-          int64_t product = -1;
+          int64_t product;
           if (t.elements < 0 || size < 0 || __builtin_mul_overflow(t.elements, size, &product)) product = -1;
           t.elements = product;
         } else {
