@@ -85,6 +85,48 @@ TEST(Registry, ResolvesNamesAndPathsWithClearErrors) {
   unsetenv("RLHF_CACHE");
 }
 
+// A Hugging Face hub cache laid out as huggingface_hub writes it: refs/<branch> holds the
+// commit, snapshots/<commit>/ the files.
+TEST(Registry, HubIdsResolveFromTheHuggingFaceCacheNeverDownloading) {
+  auto dir = testing::scratch_dir();
+  const std::string main_commit(40, 'a'), v1_commit(40, 'b');
+  const auto repo = dir / "hub" / "models--org--tiny";
+  std::filesystem::create_directories(repo / "snapshots" / main_commit);
+  std::filesystem::create_directories(repo / "snapshots" / v1_commit);
+  write_file_atomic((repo / "refs" / "main").string(), main_commit + "\n");
+  write_file_atomic((repo / "refs" / "v1").string(), v1_commit);
+  unsetenv("HUGGINGFACE_HUB_CACHE");
+  setenv("HF_HUB_CACHE", (dir / "hub").c_str(), 1);
+  EXPECT_EQ(resolve_model_reference("org/tiny"), (repo / "snapshots" / main_commit).string());
+  EXPECT_EQ(resolve_model_reference("org/tiny@v1"), (repo / "snapshots" / v1_commit).string());
+  EXPECT_EQ(resolve_model_reference("org/tiny@" + v1_commit), (repo / "snapshots" / v1_commit).string());
+  // HF_HOME/hub when HF_HUB_CACHE is unset.
+  unsetenv("HF_HUB_CACHE");
+  setenv("HF_HOME", dir.c_str(), 1);
+  EXPECT_EQ(hf_hub_cache_dir(), (dir / "hub").string());
+  EXPECT_EQ(resolve_model_reference("org/tiny"), (repo / "snapshots" / main_commit).string());
+  // Not cached: the error names where it looked and how to fetch it.
+  auto msg = error_of([] { resolve_model_reference("org/absent"); });
+  EXPECT_NE(msg.find((dir / "hub" / "models--org--absent").string()), std::string::npos) << msg;
+  EXPECT_NE(msg.find("hf download org/absent"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("HF_HUB_CACHE"), std::string::npos) << msg;
+  msg = error_of([] { resolve_model_reference("org/tiny@v2"); });
+  EXPECT_NE(msg.find("not in the Hugging Face cache"), std::string::npos) << msg;
+  // A ref naming a snapshot that is gone, and a ref that is not a commit.
+  write_file_atomic((repo / "refs" / "v3").string(), std::string(40, 'c'));
+  msg = error_of([] { resolve_model_reference("org/tiny@v3"); });
+  EXPECT_NE(msg.find("which is not there"), std::string::npos) << msg;
+  write_file_atomic((repo / "refs" / "main").string(), "../../../etc");
+  msg = error_of([] { resolve_model_reference("org/tiny"); });
+  EXPECT_NE(msg.find("not hold a commit hash"), std::string::npos) << msg;
+  unsetenv("HF_HOME");
+  // Not hub ids: paths and odd names are not looked up there.
+  for (const char* r : {"./org/tiny", "/org/tiny", "org/tiny/x", "org/..", "org/--x", "org", "org/tiny@../x"})
+    EXPECT_FALSE(looks_like_hub_id(r)) << r;
+  for (const char* r : {"org/tiny", "HuggingFaceTB/SmolLM2-135M-Instruct", "a.b/c_d-e@main"})
+    EXPECT_TRUE(looks_like_hub_id(r)) << r;
+}
+
 TEST(Fs, AtomicWriteReplacesWholeFileAndLeavesNoTemp) {
   auto dir = testing::scratch_dir();
   auto p = (dir / "sub" / "f.txt").string();

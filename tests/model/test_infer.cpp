@@ -365,6 +365,35 @@ TEST(Infer, AnAdapterChangesTheOutputAndIsRecorded) {
   EXPECT_FALSE(fs::exists(bad.output + ".partial"));
 }
 
+// --model org/name is found in the Hugging Face cache (HF_HUB_CACHE here), as huggingface_hub
+// lays it out, and recorded by that name; one not cached names where it was looked for.
+TEST(Infer, AHubIdResolvesFromTheHuggingFaceCache) {
+  Fixture f = make_fixture(2);
+  const std::string commit = "0123456789abcdef0123456789abcdef01234567";
+  const fs::path repo = f.dir / "hub" / "models--tiny-org--tiny-llama";
+  fs::create_directories(repo / "refs");
+  fs::copy(f.model, repo / "snapshots" / commit, fs::copy_options::recursive);
+  std::ofstream(repo / "refs" / "main") << commit;
+  const std::string env = "HF_HUB_CACHE=" + (f.dir / "hub").string() + " ";
+  const fs::path out = f.dir / "out.jsonl";
+  ASSERT_EQ(rlhf::testing::run(env + rlhf::testing::cli() + " infer --model tiny-org/tiny-llama --input " +
+                               f.prompts.string() + " --output " + out.string() +
+                               " --threads 1 --max-new-tokens 4 --no-progress 2>/dev/null"),
+            0);
+  auto rows = read_jsonl(out);
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0]["model"]["reference"], "tiny-org/tiny-llama");
+  EXPECT_EQ(rows[0]["model"]["sha256"], rlhf::model_content_hash(f.model.string()));
+  int rc = 0;
+  std::string log = rlhf::testing::capture(env + rlhf::testing::cli() + " infer --model tiny-org/absent --input " +
+                                               f.prompts.string() + " --output " + (f.dir / "no.jsonl").string(),
+                                           &rc, true);
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(log.find((f.dir / "hub" / "models--tiny-org--absent").string()), std::string::npos) << log;
+  EXPECT_NE(log.find("hf download tiny-org/absent"), std::string::npos) << log;
+  EXPECT_FALSE(fs::exists(f.dir / "no.jsonl"));
+}
+
 TEST(Infer, BadInputNamesFileLineAndFieldAndLeavesNoOutput) {
   Fixture f = make_fixture(3);
   const fs::path bad = f.dir / "bad.jsonl";
