@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "rlhf/data/lines.h"
 #include "rlhf/text/utf8.h"
 #include "rlhf/text/words.h"
 #include "rlhf/util/error.h"
@@ -25,8 +26,6 @@ namespace {
 
 using nlohmann::json;
 
-constexpr size_t kMaxLineBytes = size_t(64) << 20;
-constexpr uintmax_t kMaxFileBytes = uintmax_t(4) << 30;
 constexpr size_t kListedProblems = 20;
 
 // The problem with one line, without its "file:line: " prefix. Thrown by the row parsers
@@ -354,19 +353,6 @@ bool is_blank_line(std::string_view line) {
   fail("{}: this path is {}; a dataset is a JSONL file, a folder of them or a glob", path, info.words);
 }
 
-// A dataset file, mapped: checked to be a regular file first (opening a FIFO would wait for
-// a writer), and at most kMaxFileBytes.
-std::shared_ptr<MappedFile> open_dataset_file(const std::string& path) {
-  const PathInfo info = inspect_path(path);
-  if (info.kind == PathKind::Missing) fail("{}: no such file", path);
-  if (info.kind != PathKind::File) not_a_dataset_file(path, info);
-  std::error_code ec;
-  uintmax_t size = std::filesystem::file_size(path, ec);
-  if (ec) fail("{}: cannot read: {}", path, ec.message());
-  if (size > kMaxFileBytes) fail("{}: file is {} bytes; dataset files are limited to 4 GiB (split it)", path, size);
-  return MappedFile::open(path);
-}
-
 // Reads every line of the files `spec` names. parse(object) builds a row or throws BadLine;
 // the problems are collected and reported as ReadOptions asks.
 template <class Row, class Parse>
@@ -378,19 +364,8 @@ std::vector<Row> read_rows(const std::string& spec, const ReadOptions& options, 
   size_t lines = 0, problems = 0;
   size_t dropped = 0;
   for (const std::string& path : r.files) {
-    auto file = open_dataset_file(path);
-    std::string_view text(reinterpret_cast<const char*>(file->data()), file->size());
-    size_t number = 0;
-    for (size_t begin = 0; begin < text.size();) {
-      size_t end = text.find('\n', begin);
-      if (end == std::string_view::npos) end = text.size();
-      std::string_view line = text.substr(begin, end - begin);
-      begin = end + 1;
-      ++number;
-      if (line.size() > kMaxLineBytes)
-        fail("{}:{}: line is {} bytes; lines are limited to 64 MiB", path, number, line.size());
-      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-      if (is_blank_line(line)) continue;
+    for_each_line(path, [&](size_t number, std::string_view line) {
+      if (is_blank_line(line)) return true;
       ++lines;
       const std::string where = fmt::format("{}:{}", path, number);
       try {
@@ -400,12 +375,13 @@ std::vector<Row> read_rows(const std::string& spec, const ReadOptions& options, 
       } catch (const BadLine& e) {
         if (e.droppable) {
           if (dropped++ < kListedProblems) r.left_out.push_back(where + ": " + e.message);
-          continue;
+          return true;
         }
         ++problems;
         if (r.errors.size() < kListedProblems) r.errors.push_back(where + ": " + e.message);
       }
-    }
+      return true;
+    });
   }
   r.rows = rows.size();
   r.skipped = options.skip_invalid ? problems : 0;
@@ -450,6 +426,14 @@ class SplitMix64 {
   uint64_t state_;
 };
 
+// The files a dataset folder contributes: JSONL, plain or gzip-compressed.
+bool is_dataset_file_name(const std::string& name) {
+  auto ends = [&](std::string_view suffix) {
+    return name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+  };
+  return ends(".jsonl") || ends(".jsonl.gz");
+}
+
 }  // namespace
 
 std::vector<std::string> expand_paths(const std::string& spec) {
@@ -460,14 +444,14 @@ std::vector<std::string> expand_paths(const std::string& spec) {
     std::vector<std::string> files;
     std::error_code ec;
     for (fs::directory_iterator it(spec, ec), end; !ec && it != end; it.increment(ec)) {
-      if (it->path().extension() != ".jsonl") continue;
+      if (!is_dataset_file_name(it->path().filename().string())) continue;
       const std::string path = it->path().string();
       const PathInfo entry = inspect_path(path);
       if (entry.kind == PathKind::File) files.push_back(path);
       else if (entry.kind != PathKind::Folder) not_a_dataset_file(path, entry);
     }
     if (ec) fail("{}: cannot list the folder: {}", spec, ec.message());
-    if (files.empty()) fail("{}: the folder holds no *.jsonl files", spec);
+    if (files.empty()) fail("{}: the folder holds no *.jsonl or *.jsonl.gz files", spec);
     std::sort(files.begin(), files.end());
     return files;
   }
@@ -515,26 +499,29 @@ std::vector<ScoredRow> read_scored_dataset(const std::string& spec, const ReadOp
 }
 
 bool has_preference_fields(const std::string& spec) {
+  std::optional<bool> answer;  // from the first line that is a row of either kind
   for (const std::string& path : expand_paths(spec)) {
-    auto file = open_dataset_file(path);
-    std::string_view text(reinterpret_cast<const char*>(file->data()), file->size());
-    for (size_t begin = 0; begin < text.size();) {
-      size_t end = std::min(text.find('\n', begin), text.size());
-      std::string_view line = text.substr(begin, end - begin);
-      begin = end + 1;
-      if (is_blank_line(line) || line.size() > kMaxLineBytes) continue;
+    for_each_line(path, [&](size_t, std::string_view line) {
+      if (is_blank_line(line)) return true;
       try {
         parse_preference(parse_line(line));
-        return true;
+        answer = true;
+        return false;
       } catch (const BadLine& e) {
-        if (e.droppable) return true;
+        if (e.droppable) {
+          answer = true;
+          return false;
+        }
       }
       try {
         parse_prompt(parse_line(line));
+        answer = false;
         return false;
       } catch (const BadLine&) {
       }
-    }
+      return true;
+    });
+    if (answer) return *answer;
   }
   return false;
 }

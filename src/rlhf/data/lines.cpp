@@ -1,0 +1,166 @@
+#include "rlhf/data/lines.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "rlhf/util/error.h"
+#include "rlhf/util/mapped_file.h"
+#include "rlhf/util/path_kind.h"
+
+namespace rlhf::data {
+namespace {
+
+// The file at `path` checked to be a regular file (opening a FIFO would wait for a writer) of
+// at most kMaxFileBytes; its size.
+uint64_t checked_size(const std::string& path) {
+  const PathInfo info = inspect_path(path);
+  if (info.kind == PathKind::Missing) fail("{}: no such file", path);
+  if (info.kind != PathKind::File)
+    fail("{}: this path is {}; a dataset is a JSONL file (or .jsonl.gz), a folder of them or a glob", path, info.words);
+  std::error_code ec;
+  const uintmax_t size = std::filesystem::file_size(path, ec);
+  if (ec) fail("{}: cannot read: {}", path, ec.message());
+  if (size > kMaxFileBytes) fail("{}: file is {} bytes; dataset files are limited to 4 GiB (split it)", path, size);
+  return size;
+}
+
+// Splits text into lines, keeping the unfinished last piece for the next call.
+class LineSplitter {
+ public:
+  LineSplitter(const std::string& path, const std::function<bool(size_t, std::string_view)>& fn)
+      : path_(path), fn_(fn) {}
+
+  // Feeds `bytes`; false once fn asked to stop.
+  bool feed(std::string_view bytes) {
+    while (!bytes.empty()) {
+      const size_t nl = bytes.find('\n');
+      if (nl == std::string_view::npos) {
+        if (pending_.size() + bytes.size() > kMaxLineBytes) too_long(pending_.size() + bytes.size());
+        pending_.append(bytes);
+        return true;
+      }
+      std::string_view line = bytes.substr(0, nl);
+      bytes.remove_prefix(nl + 1);
+      if (!pending_.empty()) {
+        if (pending_.size() + line.size() > kMaxLineBytes) too_long(pending_.size() + line.size());
+        pending_.append(line);
+        if (!emit(pending_)) return false;
+        pending_.clear();
+      } else if (!emit(line)) {
+        return false;
+      }
+    }
+    return true;
+  }
+  // The last line when the text does not end with "\n".
+  void finish() {
+    if (!pending_.empty()) emit(pending_);
+    pending_.clear();
+  }
+  size_t lines() const { return number_; }
+
+ private:
+  bool emit(std::string_view line) {
+    if (line.size() > kMaxLineBytes) too_long(line.size());
+    ++number_;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    return fn_(number_, line);
+  }
+  [[noreturn]] void too_long(size_t bytes) const {
+    fail("{}:{}: line is {} bytes or more; lines are limited to 64 MiB", path_, number_ + 1, bytes);
+  }
+
+  const std::string& path_;
+  const std::function<bool(size_t, std::string_view)>& fn_;
+  std::string pending_;
+  size_t number_ = 0;
+};
+
+class Fd {
+ public:
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+void gzip_lines(const std::string& path, const std::function<bool(size_t, std::string_view)>& fn) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) fail("{}: cannot open: {}", path, std::strerror(errno));
+  z_stream z{};
+  if (inflateInit2(&z, 15 + 16) != Z_OK) fail("{}: cannot start gzip decompression", path);
+  std::unique_ptr<z_stream, int (*)(z_stream*)> guard(&z, inflateEnd);
+  LineSplitter lines(path, fn);
+  std::vector<unsigned char> in(size_t(1) << 20), out(size_t(4) << 20);
+  uint64_t produced = 0;
+  bool in_member = false;  // inside a gzip member whose end has not been read
+  for (;;) {
+    const ssize_t got = ::read(fd.get(), in.data(), in.size());
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      fail("{}: cannot read: {}", path, std::strerror(errno));
+    }
+    if (got == 0) break;
+    z.next_in = in.data();
+    z.avail_in = static_cast<uInt>(got);
+    while (z.avail_in > 0) {
+      if (!in_member) {
+        // Between members: only more gzip data may follow.
+        in_member = true;
+      }
+      z.next_out = out.data();
+      z.avail_out = static_cast<uInt>(out.size());
+      const int rc = inflate(&z, Z_NO_FLUSH);
+      if (rc != Z_OK && rc != Z_STREAM_END && rc != Z_BUF_ERROR)
+        fail("{}: not a valid gzip stream after line {}: {}", path, lines.lines(),
+             z.msg ? z.msg : "inflate error " + std::to_string(rc));
+      const size_t n = out.size() - z.avail_out;
+      produced += n;
+      if (produced > kMaxDecompressedBytes)
+        fail("{}: decompresses to more than 64 GiB; split it", path);
+      if (!lines.feed(std::string_view(reinterpret_cast<const char*>(out.data()), n))) return;
+      if (rc == Z_STREAM_END) {
+        in_member = false;
+        if (inflateReset(&z) != Z_OK) fail("{}: cannot restart gzip decompression", path);
+      } else if (rc == Z_BUF_ERROR && n == 0 && z.avail_in > 0) {
+        fail("{}: not a valid gzip stream after line {}", path, lines.lines());
+      }
+    }
+  }
+  if (in_member) fail("{}: the gzip stream is cut short (after line {}): the file is truncated", path, lines.lines());
+  lines.finish();
+}
+
+}  // namespace
+
+bool is_gzip_file(const std::string& path) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+  if (fd.get() < 0) return false;
+  unsigned char magic[2] = {0, 0};
+  return ::read(fd.get(), magic, 2) == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
+}
+
+void for_each_line(const std::string& path, const std::function<bool(size_t number, std::string_view line)>& fn) {
+  const uint64_t size = checked_size(path);
+  if (size >= 2 && is_gzip_file(path)) return gzip_lines(path, fn);
+  if (size == 0) return;
+  auto file = MappedFile::open(path);
+  LineSplitter lines(path, fn);
+  if (lines.feed(std::string_view(reinterpret_cast<const char*>(file->data()), file->size()))) lines.finish();
+}
+
+}  // namespace rlhf::data

@@ -1,0 +1,27 @@
+// The lines of one dataset file: JSONL as it is (mapped), or gzip-compressed (`.jsonl.gz`,
+// told by its magic bytes, not its name) and decompressed as it is read, never whole in
+// memory. One place for the bounds every dataset reader keeps.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+
+namespace rlhf::data {
+
+inline constexpr size_t kMaxLineBytes = size_t(64) << 20;         // one line
+inline constexpr uint64_t kMaxFileBytes = uint64_t(4) << 30;       // a file as stored
+inline constexpr uint64_t kMaxDecompressedBytes = uint64_t(64) << 30;  // a gzip file's content
+
+// True when the file at `path` starts with gzip's magic bytes (1f 8b).
+bool is_gzip_file(const std::string& path);
+
+// Calls fn(number, line) for each line of the file, numbered from 1, without its "\n" or a
+// final "\r"; stops early when fn returns false. The file must be a regular file (a FIFO
+// would block). Throws rlhf::Error naming the file, and the line where it applies, for a
+// missing or special file, a file or line over its bound, and a gzip stream that is corrupt
+// or cut short (several concatenated gzip members read as one, as gzip does).
+void for_each_line(const std::string& path, const std::function<bool(size_t number, std::string_view line)>& fn);
+
+}  // namespace rlhf::data
