@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "rlhf/data/lines.h"
+#include "rlhf/data/parquet.h"
 #include "rlhf/text/utf8.h"
 #include "rlhf/text/words.h"
 #include "rlhf/util/error.h"
@@ -363,23 +364,42 @@ std::vector<Row> read_rows(const std::string& spec, const ReadOptions& options, 
   std::vector<Row> rows;
   size_t lines = 0, problems = 0;
   size_t dropped = 0;
+  // One record: a JSONL line, or a Parquet row as a JSON object.
+  auto take = [&](const std::string& where, const json& object, std::string_view text) {
+    ++lines;
+    try {
+      Row row = parse(object, text);
+      row.where = where;
+      if (options.max_rows == 0 || rows.size() < options.max_rows) rows.push_back(std::move(row));
+    } catch (const BadLine& e) {
+      if (e.droppable) {
+        if (dropped++ < kListedProblems) r.left_out.push_back(where + ": " + e.message);
+        return;
+      }
+      ++problems;
+      if (r.errors.size() < kListedProblems) r.errors.push_back(where + ": " + e.message);
+    }
+  };
   for (const std::string& path : r.files) {
+    if (checked_dataset_file_size(path) >= 4 && is_parquet_file(path)) {
+      for_each_parquet_row(path, [&](size_t number, const json& object) {
+        take(fmt::format("{}: row {}", path, number), object, object.dump());
+        return true;
+      });
+      continue;
+    }
     for_each_line(path, [&](size_t number, std::string_view line) {
       if (is_blank_line(line)) return true;
-      ++lines;
       const std::string where = fmt::format("{}:{}", path, number);
+      json object;
       try {
-        Row row = parse(parse_line(line), line);
-        row.where = where;
-        if (options.max_rows == 0 || rows.size() < options.max_rows) rows.push_back(std::move(row));
+        object = parse_line(line);
       } catch (const BadLine& e) {
-        if (e.droppable) {
-          if (dropped++ < kListedProblems) r.left_out.push_back(where + ": " + e.message);
-          return true;
-        }
-        ++problems;
+        ++lines, ++problems;
         if (r.errors.size() < kListedProblems) r.errors.push_back(where + ": " + e.message);
+        return true;
       }
+      take(where, object, line);
       return true;
     });
   }
@@ -426,12 +446,12 @@ class SplitMix64 {
   uint64_t state_;
 };
 
-// The files a dataset folder contributes: JSONL, plain or gzip-compressed.
+// The files a dataset folder contributes: JSONL (plain or gzip-compressed) and Parquet shards.
 bool is_dataset_file_name(const std::string& name) {
   auto ends = [&](std::string_view suffix) {
     return name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
   };
-  return ends(".jsonl") || ends(".jsonl.gz");
+  return ends(".jsonl") || ends(".jsonl.gz") || ends(".parquet");
 }
 
 }  // namespace
@@ -451,7 +471,7 @@ std::vector<std::string> expand_paths(const std::string& spec) {
       else if (entry.kind != PathKind::Folder) not_a_dataset_file(path, entry);
     }
     if (ec) fail("{}: cannot list the folder: {}", spec, ec.message());
-    if (files.empty()) fail("{}: the folder holds no *.jsonl or *.jsonl.gz files", spec);
+    if (files.empty()) fail("{}: the folder holds no *.jsonl, *.jsonl.gz or *.parquet files", spec);
     std::sort(files.begin(), files.end());
     return files;
   }
@@ -499,28 +519,39 @@ std::vector<ScoredRow> read_scored_dataset(const std::string& spec, const ReadOp
 }
 
 bool has_preference_fields(const std::string& spec) {
-  std::optional<bool> answer;  // from the first line that is a row of either kind
-  for (const std::string& path : expand_paths(spec)) {
-    for_each_line(path, [&](size_t, std::string_view line) {
-      if (is_blank_line(line)) return true;
-      try {
-        parse_preference(parse_line(line));
+  std::optional<bool> answer;  // from the first record that is a row of either kind
+  auto classify = [&](const json& object) {
+    try {
+      parse_preference(object);
+      answer = true;
+      return false;
+    } catch (const BadLine& e) {
+      if (e.droppable) {
         answer = true;
         return false;
-      } catch (const BadLine& e) {
-        if (e.droppable) {
-          answer = true;
-          return false;
+      }
+    }
+    try {
+      parse_prompt(object);
+      answer = false;
+      return false;
+    } catch (const BadLine&) {
+    }
+    return true;
+  };
+  for (const std::string& path : expand_paths(spec)) {
+    if (checked_dataset_file_size(path) >= 4 && is_parquet_file(path)) {
+      for_each_parquet_row(path, [&](size_t, const json& object) { return classify(object); });
+    } else {
+      for_each_line(path, [&](size_t, std::string_view line) {
+        if (is_blank_line(line)) return true;
+        try {
+          return classify(parse_line(line));
+        } catch (const BadLine&) {
+          return true;
         }
-      }
-      try {
-        parse_prompt(parse_line(line));
-        answer = false;
-        return false;
-      } catch (const BadLine&) {
-      }
-      return true;
-    });
+      });
+    }
     if (answer) return *answer;
   }
   return false;

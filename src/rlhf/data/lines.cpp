@@ -18,19 +18,21 @@
 namespace rlhf::data {
 namespace {
 
-// The file at `path` checked to be a regular file (opening a FIFO would wait for a writer) of
-// at most kMaxFileBytes; its size.
-uint64_t checked_size(const std::string& path) {
+}  // namespace
+
+uint64_t checked_dataset_file_size(const std::string& path) {
   const PathInfo info = inspect_path(path);
   if (info.kind == PathKind::Missing) fail("{}: no such file", path);
   if (info.kind != PathKind::File)
-    fail("{}: this path is {}; a dataset is a JSONL file (or .jsonl.gz), a folder of them or a glob", path, info.words);
+    fail("{}: this path is {}; a dataset is a JSONL file (or .jsonl.gz, .parquet), a folder of them or a glob", path, info.words);
   std::error_code ec;
   const uintmax_t size = std::filesystem::file_size(path, ec);
   if (ec) fail("{}: cannot read: {}", path, ec.message());
   if (size > kMaxFileBytes) fail("{}: file is {} bytes; dataset files are limited to 4 GiB (split it)", path, size);
   return size;
 }
+
+namespace {
 
 // Splits text into lines, keeping the unfinished last piece for the next call.
 class LineSplitter {
@@ -155,7 +157,7 @@ bool is_gzip_file(const std::string& path) {
 }
 
 void for_each_line(const std::string& path, const std::function<bool(size_t number, std::string_view line)>& fn) {
-  const uint64_t size = checked_size(path);
+  const uint64_t size = checked_dataset_file_size(path);
   if (size >= 2 && is_gzip_file(path)) return gzip_lines(path, fn);
   if (size == 0) return;
   auto file = MappedFile::open(path);

@@ -14,6 +14,10 @@ inline constexpr size_t kMaxLineBytes = size_t(64) << 20;         // one line
 inline constexpr uint64_t kMaxFileBytes = uint64_t(4) << 30;       // a file as stored
 inline constexpr uint64_t kMaxDecompressedBytes = uint64_t(64) << 30;  // a gzip file's content
 
+// The size of the dataset file at `path`, checked to be a regular file (opening a FIFO would
+// wait for a writer) of at most kMaxFileBytes; throws rlhf::Error naming it otherwise.
+uint64_t checked_dataset_file_size(const std::string& path);
+
 // True when the file at `path` starts with gzip's magic bytes (1f 8b).
 bool is_gzip_file(const std::string& path);
 
