@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "commands.h"
+#include "rlhf/data/remote.h"
 #include "rlhf/util/build_id.h"
 #include "rlhf/util/error.h"
 #include "rlhf/util/interrupt.h"
@@ -151,6 +152,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
+  rlhf::data::RemoteSession remote;  // object storage clients stopped before main returns
   try {
     for (auto& c : commands) {
       if (!c.sub->parsed()) continue;

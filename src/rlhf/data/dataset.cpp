@@ -15,6 +15,7 @@
 
 #include "rlhf/data/lines.h"
 #include "rlhf/data/parquet.h"
+#include "rlhf/data/remote.h"
 #include "rlhf/text/utf8.h"
 #include "rlhf/text/words.h"
 #include "rlhf/util/error.h"
@@ -458,6 +459,7 @@ bool is_dataset_file_name(const std::string& name) {
 
 std::vector<std::string> expand_paths(const std::string& spec) {
   namespace fs = std::filesystem;
+  if (is_remote_path(spec)) return expand_remote(spec);
   const PathInfo info = inspect_path(spec);
   if (info.kind == PathKind::File) return {spec};
   if (info.kind == PathKind::Folder) {

@@ -11,6 +11,10 @@
 #include <string>
 #include <vector>
 
+#include <arrow/io/interfaces.h>
+#include <arrow/result.h>
+
+#include "rlhf/data/remote.h"
 #include "rlhf/util/error.h"
 #include "rlhf/util/mapped_file.h"
 #include "rlhf/util/path_kind.h"
@@ -21,6 +25,12 @@ namespace {
 }  // namespace
 
 uint64_t checked_dataset_file_size(const std::string& path) {
+  if (is_remote_path(path)) {
+    const int64_t size = open_remote(path).size;
+    if (static_cast<uint64_t>(size) > kMaxFileBytes)
+      fail("{}: object is {} bytes; dataset files are limited to 4 GiB (split it)", path, size);
+    return static_cast<uint64_t>(size);
+  }
   const PathInfo info = inspect_path(path);
   if (info.kind == PathKind::Missing) fail("{}: no such file", path);
   if (info.kind != PathKind::File)
@@ -100,9 +110,10 @@ class Fd {
   int fd_;
 };
 
-void gzip_lines(const std::string& path, const std::function<bool(size_t, std::string_view)>& fn) {
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (fd.get() < 0) fail("{}: cannot open: {}", path, std::strerror(errno));
+// Reads up to n bytes into buf; 0 at the end.
+using ReadFn = std::function<int64_t(void* buf, int64_t n)>;
+
+void gzip_lines(const std::string& path, const ReadFn& read, const std::function<bool(size_t, std::string_view)>& fn) {
   z_stream z{};
   if (inflateInit2(&z, 15 + 16) != Z_OK) fail("{}: cannot start gzip decompression", path);
   std::unique_ptr<z_stream, int (*)(z_stream*)> guard(&z, inflateEnd);
@@ -111,11 +122,7 @@ void gzip_lines(const std::string& path, const std::function<bool(size_t, std::s
   uint64_t produced = 0;
   bool in_member = false;  // inside a gzip member whose end has not been read
   for (;;) {
-    const ssize_t got = ::read(fd.get(), in.data(), in.size());
-    if (got < 0) {
-      if (errno == EINTR) continue;
-      fail("{}: cannot read: {}", path, std::strerror(errno));
-    }
+    const int64_t got = read(in.data(), static_cast<int64_t>(in.size()));
     if (got == 0) break;
     z.next_in = in.data();
     z.avail_in = static_cast<uInt>(got);
@@ -147,19 +154,64 @@ void gzip_lines(const std::string& path, const std::function<bool(size_t, std::s
   lines.finish();
 }
 
+void stream_lines(const std::string& path, const ReadFn& read, const std::function<bool(size_t, std::string_view)>& fn) {
+  LineSplitter lines(path, fn);
+  std::vector<char> buf(size_t(4) << 20);
+  for (int64_t got; (got = read(buf.data(), static_cast<int64_t>(buf.size()))) > 0;)
+    if (!lines.feed(std::string_view(buf.data(), static_cast<size_t>(got)))) return;
+  lines.finish();
+}
+
+ReadFn fd_reader(const std::string& path, int fd) {
+  return [&path, fd](void* buf, int64_t n) -> int64_t {
+    for (;;) {
+      const ssize_t got = ::read(fd, buf, static_cast<size_t>(n));
+      if (got >= 0) return got;
+      if (errno != EINTR) fail("{}: cannot read: {}", path, std::strerror(errno));
+    }
+  };
+}
+
+ReadFn remote_reader(const std::string& path, const std::shared_ptr<arrow::io::RandomAccessFile>& file) {
+  return [&path, file](void* buf, int64_t n) -> int64_t {
+    auto got = file->Read(n, buf);
+    if (!got.ok()) fail("{}: cannot read: {}", path, got.status().message());
+    return *got;
+  };
+}
+
 }  // namespace
 
-bool is_gzip_file(const std::string& path) {
+std::string dataset_file_head(const std::string& path, size_t n) {
+  std::string head(n, '\0');
+  if (is_remote_path(path)) {
+    auto object = open_remote(path);
+    auto got = object.file->ReadAt(0, static_cast<int64_t>(n), head.data());
+    head.resize(got.ok() ? static_cast<size_t>(*got) : 0);
+    return head;
+  }
   Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
-  if (fd.get() < 0) return false;
-  unsigned char magic[2] = {0, 0};
-  return ::read(fd.get(), magic, 2) == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
+  const ssize_t got = fd.get() < 0 ? 0 : ::read(fd.get(), head.data(), n);
+  head.resize(got > 0 ? static_cast<size_t>(got) : 0);
+  return head;
 }
+
+bool is_gzip_file(const std::string& path) { return dataset_file_head(path, 2) == "\x1f\x8b"; }
 
 void for_each_line(const std::string& path, const std::function<bool(size_t number, std::string_view line)>& fn) {
   const uint64_t size = checked_dataset_file_size(path);
-  if (size >= 2 && is_gzip_file(path)) return gzip_lines(path, fn);
   if (size == 0) return;
+  const bool gzip = size >= 2 && is_gzip_file(path);
+  if (is_remote_path(path)) {
+    auto object = open_remote(path);
+    const ReadFn read = remote_reader(path, object.file);
+    return gzip ? gzip_lines(path, read, fn) : stream_lines(path, read, fn);
+  }
+  if (gzip) {
+    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (fd.get() < 0) fail("{}: cannot open: {}", path, std::strerror(errno));
+    return gzip_lines(path, fd_reader(path, fd.get()), fn);
+  }
   auto file = MappedFile::open(path);
   LineSplitter lines(path, fn);
   if (lines.feed(std::string_view(reinterpret_cast<const char*>(file->data()), file->size()))) lines.finish();

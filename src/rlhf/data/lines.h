@@ -1,6 +1,7 @@
-// The lines of one dataset file: JSONL as it is (mapped), or gzip-compressed (`.jsonl.gz`,
-// told by its magic bytes, not its name) and decompressed as it is read, never whole in
-// memory. One place for the bounds every dataset reader keeps.
+// The lines of one dataset file, local (mapped) or in object storage (data/remote.h,
+// streamed): JSONL as it is, or gzip-compressed (`.jsonl.gz`, told by its magic bytes, not its
+// name) and decompressed as it is read, never whole in memory. One place for the bounds every
+// dataset reader keeps.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -17,6 +18,9 @@ inline constexpr uint64_t kMaxDecompressedBytes = uint64_t(64) << 30;  // a gzip
 // The size of the dataset file at `path`, checked to be a regular file (opening a FIFO would
 // wait for a writer) of at most kMaxFileBytes; throws rlhf::Error naming it otherwise.
 uint64_t checked_dataset_file_size(const std::string& path);
+
+// The first n bytes of a dataset file, local or in object storage (fewer when it is shorter).
+std::string dataset_file_head(const std::string& path, size_t n);
 
 // True when the file at `path` starts with gzip's magic bytes (1f 8b).
 bool is_gzip_file(const std::string& path);

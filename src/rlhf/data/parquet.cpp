@@ -1,8 +1,5 @@
 #include "rlhf/data/parquet.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <cstring>
 #include <memory>
 #include <string>
@@ -13,6 +10,8 @@
 #include <parquet/arrow/reader.h>
 #include <parquet/exception.h>
 
+#include "rlhf/data/lines.h"
+#include "rlhf/data/remote.h"
 #include "rlhf/text/utf8.h"
 #include "rlhf/util/error.h"
 
@@ -94,21 +93,20 @@ json value_at(const arrow::Array& a, int64_t i) {
 
 }  // namespace
 
-bool is_parquet_file(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) return false;
-  char magic[4] = {0, 0, 0, 0};
-  const bool yes = ::read(fd, magic, 4) == 4 && std::memcmp(magic, "PAR1", 4) == 0;
-  ::close(fd);
-  return yes;
-}
+bool is_parquet_file(const std::string& path) { return dataset_file_head(path, 4) == "PAR1"; }
 
 void for_each_parquet_row(const std::string& path, const std::function<bool(size_t row, const json& object)>& fn) {
-  auto file = arrow::io::ReadableFile::Open(path);
-  if (!file.ok()) fail("{}: cannot open: {}", path, file.status().message());
+  std::shared_ptr<arrow::io::RandomAccessFile> file;
+  if (is_remote_path(path)) {
+    file = open_remote(path).file;
+  } else {
+    auto local = arrow::io::ReadableFile::Open(path);
+    if (!local.ok()) fail("{}: cannot open: {}", path, local.status().message());
+    file = *local;
+  }
   std::unique_ptr<parquet::arrow::FileReader> reader;
   try {
-    auto opened = parquet::arrow::OpenFile(*file, arrow::default_memory_pool());
+    auto opened = parquet::arrow::OpenFile(file, arrow::default_memory_pool());
     if (!opened.ok()) fail("{}: not a readable Parquet file: {}", path, opened.status().message());
     reader = std::move(*opened);
   } catch (const parquet::ParquetException& e) {
