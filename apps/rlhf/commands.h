@@ -66,5 +66,6 @@ Command add_sxs(CLI::App& app);
 Command add_pipeline(CLI::App& app);
 Command add_dist_check(CLI::App& app);
 Command add_serve(CLI::App& app);
+Command add_annotate(CLI::App& app);
 
 }  // namespace rlhf::cli

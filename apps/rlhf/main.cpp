@@ -145,6 +145,7 @@ int main(int argc, char** argv) {
       rlhf::cli::add_pipeline(app),
       rlhf::cli::add_dist_check(app),
       rlhf::cli::add_serve(app),
+      rlhf::cli::add_annotate(app),
   };
 
   try {

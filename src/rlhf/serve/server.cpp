@@ -30,9 +30,14 @@
 #include "rlhf/text/tokenizer.h"
 #include "rlhf/text/utf8.h"
 #include "rlhf/util/error.h"
+#include "rlhf/util/http.h"
 
 namespace rlhf::serve {
 namespace {
+
+using http::equal_constant_time;
+using http::is_loopback;
+using http::url_host;
 
 using Clock = std::chrono::steady_clock;
 using ms = std::chrono::milliseconds;
@@ -49,39 +54,6 @@ constexpr auto kPingInterval = ms(2000);
 // After the engine has finished (or cut) every sequence, how long the responses may take to
 // be written before the listener stops.
 constexpr auto kWriteDrain = ms(10000);
-
-bool is_loopback(const std::string& host) {
-  if (host == "localhost" || host == "::1" || host == "[::1]") return true;
-  // 127.0.0.0/8, written as a dotted quad.
-  if (!host.starts_with("127.")) return false;
-  int parts = 0;
-  for (size_t i = 0; i <= host.size();) {
-    size_t j = host.find('.', i);
-    if (j == std::string::npos) j = host.size();
-    int v = -1;
-    auto [end, ec] = std::from_chars(host.data() + i, host.data() + j, v);
-    if (ec != std::errc() || end != host.data() + j || v < 0 || v > 255) return false;
-    ++parts;
-    i = j + 1;
-  }
-  return parts == 4;
-}
-
-// Compares in time that depends on the lengths only, never on where the bytes differ.
-bool equal_constant_time(std::string_view a, std::string_view b) {
-  unsigned char diff = a.size() == b.size() ? 0 : 1;
-  const size_t n = std::max(a.size(), b.size());
-  for (size_t i = 0; i < n; ++i) {
-    const unsigned char x = i < a.size() ? static_cast<unsigned char>(a[i]) : 0;
-    const unsigned char y = i < b.size() ? static_cast<unsigned char>(b[i]) : 0;
-    diff |= static_cast<unsigned char>(x ^ y);
-  }
-  return diff == 0;
-}
-
-std::string url_host(const std::string& host) {
-  return host.find(':') != std::string::npos && !host.starts_with("[") ? "[" + host + "]" : host;
-}
 
 // Text from a request, fit to quote in a message.
 std::string shown(std::string_view s, size_t limit = 128) {
@@ -319,7 +291,7 @@ struct Server::Impl {
   Metrics metrics;
   int64_t created = static_cast<int64_t>(std::time(nullptr));
   std::atomic<bool> draining{false};
-  int listen_fd = -1;  // the listening socket (see bind())
+  http::Listener listener;
 
   std::mutex active_mu;
   std::condition_variable active_cv;
@@ -348,12 +320,7 @@ struct Server::Impl {
     http.set_payload_max_length(config.limits.max_body_bytes);
     http.set_keep_alive_max_count(1000);
     http.set_tcp_nodelay(true);
-    // The listening socket, kept to raise its backlog after bind (Debian's compiled httplib
-    // listens with a backlog of 5, and a burst of clients then overflows the accept queue).
-    http.set_socket_options([this](socket_t sock) {
-      httplib::default_socket_options(sock);
-      listen_fd = sock;
-    });
+    listener.watch(http);
     http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
       return pre_route(req, res);
     });
@@ -740,21 +707,7 @@ Server::Server(const ServingModel& model, const ServerConfig& config) : impl_(st
 
 Server::~Server() { shutdown(ms(0)); }
 
-int Server::bind() {
-  const ServerConfig& c = impl_->config;
-  int port = c.port;
-  if (c.port == 0) {
-    port = impl_->http.bind_to_any_port(c.host);
-    if (port < 0) fail("cannot listen on {} (is it an address of this machine?)", c.host);
-  } else if (!impl_->http.bind_to_port(c.host, c.port)) {
-    fail("cannot listen on {}:{} (is the port in use, or the host not an address of this machine?)", c.host, c.port);
-  }
-  // listen() again on the listening socket sets its backlog: a burst of connections waits to
-  // be accepted instead of having its SYNs dropped.
-  if (impl_->listen_fd >= 0 && ::listen(impl_->listen_fd, SOMAXCONN) != 0)
-    fail("cannot listen on {}:{}: {}", c.host, port, std::strerror(errno));
-  return port;
-}
+int Server::bind() { return impl_->listener.bind(impl_->http, impl_->config.host, impl_->config.port); }
 
 void Server::run() {
   if (!impl_->http.listen_after_bind() && !impl_->draining) fail("the server stopped accepting connections");
@@ -762,53 +715,9 @@ void Server::run() {
 
 void Server::shutdown(std::chrono::milliseconds grace) { impl_->shutdown(grace); }
 
-// ---- signals ---------------------------------------------------------------------------------------
-
-namespace {
-
-// The handler only writes the signal's number to a pipe (async-signal-safe); a thread reads
-// it and shuts the server down. A second signal exits at once.
-int g_signal_pipe[2] = {-1, -1};
-std::atomic<int> g_signals{0};
-
-extern "C" void on_serve_signal(int sig) {
-  if (g_signals.fetch_add(1) > 0) {
-    constexpr char msg[] = "[rlhf] second signal: exiting now\n";
-    ssize_t ignored = ::write(STDERR_FILENO, msg, sizeof(msg) - 1);
-    (void)ignored;
-    ::_exit(128 + sig);
-  }
-  const unsigned char b = static_cast<unsigned char>(sig);
-  ssize_t ignored = ::write(g_signal_pipe[1], &b, 1);
-  (void)ignored;
-}
-
-}  // namespace
-
 int serve_until_signal(const ServingModel& model, const ServerConfig& config) {
   Server server(model, config);
   const int port = server.bind();
-  if (::pipe(g_signal_pipe) != 0) fail("cannot create a pipe: {}", std::strerror(errno));
-  ::signal(SIGPIPE, SIG_IGN);  // a client gone mid-write is a failed write, not the end of the server
-  struct sigaction sa {};
-  sa.sa_handler = on_serve_signal;
-  sigemptyset(&sa.sa_mask);
-  ::sigaction(SIGINT, &sa, nullptr);
-  ::sigaction(SIGTERM, &sa, nullptr);
-
-  std::thread watcher([&] {
-    unsigned char b = 0;
-    for (;;) {
-      const ssize_t n = ::read(g_signal_pipe[0], &b, 1);
-      if (n < 0 && errno == EINTR) continue;
-      break;
-    }
-    if (b == 0) return;  // the server ended without a signal
-    std::fprintf(stderr, "[rlhf] %s: finishing the requests in flight (up to %g s), then exiting\n",
-                 b == SIGINT ? "SIGINT" : "SIGTERM", config.grace_seconds);
-    server.shutdown(ms(static_cast<int64_t>(config.grace_seconds * 1000)));
-  });
-
   std::string names;
   for (const auto& m : model.models()) names += (names.empty() ? "" : ", ") + m.id;
   std::fprintf(stderr, "[rlhf] serve: models %s; %s on %s; up to %lld sequences per batch, %lld waiting%s\n",
@@ -817,14 +726,13 @@ int serve_until_signal(const ServingModel& model, const ServerConfig& config) {
                config.api_key.empty() ? "; no API key" : "; API key required");
   std::fprintf(stderr, "[rlhf] serving on http://%s:%d\n", url_host(config.host).c_str(), port);
   std::fflush(stderr);
-  server.run();
-  // Wakes the watcher when the server ended on its own; after a signal it has already read.
-  const unsigned char zero = 0;
-  if (g_signals.load() == 0) {
-    ssize_t ignored = ::write(g_signal_pipe[1], &zero, 1);
-    (void)ignored;
-  }
-  watcher.join();
+  http::run_until_signal([&] { server.run(); },
+                         [&](int sig) {
+                           std::fprintf(stderr,
+                                        "[rlhf] %s: finishing the requests in flight (up to %g s), then exiting\n",
+                                        http::signal_name(sig).c_str(), config.grace_seconds);
+                           server.shutdown(ms(static_cast<int64_t>(config.grace_seconds * 1000)));
+                         });
   std::fprintf(stderr, "[rlhf] stopped\n");
   return 0;
 }
