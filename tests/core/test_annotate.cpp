@@ -218,8 +218,8 @@ TEST(AnnotateSession, AFolderOfAnotherSessionIsRefusedNamingWhatDiffers) {
   // Names are checked; a folder holding other files is not taken over.
   EXPECT_NE(testing::error_of([&] { Session::open(options(dir / "n", items, {"al ice"}, 1)); }).find("may hold only"),
             std::string::npos);
-  fs::create_directories(dir / "busy");
-  std::ofstream(dir / "busy" / "notes.txt") << "mine";
+  fs::create_directories(dir / "busy" / "session");
+  std::ofstream(dir / "busy" / "session" / "notes.txt") << "mine";
   EXPECT_NE(testing::error_of([&] { Session::open(options(dir / "busy", items, {"a"}, 1)); }).find("holds files"),
             std::string::npos);
   EXPECT_FALSE(first->annotator_of("").has_value());

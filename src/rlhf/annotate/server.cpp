@@ -104,7 +104,8 @@ struct Server::Impl {
       res.set_content(dump(state), kJson);
     });
     http.Get("/api/admin", [this](const httplib::Request& req, httplib::Response& res) {
-      const std::string_view token = http::bearer_token(req.get_header_value("Authorization"));
+      const std::string auth = req.get_header_value("Authorization");  // the token views into it
+      const std::string_view token = http::bearer_token(auth);
       if (!session.is_admin(token)) {
         if (session.annotator_of(token)) return send_error(res, 403, "the admin data needs the admin token");
         return send_error(res, 401, "no admin token: open the admin link (…/admin#token=…)");

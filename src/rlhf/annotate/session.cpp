@@ -271,7 +271,9 @@ void Session::create(const SessionOptions& o) {
   for (const auto& a : annotators_) list.push_back({{"name", a.name}, {"token", a.token}});
   session["annotators"] = list;
   // session.json last: a folder with it holds a whole session.
-  write_file_atomic((dir / "session.json").string(), session.dump(2) + "\n");
+  const std::string path = (dir / "session.json").string();
+  write_file_atomic(path, session.dump(2) + "\n");
+  ::chmod(path.c_str(), 0600);  // the tokens are secrets (the folder is 0700 too)
   fsync_dir(o.dir);
 }
 
@@ -332,6 +334,7 @@ void Session::load(const SessionOptions& o) {
     json updated = s;
     updated["guidelines"] = guidelines_;
     write_file_atomic(path, updated.dump(2) + "\n");
+    ::chmod(path.c_str(), 0600);
   }
 }
 
