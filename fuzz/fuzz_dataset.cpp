@@ -1,5 +1,8 @@
-// Dataset lines: the bytes as a JSONL file read as preference, prompt and scored rows, first
-// with the defaults (any bad line fails the read) and then leaving bad lines out.
+// Dataset files: the bytes as a file read as preference, prompt and scored rows, first with
+// the defaults (any bad line fails the read) and then leaving bad lines out. The readers tell
+// the file's kind by its first bytes, not its name: gzip's magic (1f 8b) is decompressed as
+// JSONL (.jsonl.gz), "PAR1" read as Parquet through Arrow, anything else as JSONL; the seeds
+// (fuzz/make_corpus.py) hold each kind.
 #include <cstdint>
 #include <string>
 

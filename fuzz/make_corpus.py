@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Writes the fuzz targets' seed corpora (fuzz/corpus/<target>/): a few small valid inputs
-per reader, written byte for byte here so that they are reproducible. Run from anywhere:
-    python3 fuzz/make_corpus.py
+per reader, written byte for byte here so that they are reproducible. Run from anywhere, with
+the dev venv's python for the Parquet seeds (pyarrow writes them):
+    .venv/bin/python fuzz/make_corpus.py
 """
+import gzip
 import json
 import os
 import struct
@@ -241,7 +243,7 @@ def tokenizer_seeds():
     put("tokenizer", "gpt2-split.json", json.dumps(gpt2split, ensure_ascii=False) + "\0ab\n\n ab's 123")
 
 
-# ---- dataset lines -----------------------------------------------------------------------
+# ---- dataset files: JSONL, .jsonl.gz, Parquet ---------------------------------------------
 
 def dataset_seeds():
     rows = {
@@ -265,6 +267,47 @@ def dataset_seeds():
     for name, lines in rows.items():
         put("dataset", name, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in lines))
     put("dataset", "mixed.jsonl", '{"prompt": "caf\u00e9", "chosen": "a", "rejected": "b"}\r\n\n{"prompt": 1}\n[1]\n{"a":1,"a":2}\n')
+    # gzip-compressed JSONL (told by its magic bytes, whatever the name): one member, and two
+    # members read as one. mtime=0 keeps the bytes the same from run to run.
+    common = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows["common.jsonl"]).encode()
+    put("dataset", "common.jsonl.gz", gzip.compress(common, mtime=0))
+    chat = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows["chat.jsonl"]).encode()
+    put("dataset", "two-members.jsonl.gz", gzip.compress(common, 1, mtime=0) + gzip.compress(chat, 9, mtime=0))
+    parquet_seeds(rows)
+
+
+def parquet_seeds(rows):
+    """Parquet files (told by "PAR1"), written by pyarrow: the dev venv's python has it."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        print("make_corpus: pyarrow missing (run with the dev venv's python): the Parquet seeds are kept as they are")
+        return
+
+    def parquet(table, **options):
+        sink = pa.BufferOutputStream()
+        # No statistics and no stored Arrow schema: small files, within the fuzzer's max_len.
+        pq.write_table(table, sink, write_statistics=False, store_schema=False, **options)
+        return sink.getvalue().to_pybytes()
+
+    seed = pa.table({"input_text": ["Q: 1+1?", "Q: sky?", "Q: cat?"], "candidate_0": [" 2", " blue", " meow"],
+                     "candidate_1": [" 3", " green", " woof"], "choice": pa.array([0, 0, 1], pa.int64())})
+    put("dataset", "seed.parquet", parquet(seed, compression="none", use_dictionary=False, row_group_size=2))
+    message = pa.struct([("role", pa.string()), ("content", pa.string())])
+    conversational = pa.table({
+        "prompt": pa.array([[{"role": "user", "content": "Hi"}], [{"role": "user", "content": "2+2?"}]],
+                           pa.list_(message)),
+        "chosen": pa.array([[{"role": "assistant", "content": "Hello"}], [{"role": "assistant", "content": "4"}]],
+                           pa.list_(message)),
+        "rejected": pa.array([[{"role": "assistant", "content": "Bye"}], [{"role": "assistant", "content": "5"}]],
+                             pa.list_(message)),
+        "score": pa.array([1.5, None], pa.float32()), "ok": [True, False]})
+    put("dataset", "conversational.parquet", parquet(conversational, compression="snappy"))
+    prompts = pa.table({"prompt": pa.array(["Write a poem.", "Sum up: a b c", None], pa.large_string()),
+                        "id": pa.array([1, 2, 3], pa.uint16()),
+                        "tags": pa.array([["x"], [], None], pa.list_(pa.string()))})
+    put("dataset", "prompts.parquet", parquet(prompts, compression="gzip", use_dictionary=True))
 
 
 # ---- pipeline spec -----------------------------------------------------------------------

@@ -1,7 +1,7 @@
 // Parquet datasets (the Hugging Face hub's shards), written here with Arrow's own writer: the
 // same rows as the JSONL they mirror, `messages` as a list of structs, a folder of shards in
-// name order; a truncated file, a column of the wrong type and one of a type a dataset cannot
-// hold are refused naming the file, the row and the column.
+// name order; a truncated file is refused naming the file, a column of the wrong type and one
+// of a type a dataset cannot hold naming the file, the row and the column.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -136,11 +136,35 @@ TEST(DatasetParquet, BadFilesAndColumnsAreNamed) {
   write_file_atomic(cut, bytes.substr(0, bytes.size() / 2));
   std::string e = error_of(cut);
   EXPECT_NE(e.find(cut + ": not a readable Parquet file"), std::string::npos) << e;
-  // choice written as text: the row's check names file, row and the column (field).
+  // choice written as text: the row's check names file, row and the column.
   write_table(seed_rows(4, true), dir / "text_choice.parquet");
   e = error_of((dir / "text_choice.parquet").string());
-  EXPECT_NE(e.find((dir / "text_choice.parquet").string() + ": row 1"), std::string::npos) << e;
-  EXPECT_NE(e.find("choice"), std::string::npos) << e;
+  EXPECT_NE(e.find((dir / "text_choice.parquet").string() + ": row 1: column 'choice': must be 0 or 1, got \"0\""),
+            std::string::npos)
+      << e;
+  // chosen as int64 (the wrong type): every row is named, with the column; rows that are
+  // right are not.
+  std::vector<int64_t> numbers{7, 8, 9};
+  std::vector<std::string> rejected{"no", "nope", "never"};
+  auto chosen = column<arrow::Int64Builder>(numbers);
+  write_table(arrow::Table::Make(arrow::schema({arrow::field("prompt", arrow::utf8()), arrow::field("chosen", arrow::int64()),
+                                                arrow::field("rejected", arrow::utf8())}),
+                                 {column<arrow::StringBuilder>(std::vector<std::string>{"a?", "b?", "c?"}), chosen,
+                                  column<arrow::StringBuilder>(rejected)}),
+              dir / "int_chosen.parquet", /*rows_per_group=*/2);
+  const std::string int_chosen = (dir / "int_chosen.parquet").string();
+  e = error_of(int_chosen);
+  for (int row : {1, 2, 3})
+    EXPECT_NE(e.find(int_chosen + ": row " + std::to_string(row) + ": column 'chosen': must be a string, got a number"),
+              std::string::npos)
+        << e;
+  EXPECT_NE(e.find("3 of 3 lines are invalid"), std::string::npos) << e;
+  // The same problem in a JSONL line still names a field.
+  write_file_atomic((dir / "int_chosen.jsonl").string(), R"({"prompt": "a?", "chosen": 7, "rejected": "no"})" "\n");
+  e = error_of((dir / "int_chosen.jsonl").string());
+  EXPECT_NE(e.find((dir / "int_chosen.jsonl").string() + ":1: field 'chosen': must be a string, got a number"),
+            std::string::npos)
+      << e;
   // A binary column: a type no dataset field holds.
   auto blob = column<arrow::BinaryBuilder>(std::vector<std::string>{"\x01\x02", "\x03"});
   auto text = column<arrow::StringBuilder>(std::vector<std::string>{"a", "b"});

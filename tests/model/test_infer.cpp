@@ -372,6 +372,7 @@ TEST(Infer, AHubIdResolvesFromTheHuggingFaceCache) {
   const std::string commit = "0123456789abcdef0123456789abcdef01234567";
   const fs::path repo = f.dir / "hub" / "models--tiny-org--tiny-llama";
   fs::create_directories(repo / "refs");
+  fs::create_directories(repo / "snapshots");
   fs::copy(f.model, repo / "snapshots" / commit, fs::copy_options::recursive);
   std::ofstream(repo / "refs" / "main") << commit;
   const std::string env = "HF_HUB_CACHE=" + (f.dir / "hub").string() + " ";

@@ -204,6 +204,7 @@ std::unique_ptr<Session> Session::open(const SessionOptions& o) {
   const fs::path dir(o.dir);
   const bool exists = fs::exists(dir / "session.json");
   if (!exists && o.read_only) fail("{}: no session.json here: not an `rlhf annotate` folder", o.dir);
+  if (!exists && !o.items) fail("{} holds no annotation session yet: give --pairs (or --from-infer)", o.dir);
   if (!o.read_only) {
     std::error_code ec;
     fs::create_directories(dir, ec);
@@ -236,7 +237,6 @@ void Session::create(const SessionOptions& o) {
   for (const auto& e : fs::directory_iterator(dir))
     if (e.path().filename() != ".lock")
       fail("{} holds files but no session.json: give a new or empty folder as --output", o.dir);
-  if (!o.items) fail("{} holds no annotation session yet: give --pairs (or --from-infer)", o.dir);
   ::chmod(o.dir.c_str(), 0700);  // the tokens are secrets
   items_ = *o.items;
   per_item_ = o.per_item > 0 ? o.per_item : 1;

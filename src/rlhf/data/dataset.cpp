@@ -33,8 +33,16 @@ constexpr size_t kListedProblems = 20;
 // The problem with one line, without its "file:line: " prefix. Thrown by the row parsers
 // and caught by the reading loop, which names the line.
 struct BadLine {
-  std::string message;
+  std::string message;     // without the field's name
   bool droppable = false;  // a row that is well formed but teaches nothing: left out, counted, named
+  std::string field;       // the field at fault ("chosen", "messages[1].role"), when one is
+
+  // The problem as reported: "field 'x': ..." for a JSONL line, "column 'x': ..." for a
+  // Parquet row (whose top-level fields are the file's columns).
+  std::string text(bool columns = false) const {
+    if (field.empty()) return message;
+    return fmt::format("{} '{}': {}", columns ? "column" : "field", field, message);
+  }
 };
 
 template <class... Args>
@@ -44,7 +52,7 @@ template <class... Args>
 
 template <class... Args>
 [[noreturn]] void bad_field(std::string_view field, fmt::format_string<Args...> f, Args&&... args) {
-  throw BadLine{fmt::format("field '{}': {}", field, fmt::format(f, std::forward<Args>(args)...))};
+  throw BadLine{fmt::format(f, std::forward<Args>(args)...), false, std::string(field)};
 }
 
 const char* type_name(const json& v) {
@@ -234,10 +242,10 @@ void split_shared_prompt(PreferenceRow& r) {
   r.rejected.erase(0, cut);
   for (const auto* side : {&r.chosen, &r.rejected})
     if (is_blank(*side))  // a dialogue that ends at its last "Assistant:": the pair teaches nothing
-      throw BadLine{fmt::format("field '{}': the final reply is empty (nothing follows the prompt it shares with {}); "
+      throw BadLine{fmt::format("the final reply is empty (nothing follows the prompt it shares with {}); "
                                 "the row is left out",
-                                side == &r.chosen ? "chosen" : "rejected", side == &r.chosen ? "rejected" : "chosen"),
-                    /*droppable=*/true};
+                                side == &r.chosen ? "rejected" : "chosen"),
+                    /*droppable=*/true, side == &r.chosen ? "chosen" : "rejected"};
 }
 
 PreferenceRow parse_preference(const json& j) {
@@ -365,8 +373,8 @@ std::vector<Row> read_rows(const std::string& spec, const ReadOptions& options, 
   std::vector<Row> rows;
   size_t lines = 0, problems = 0;
   size_t dropped = 0;
-  // One record: a JSONL line, or a Parquet row as a JSON object.
-  auto take = [&](const std::string& where, const json& object, std::string_view text) {
+  // One record: a JSONL line, or a Parquet row (`columns`) as a JSON object.
+  auto take = [&](const std::string& where, const json& object, std::string_view text, bool columns) {
     ++lines;
     try {
       Row row = parse(object, text);
@@ -374,17 +382,17 @@ std::vector<Row> read_rows(const std::string& spec, const ReadOptions& options, 
       if (options.max_rows == 0 || rows.size() < options.max_rows) rows.push_back(std::move(row));
     } catch (const BadLine& e) {
       if (e.droppable) {
-        if (dropped++ < kListedProblems) r.left_out.push_back(where + ": " + e.message);
+        if (dropped++ < kListedProblems) r.left_out.push_back(where + ": " + e.text(columns));
         return;
       }
       ++problems;
-      if (r.errors.size() < kListedProblems) r.errors.push_back(where + ": " + e.message);
+      if (r.errors.size() < kListedProblems) r.errors.push_back(where + ": " + e.text(columns));
     }
   };
   for (const std::string& path : r.files) {
     if (checked_dataset_file_size(path) >= 4 && is_parquet_file(path)) {
       for_each_parquet_row(path, [&](size_t number, const json& object) {
-        take(fmt::format("{}: row {}", path, number), object, object.dump());
+        take(fmt::format("{}: row {}", path, number), object, object.dump(), /*columns=*/true);
         return true;
       });
       continue;
@@ -397,10 +405,10 @@ std::vector<Row> read_rows(const std::string& spec, const ReadOptions& options, 
         object = parse_line(line);
       } catch (const BadLine& e) {
         ++lines, ++problems;
-        if (r.errors.size() < kListedProblems) r.errors.push_back(where + ": " + e.message);
+        if (r.errors.size() < kListedProblems) r.errors.push_back(where + ": " + e.text());
         return true;
       }
-      take(where, object, line);
+      take(where, object, line, /*columns=*/false);
       return true;
     });
   }

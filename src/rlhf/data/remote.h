@@ -21,7 +21,8 @@ bool is_remote_path(std::string_view path);
 // The dataset files `spec` names: the object itself, or the *.jsonl, *.jsonl.gz and
 // *.parquet objects under it when it is a prefix ("folder"), in name order; each as a URI
 // that keeps the spec's query. Throws rlhf::Error naming the URI for a missing object or
-// bucket, refused credentials, or an empty prefix.
+// bucket, refused credentials ("access denied", naming the variables that hold them), or an
+// empty prefix.
 std::vector<std::string> expand_remote(const std::string& spec);
 
 // The object at `uri`, opened for reading, and its size. Throws rlhf::Error naming the URI.
@@ -30,6 +31,12 @@ struct RemoteObject {
   int64_t size = 0;
 };
 RemoteObject open_remote(const std::string& uri);
+
+// What identifies the content of the object at `uri` without reading it: the URI, its size and
+// modification time, and the storage's ETag, version or generation where its metadata has
+// them (text, for a content hash). Changes when the object is written again. Throws
+// rlhf::Error naming the URI for a missing object or refused credentials.
+std::string remote_fingerprint(const std::string& uri);
 
 // Stops the storage clients (S3's SDK) once no object is open; needed before the process ends
 // (Arrow: a process that exits with S3 still started may crash in its exit handlers).

@@ -2,6 +2,7 @@
 
 #include <sys/statvfs.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 
@@ -9,6 +10,7 @@
 
 #include "rlhf/data/dataset.h"
 #include "rlhf/data/encode.h"
+#include "rlhf/data/remote.h"
 #include "rlhf/data/reward_rules.h"
 #include "rlhf/model/loader.h"
 #include "rlhf/model/registry.h"
@@ -22,9 +24,23 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
+// The content hash of a dataset's files: local files by their bytes (sha256_files); objects in
+// storage, which are not read twice for it, by what identifies their content there (URI, size,
+// modification time, ETag or generation: data::remote_fingerprint), in the files' order.
+std::string dataset_hash(const std::vector<std::string>& files) {
+  if (std::none_of(files.begin(), files.end(), [](const std::string& f) { return data::is_remote_path(f); }))
+    return sha256_files(files);
+  Sha256 s;
+  for (const auto& f : files) {
+    const std::string part = data::is_remote_path(f) ? "object\n" + data::remote_fingerprint(f)
+                                                      : "file\n" + sha256_files({f}) + "\n";
+    s.update(part.data(), part.size());
+  }
+  return s.hex();
+}
+
 StageInput dataset_input(const std::string& name, const std::string& spec) {
-  std::vector<std::string> files = data::expand_paths(spec);
-  return {name, spec, sha256_files(files)};
+  return {name, spec, dataset_hash(data::expand_paths(spec))};
 }
 
 uint64_t path_bytes(const std::string& path) {

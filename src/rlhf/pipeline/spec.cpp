@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 
+#include "rlhf/data/remote.h"
 #include "rlhf/data/reward_rules.h"
 #include "rlhf/eval/autosxs.h"
 #include "rlhf/eval/rules.h"
@@ -67,7 +68,9 @@ class Block {
   void path(const std::string& key, std::string& out) {
     text(key, out);
     if (out.empty() || !has(key)) return;
-    if (out.front() != '/' && !base_dir_.empty()) out = (fs::path(base_dir_) / out).lexically_normal().string();
+    // Relative to the spec's folder; a URI of object storage (s3://, gs://) stays as it is.
+    if (out.front() != '/' && !base_dir_.empty() && !data::is_remote_path(out))
+      out = (fs::path(base_dir_) / out).lexically_normal().string();
   }
   void integer(const std::string& key, int64_t& out, int64_t min, int64_t max = std::numeric_limits<int64_t>::max()) {
     YAML::Node v = get(key);
