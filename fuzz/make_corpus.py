@@ -422,6 +422,22 @@ def serve_seeds():
         "model": "base", "prompt": ["a", "b"], "n": 1, "stream": True, "temperature": 0}))
 
 
+# ---- annotation event logs (fuzz_annotate_log: items item-0..2, annotators alice and bob) ----
+
+def annotate_seeds():
+    def label(item, who, choice, shown=(0, 1), rationale="", seconds=1.5):
+        return json.dumps({"event": "label", "item": item, "annotator": who, "choice": choice, "shown": list(shown),
+                           "rationale": rationale, "seconds": seconds, "time": "2026-01-01T00:00:00.000Z"})
+    def undo(item, who):
+        return json.dumps({"event": "undo", "item": item, "annotator": who, "time": "2026-01-01T00:00:01.000Z"})
+    put("annotate_log", "labels.jsonl", "\n".join([
+        label("item-0", "alice", 0), label("item-0", "bob", 1, (1, 0), "shorter"), label("item-1", "alice", "tie"),
+        label("item-1", "bob", "tie"), label("item-2", "alice", "skip"), label("item-2", "bob", 1)]) + "\n")
+    put("annotate_log", "undo.jsonl", "\n".join([
+        label("item-0", "alice", 1), undo("item-0", "alice"), label("item-0", "alice", 0, (1, 0), "caf\u00e9")]) + "\n")
+    put("annotate_log", "cut-short.jsonl", label("item-0", "bob", 0) + "\n" + label("item-1", "bob", 1)[:40])
+
+
 if __name__ == "__main__":
     gguf_seeds()
     safetensors_seeds()
@@ -430,3 +446,4 @@ if __name__ == "__main__":
     spec_seeds()
     tensorboard_seeds()
     serve_seeds()
+    annotate_seeds()

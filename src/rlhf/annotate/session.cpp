@@ -382,7 +382,9 @@ void Session::replay() {
         else if (c == "tie") l.choice = Choice::Tie;
         else if (c == "skip") l.choice = Choice::Skip;
         else fail("{}: field 'choice' must be 0, 1, \"tie\" or \"skip\"", where);
-        l.shown = {e.at("shown").at(0).get<int>(), e.at("shown").at(1).get<int>()};
+        const json& shown = e.at("shown");
+        if (shown != json({0, 1}) && shown != json({1, 0})) fail("{}: field 'shown' must be [0,1] or [1,0]", where);
+        l.shown = {shown[0].get<int>(), shown[1].get<int>()};
         l.rationale = e.value("rationale", "");
         l.seconds = e.value("seconds", 0.0);
         l.time = e.value("time", "");
