@@ -68,13 +68,7 @@ struct Server::Impl {
                             : fmt::format("HTTP {}", s));
     });
     http.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
-      std::string what = "internal error";
-      try {
-        std::rethrow_exception(ep);
-      } catch (const std::exception& e) {
-        what = fmt::format("internal error: {}", e.what());
-      } catch (...) {
-      }
+      const std::string what = http::internal_error(ep);
       std::fprintf(stderr, "[rlhf] %s\n", what.c_str());
       send_error(res, 500, what);
     });

@@ -223,6 +223,7 @@ std::unique_ptr<Session> Session::open(const SessionOptions& o) {
     const std::string log = (dir / "annotations.jsonl").string();
     s->log_fd_ = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (s->log_fd_ < 0) fail("cannot open {}: {}", log, std::strerror(errno));
+    fsync_dir(o.dir);  // the log's name is on disk before its first line is acknowledged
   }
   return s;
 }

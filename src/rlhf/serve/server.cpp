@@ -334,14 +334,7 @@ struct Server::Impl {
       res.set_content(error_json(ApiError(s, msg, "", s == 404 ? "unknown_route" : "")), kJson);
     });
     http.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
-      std::string what = "internal error";
-      try {
-        std::rethrow_exception(ep);
-      } catch (const std::exception& e) {
-        what = fmt::format("internal error: {}", e.what());
-      } catch (...) {
-      }
-      send_error(res, ApiError(500, what));
+      send_error(res, ApiError(500, http::internal_error(ep)));
     });
     http.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
       metrics.count(req.path, res.status);

@@ -83,6 +83,16 @@ int Listener::bind(httplib::Server& server, const std::string& host, int port) {
   return bound;
 }
 
+std::string internal_error(std::exception_ptr ep) {
+  try {
+    std::rethrow_exception(ep);
+  } catch (const std::exception& e) {
+    return fmt::format("internal error: {}", e.what());
+  } catch (...) {
+  }
+  return "internal error";
+}
+
 std::string signal_name(int sig) {
   if (sig == SIGTERM) return "SIGTERM";
   if (sig == SIGINT) return "SIGINT";

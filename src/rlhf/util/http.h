@@ -3,6 +3,7 @@
 // queue, and a run loop that stops on SIGTERM/SIGINT. A file that includes <httplib.h> must be
 // compiled with httplib's flags (CMakeLists.txt lists those files).
 #pragma once
+#include <exception>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -47,6 +48,9 @@ class Listener {
 // one exits at once with 128 + sig. SIGPIPE is ignored: a client gone mid-write is a failed
 // write. One at a time per process.
 void run_until_signal(const std::function<void()>& serve, const std::function<void(int sig)>& on_signal);
+
+// "internal error: WHAT" for an exception a handler let out (what a 500 answer says).
+std::string internal_error(std::exception_ptr ep);
 
 // "SIGTERM", "SIGINT" or "signal N".
 std::string signal_name(int sig);
