@@ -24,8 +24,9 @@ ExportSummary export_preferences(const ExportOptions& o) {
   const auto session = Session::open(so);
   ExportSummary s;
   s.items = session->items();
-  s.kappa = session->agreement(&s.measure).value;
-  s.kappa_items = session->agreement(nullptr).items;
+  const Kappa kappa = session->agreement(&s.measure);
+  s.kappa = kappa.value;
+  s.kappa_items = kappa.items;
   const auto votes = session->votes();
   std::string out;
   for (size_t i = 0; i < votes.size(); ++i) {
@@ -57,14 +58,7 @@ ExportSummary export_preferences(const ExportOptions& o) {
     const Item& it = session->item(i);
     ojson row;
     row["id"] = it.id;
-    if (it.prompt.is_chat()) {
-      ojson messages = ojson::array();
-      for (const auto& t : it.prompt.messages) messages.push_back({{"role", t.author}, {"content", t.content}});
-      row["messages"] = messages;
-      if (!it.prompt.context.empty()) row["context"] = it.prompt.context;
-    } else {
-      row["input_text"] = it.prompt.text;
-    }
+    put_prompt_fields(row, it.prompt);
     row["candidate_0"] = it.candidates[0];
     row["candidate_1"] = it.candidates[1];
     row["choice"] = best == 2 ? 0 : best;

@@ -61,25 +61,12 @@ uint64_t splitmix(uint64_t x) {
   return x ^ (x >> 31);
 }
 
-// The prompt as items.jsonl and the export write it: input_text for a plain prompt, messages
-// (and context) for a conversation.
-void put_prompt(ojson& row, const data::PromptText& p) {
-  if (!p.is_chat()) {
-    row["input_text"] = p.text;
-    return;
-  }
-  ojson messages = ojson::array();
-  for (const auto& t : p.messages) messages.push_back({{"role", t.author}, {"content", t.content}});
-  row["messages"] = messages;
-  if (!p.context.empty()) row["context"] = p.context;
-}
-
 std::string items_jsonl(const std::vector<Item>& items) {
   std::string out;
   for (const auto& it : items) {
     ojson row;
     row["id"] = it.id;
-    put_prompt(row, it.prompt);
+    put_prompt_fields(row, it.prompt);
     row["candidate_0"] = it.candidates[0];
     row["candidate_1"] = it.candidates[1];
     out += row.dump(-1, ' ', false, ojson::error_handler_t::strict) + "\n";
@@ -115,9 +102,20 @@ void fsync_dir(const std::string& dir) {
 
 // ---- items -------------------------------------------------------------------------------------
 
+void put_prompt_fields(ojson& row, const data::PromptText& p) {
+  if (!p.is_chat()) {
+    row["input_text"] = p.text;
+    return;
+  }
+  ojson messages = ojson::array();
+  for (const auto& t : p.messages) messages.push_back({{"role", t.author}, {"content", t.content}});
+  row["messages"] = messages;
+  if (!p.context.empty()) row["context"] = p.context;
+}
+
 std::string content_id(const data::PromptText& prompt, const std::array<std::string, 2>& candidates) {
   ojson row;
-  put_prompt(row, prompt);
+  put_prompt_fields(row, prompt);
   row["candidate_0"] = candidates[0];
   row["candidate_1"] = candidates[1];
   return sha256_hex(row.dump(-1, ' ', false, ojson::error_handler_t::replace)).substr(0, 16);
@@ -579,8 +577,9 @@ std::vector<std::map<std::string, int>> Session::votes() const {
   return out;
 }
 
-Kappa Session::agreement(std::string* measure) const {
-  const auto all = votes();
+Kappa Session::agreement(std::string* measure) const { return agreement_of(votes(), measure); }
+
+Kappa Session::agreement_of(const std::vector<std::map<std::string, int>>& all, std::string* measure) const {
   if (annotators_.size() == 2) {
     if (measure) *measure = "cohen";
     std::vector<std::pair<int, int>> pairs;
@@ -607,8 +606,8 @@ Kappa Session::agreement(std::string* measure) const {
 json Session::admin() const {
   json out;
   std::string measure;
-  const Kappa k = agreement(&measure);
   const auto all = votes();
+  const Kappa k = agreement_of(all, &measure);
   std::lock_guard<std::mutex> lock(mu_);
   out["items"] = items_.size();
   out["per_item"] = per_item_;

@@ -43,6 +43,9 @@ std::vector<Item> read_pairs(const std::string& spec);
 // Two bulk-inference outputs joined on the prompt as `rlhf sxs` joins them: candidate 0 is A's
 // response, candidate 1 is B's.
 std::vector<Item> pair_inference_outputs(const std::string& a, const std::string& b);
+// The prompt as items.jsonl and the export write it: input_text for a plain prompt, messages
+// (role, content) and context for a conversation.
+void put_prompt_fields(nlohmann::ordered_json& row, const data::PromptText& prompt);
 // The id of an item without one: the first 16 hex digits of the SHA-256 of its content.
 std::string content_id(const data::PromptText& prompt, const std::array<std::string, 2>& candidates);
 
@@ -134,6 +137,7 @@ class Session {
   std::optional<size_t> current(const Annotator& a) const;
   std::array<int, 2> shown_order(size_t item, const std::string& annotator) const;
   nlohmann::json state_locked(const Annotator& a) const;
+  Kappa agreement_of(const std::vector<std::map<std::string, int>>& votes, std::string* measure) const;
 
   std::string dir_;
   std::vector<Item> items_;

@@ -20,9 +20,6 @@
 #include "rlhf/util/path_kind.h"
 
 namespace rlhf::data {
-namespace {
-
-}  // namespace
 
 uint64_t checked_dataset_file_size(const std::string& path) {
   if (is_remote_path(path)) {
@@ -127,10 +124,7 @@ void gzip_lines(const std::string& path, const ReadFn& read, const std::function
     z.next_in = in.data();
     z.avail_in = static_cast<uInt>(got);
     while (z.avail_in > 0) {
-      if (!in_member) {
-        // Between members: only more gzip data may follow.
-        in_member = true;
-      }
+      in_member = true;  // input left: a member (the next one, after an end) is being read
       z.next_out = out.data();
       z.avail_out = static_cast<uInt>(out.size());
       const int rc = inflate(&z, Z_NO_FLUSH);

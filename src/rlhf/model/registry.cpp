@@ -10,7 +10,15 @@
 
 namespace rlhf {
 
-std::string hub_folder_name(const std::string& hub_id);
+namespace {
+
+// "org/name" -> "models--org--name", the hub cache's folder of a model repository.
+std::string hub_folder_name(const std::string& hub_id) {
+  const size_t slash = hub_id.find('/');
+  return "models--" + hub_id.substr(0, slash) + "--" + hub_id.substr(slash + 1);
+}
+
+}  // namespace
 
 const std::vector<RegisteredModel>& registered_models() {
   static const std::vector<RegisteredModel> models = {
@@ -78,12 +86,6 @@ bool is_commit(std::string_view s) {
 }
 
 }  // namespace
-
-// "org/name" -> "models--org--name", the hub cache's folder of a model repository.
-std::string hub_folder_name(const std::string& hub_id) {
-  const size_t slash = hub_id.find('/');
-  return "models--" + hub_id.substr(0, slash) + "--" + hub_id.substr(slash + 1);
-}
 
 bool looks_like_hub_id(const std::string& reference) {
   const std::string_view r(reference);
